@@ -1,0 +1,433 @@
+"""Tests for trainer.data.sources: idx:, folder: and tfds: sources."""
+
+import gzip
+import io
+import pathlib
+import struct
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from trainer.data import sources
+from trainer.errors import UserError
+
+MNIST_TEST_SIZE = 10_000
+# Real MNIST digits put into the local TFDS dataset, per split.
+TFDS_SPLITS = {"train": 200, "test": 100}
+
+
+def _request(**overrides) -> sources.Request:
+  """A Request for 28x28 grey images of the test split, changed by overrides."""
+  fields = dict(split="test", image_size=28, channels=1, resize=False)
+  fields.update(overrides)
+  return sources.Request(**fields)
+
+
+def _decode_idx_gz(path: pathlib.Path) -> np.ndarray:
+  """Decodes a gzipped IDX file of unsigned bytes, independently of sources."""
+  with gzip.open(path, "rb") as f:
+    data = f.read()
+  (magic,) = struct.unpack(">I", data[:4])
+  assert magic >> 8 == 0x08, f"{path} is not an IDX file of unsigned bytes"
+  ndim = magic & 0xFF
+  shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _read_all(source: sources.Source) -> tuple[np.ndarray, np.ndarray]:
+  """All images and labels of `source`, in index order."""
+  data = source.read(tf.range(source.num_examples, dtype=tf.int64))
+  return data["image"].numpy(), data["label"].numpy()
+
+
+@pytest.fixture(scope="module")
+def mnist_test(mnist_dir: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+  """The real MNIST test split: images uint8 [N, 28, 28, 1], labels [N]."""
+  images = _decode_idx_gz(mnist_dir / "t10k-images-idx3-ubyte.gz")
+  labels = _decode_idx_gz(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+  return images[..., None], labels
+
+
+# ------------------------------------------------------------------- idx ---
+
+
+def test_idx_test_split_describes_real_mnist(mnist_dir):
+  source = sources.load(f"idx:{mnist_dir}", _request())
+  assert source.num_examples == MNIST_TEST_SIZE
+  assert source.image_shape == (28, 28, 1)
+  assert source.num_classes == 10
+
+
+def test_idx_read_returns_the_images_and_labels_at_the_indices(
+    mnist_dir, mnist_test):
+  images, labels = mnist_test
+  source = sources.load(f"idx:{mnist_dir}", _request())
+  indices = [0, 1, 2, MNIST_TEST_SIZE - 1]
+  data = source.read(tf.constant(indices, tf.int64))
+  assert data["image"].dtype == tf.uint8
+  np.testing.assert_array_equal(data["image"].numpy(), images[indices])
+  np.testing.assert_array_equal(data["label"].numpy(), labels[indices])
+
+
+@pytest.mark.parametrize("split, start, end", [
+    ("test[:9000]", 0, 9000),
+    ("test[9000:]", 9000, MNIST_TEST_SIZE),
+    ("test[90%:]", 9000, MNIST_TEST_SIZE),
+    ("test[:10%]", 0, 1000),
+    ("test[1000:3000]", 1000, 3000),
+])
+def test_idx_split_slices_select_that_range_in_order(
+    mnist_dir, mnist_test, split, start, end):
+  images, labels = mnist_test
+  source = sources.load(f"idx:{mnist_dir}", _request(split=split))
+  assert source.num_examples == end - start
+  read_images, read_labels = _read_all(source)
+  np.testing.assert_array_equal(read_images, images[start:end])
+  np.testing.assert_array_equal(read_labels, labels[start:end])
+
+
+def test_idx_missing_split_names_the_file_and_the_present_splits(mnist_dir):
+  with pytest.raises(UserError) as error:
+    sources.load(f"idx:{mnist_dir}", _request(split="train"))
+  message = str(error.value)
+  assert "train-images-idx3-ubyte" in message
+  assert "splits present: test" in message
+
+
+def _real_images_gz(mnist_dir: pathlib.Path) -> bytes:
+  return (mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes()
+
+
+def _truncated_raw(mnist_dir: pathlib.Path) -> bytes:
+  return gzip.decompress(_real_images_gz(mnist_dir))[:5000]
+
+
+def _truncated_gz(mnist_dir: pathlib.Path) -> bytes:
+  data = _real_images_gz(mnist_dir)
+  return data[:len(data) // 2]
+
+
+def _corrupt_gz_body(mnist_dir: pathlib.Path) -> bytes:
+  data = _real_images_gz(mnist_dir)
+  # Inverting deflate data after the gzip header makes it undecodable.
+  return data[:1000] + bytes(b ^ 0xFF for b in data[1000:1100]) + data[1100:]
+
+
+def _bad_magic(mnist_dir: pathlib.Path) -> bytes:
+  data = gzip.decompress(_real_images_gz(mnist_dir))
+  return b"\x08\x03\x00\x00" + data[4:]
+
+
+@pytest.mark.parametrize("file_name, make_bytes, expected", [
+    ("t10k-images-idx3-ubyte", _truncated_raw, "truncated or corrupt"),
+    ("t10k-images-idx3-ubyte.gz", _truncated_gz, "truncated or corrupt"),
+    ("t10k-images-idx3-ubyte.gz", _corrupt_gz_body, "truncated or corrupt"),
+    ("t10k-images-idx3-ubyte", _bad_magic, "bad magic number"),
+], ids=["truncated_raw", "truncated_gz", "corrupt_gz_body", "bad_magic"])
+def test_idx_broken_file_is_a_user_error_naming_it(
+    mnist_dir, tmp_path, file_name, make_bytes, expected):
+  (tmp_path / file_name).write_bytes(make_bytes(mnist_dir))
+  with pytest.raises(UserError) as error:
+    sources.load(f"idx:{tmp_path}", _request())
+  assert file_name in str(error.value)
+  assert expected in str(error.value)
+
+
+# ------------------------------------------------------------------ specs ---
+
+
+@pytest.mark.parametrize("kind", ["idx", "folder"])
+def test_missing_directory_is_a_user_error(tmp_path, kind):
+  missing = tmp_path / "does_not_exist"
+  with pytest.raises(UserError, match="no such directory"):
+    sources.load(f"{kind}:{missing}", _request())
+
+
+def test_unknown_kind_lists_the_valid_kinds():
+  with pytest.raises(UserError, match="valid: folder, idx, tfds"):
+    sources.load("foo:bar", _request())
+
+
+@pytest.mark.parametrize("spec", ["mnist", "idx:", ""])
+def test_spec_without_kind_and_argument_is_a_user_error(spec):
+  with pytest.raises(UserError, match="<kind>:<argument>"):
+    sources.load(spec, _request())
+
+
+# ---------------------------------------------------------- model checks ---
+
+
+def test_image_size_mismatch_suggests_resize(mnist_dir):
+  with pytest.raises(UserError) as error:
+    sources.load(f"idx:{mnist_dir}", _request(image_size=32))
+  message = str(error.value)
+  assert "28x28" in message
+  assert "32x32" in message
+  assert "data.resize" in message
+
+
+def test_resize_gives_images_of_the_model_size(mnist_dir, mnist_test):
+  images, _ = mnist_test
+  source = sources.load(f"idx:{mnist_dir}",
+                        _request(split="test[:20]", image_size=32, resize=True))
+  assert source.image_shape == (32, 32, 1)
+  resized, _ = _read_all(source)
+  assert resized.shape == (20, 32, 32, 1)
+  assert resized.dtype == np.uint8
+  # Resizing keeps each digit's mean brightness (it does not rescale values).
+  np.testing.assert_allclose(resized.mean(axis=(1, 2, 3)),
+                             images[:20].mean(axis=(1, 2, 3)), atol=3)
+
+
+def test_channel_mismatch_is_a_user_error(mnist_dir):
+  with pytest.raises(UserError, match="1-channel images but the model makes 3"):
+    sources.load(f"idx:{mnist_dir}", _request(channels=3))
+
+
+# ---------------------------------------------------------------- folder ---
+
+
+def _save(path: pathlib.Path, image: np.ndarray) -> None:
+  """Writes uint8 [H, W] or [H, W, 3] as PNG/JPEG, by the suffix of `path`."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(image).save(path, quality=95)
+
+
+def _smooth_rgb(seed: int, size: tuple[int, int] = (8, 8)) -> np.ndarray:
+  """A distinct, smooth uint8 [H, W, 3] image (JPEG keeps it close)."""
+  rows, cols = np.mgrid[:size[0], :size[1]]
+  channels = [rows * 10 + seed * 30, cols * 10 + seed * 20,
+              (rows + cols) * 5 + seed * 40]
+  return (np.stack(channels, axis=-1) % 200 + 20).astype(np.uint8)
+
+
+def _folder_request(**overrides) -> sources.Request:
+  fields = dict(split="train", image_size=8, channels=3, resize=False)
+  fields.update(overrides)
+  return sources.Request(**fields)
+
+
+def _match(read: np.ndarray, written: list[np.ndarray], atol: float) -> int:
+  """Index of the written image that `read` decodes, within `atol` (mean)."""
+  errors = [np.abs(read.astype(int) - w.astype(int)).mean() for w in written]
+  best = int(np.argmin(errors))
+  assert errors[best] <= atol, f"no written image matches (error {errors})"
+  return best
+
+
+@pytest.mark.parametrize("suffix, atol", [(".png", 0), (".jpg", 3)])
+def test_folder_flat_is_one_class_with_the_written_pixels(
+    tmp_path, suffix, atol):
+  written = [_smooth_rgb(seed) for seed in range(4)]
+  for i, image in enumerate(written):
+    _save(tmp_path / f"img{i}{suffix}", image)
+  source = sources.load(f"folder:{tmp_path}", _folder_request())
+  assert (source.num_examples, source.num_classes) == (4, 1)
+  assert source.image_shape == (8, 8, 3)
+  images, labels = _read_all(source)
+  np.testing.assert_array_equal(labels, [0, 0, 0, 0])
+  matched = sorted(_match(image, written, atol) for image in images)
+  assert matched == [0, 1, 2, 3]
+
+
+def test_folder_class_subfolders_give_sorted_labels(tmp_path):
+  # Created out of order: labels must follow the sorted names.
+  class_names = ["zebra", "ant", "mouse"]
+  written, expected_labels = [], []
+  for i, name in enumerate(class_names):
+    for j in range(2):
+      image = _smooth_rgb(seed=2 * i + j)
+      _save(tmp_path / name / f"{j}.png", image)
+      written.append(image)
+      expected_labels.append(sorted(class_names).index(name))
+  source = sources.load(f"folder:{tmp_path}", _folder_request())
+  assert (source.num_examples, source.num_classes) == (6, 3)
+  images, labels = _read_all(source)
+  matched = [_match(image, written, atol=0) for image in images]
+  assert sorted(matched) == list(range(6))
+  np.testing.assert_array_equal(labels, [expected_labels[m] for m in matched])
+
+
+def test_folder_mixed_sizes_need_resize(tmp_path):
+  _save(tmp_path / "small.png", _smooth_rgb(0, size=(8, 8)))
+  _save(tmp_path / "large.png", _smooth_rgb(1, size=(10, 12)))
+  with pytest.raises(UserError) as error:
+    sources.load(f"folder:{tmp_path}", _folder_request())
+  assert "different sizes" in str(error.value)
+  assert "data.resize=True" in str(error.value)
+
+  source = sources.load(f"folder:{tmp_path}",
+                        _folder_request(image_size=16, resize=True))
+  assert source.image_shape == (16, 16, 3)
+  images, _ = _read_all(source)
+  assert images.shape == (2, 16, 16, 3)
+  assert images.dtype == np.uint8
+  # Both images are bright (values 20..219); resizing must keep them so.
+  assert images.min() >= 20 and images.max() <= 219
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def _truncated_png() -> bytes:
+  """A PNG cut in the middle of its pixel data (noise does not compress)."""
+  noise = np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8)
+  data = _png_bytes(noise)
+  return data[:len(data) // 2]
+
+
+@pytest.mark.parametrize("make_bytes", [
+    lambda: b"this is not an image at all",
+    _truncated_png,
+], ids=["garbage", "truncated"])
+def test_folder_corrupt_png_is_a_user_error_naming_it(tmp_path, make_bytes):
+  _save(tmp_path / "good.png", _smooth_rgb(0))
+  (tmp_path / "broken.png").write_bytes(make_bytes())
+  with pytest.raises(UserError, match="broken.png"):
+    sources.load(f"folder:{tmp_path}", _folder_request())
+
+
+def test_folder_images_at_top_level_and_in_subfolders_is_a_user_error(
+    tmp_path):
+  _save(tmp_path / "top.png", _smooth_rgb(0))
+  _save(tmp_path / "cls" / "nested.png", _smooth_rgb(1))
+  with pytest.raises(UserError, match="both at its top level and in subf"):
+    sources.load(f"folder:{tmp_path}", _folder_request())
+
+
+@pytest.mark.parametrize("other_file", [None, "notes.txt"])
+def test_folder_without_images_is_a_user_error(tmp_path, other_file):
+  if other_file:
+    (tmp_path / other_file).write_text("not an image")
+  with pytest.raises(UserError, match="holds no PNG or JPEG images"):
+    sources.load(f"folder:{tmp_path}", _folder_request())
+
+
+_RGB = _smooth_rgb(3)
+_GREY = _RGB[..., 0]
+
+
+@pytest.mark.parametrize("written, channels, expected, atol", [
+    # ITU-R BT.601 luma, the conversion of libpng and libjpeg.
+    (_RGB, 1, (_RGB @ np.array([0.299, 0.587, 0.114]))[..., None], 1),
+    (_GREY, 3, np.repeat(_GREY[..., None], 3, axis=-1), 0),
+], ids=["rgb_as_grey", "grey_as_rgb"])
+def test_folder_converts_to_the_model_channels(
+    tmp_path, written, channels, expected, atol):
+  _save(tmp_path / "image.png", written)
+  source = sources.load(f"folder:{tmp_path}",
+                        _folder_request(channels=channels))
+  assert source.image_shape == (8, 8, channels)
+  images, _ = _read_all(source)
+  assert images.shape == (1, 8, 8, channels)
+  np.testing.assert_allclose(images[0], expected, atol=atol)
+
+
+# ------------------------------------------------------------------ tfds ---
+
+
+class TinyMnistForTests(tfds.core.GeneratorBasedBuilder):
+  """Real MNIST digits as a local TFDS dataset, prepared without network."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  # It downloads nothing, so it has no URL checksums. Saying so keeps TFDS
+  # from looking for a checksums file next to this module, which needs the
+  # `importlib_resources` backport on Python >= 3.9 (tensorflow/datasets#11212).
+  url_infos = None
+
+  def __init__(self, *, examples: dict[str, tuple[np.ndarray, np.ndarray]]
+               | None = None, **kwargs):
+    """`examples` (split -> images, labels) is only needed to prepare it."""
+    self._examples = examples
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(28, 28, 1)),
+            "label": tfds.features.ClassLabel(num_classes=10),
+        }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is local.
+    return {split: self._generate_examples(*data)
+            for split, data in self._examples.items()}
+
+  def _generate_examples(self, images: np.ndarray, labels: np.ndarray):
+    for i, (image, label) in enumerate(zip(images, labels)):
+      yield i, {"image": image, "label": int(label)}
+
+
+@pytest.fixture(scope="module")
+def tfds_prepared(tmp_path_factory, mnist_test):
+  """(data_dir, split -> (images, labels)) of a prepared TinyMnistForTests."""
+  images, labels = mnist_test
+  examples, start = {}, 0
+  for split, count in TFDS_SPLITS.items():
+    examples[split] = (images[start:start + count],
+                       labels[start:start + count])
+    start += count
+  data_dir = tmp_path_factory.mktemp("tfds")
+  TinyMnistForTests(examples=examples,
+                    data_dir=str(data_dir)).download_and_prepare()
+  return data_dir, examples
+
+
+def _tfds_request(data_dir: pathlib.Path, **overrides) -> sources.Request:
+  return _request(tfds_data_dir=str(data_dir), **overrides)
+
+
+@pytest.mark.parametrize("split", list(TFDS_SPLITS))
+def test_tfds_local_dataset_holds_the_real_digits(tfds_prepared, split):
+  data_dir, examples = tfds_prepared
+  images, labels = examples[split]
+  source = sources.load(f"tfds:{TinyMnistForTests.name}",
+                        _tfds_request(data_dir, split=split))
+  assert source.num_examples == len(images)
+  assert source.image_shape == (28, 28, 1)
+  assert source.num_classes == 10
+  read_images, read_labels = _read_all(source)
+  # TFDS stores examples in an order of its own: match them by content.
+  by_content = {image.tobytes(): label for image, label in zip(images, labels)}
+  assert len(by_content) == len(images)
+  assert {image.tobytes() for image in read_images} == set(by_content)
+  np.testing.assert_array_equal(
+      read_labels, [by_content[image.tobytes()] for image in read_images])
+
+
+def test_tfds_split_slice(tfds_prepared):
+  data_dir, examples = tfds_prepared
+  source = sources.load(f"tfds:{TinyMnistForTests.name}",
+                        _tfds_request(data_dir, split="train[:25%]"))
+  assert source.num_examples == TFDS_SPLITS["train"] // 4
+  all_train = {image.tobytes() for image in examples["train"][0]}
+  read_images, _ = _read_all(source)
+  assert {image.tobytes() for image in read_images} <= all_train
+
+
+def test_tfds_unknown_split_lists_the_splits(tfds_prepared):
+  data_dir, _ = tfds_prepared
+  with pytest.raises(UserError) as error:
+    sources.load(f"tfds:{TinyMnistForTests.name}",
+                 _tfds_request(data_dir, split="validation"))
+  assert "validation" in str(error.value)
+  assert "train" in str(error.value) and "test" in str(error.value)
+
+
+def test_tfds_not_prepared_without_download_is_a_user_error(tmp_path):
+  with pytest.raises(UserError) as error:
+    sources.load("tfds:mnist", _tfds_request(tmp_path, tfds_download=False))
+  assert "not prepared" in str(error.value)
+  assert str(tmp_path) in str(error.value)
+
+
+def test_tfds_unknown_dataset_is_a_user_error(tmp_path):
+  with pytest.raises(UserError, match="not a known TFDS dataset"):
+    sources.load("tfds:no_such_dataset_xyz", _tfds_request(tmp_path))

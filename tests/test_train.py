@@ -1,0 +1,177 @@
+"""The train step, replica equivalence, resume and divergence handling."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import cpu_strategy, load_config
+from trainer import losses
+from trainer import train
+from trainer.data import sources
+
+# Small networks: these tests check behaviour, not image quality.
+TINY = {"model.g_width": 8, "model.d_width": 8, "train.batch_size": 8}
+
+
+def _strategy(name: str) -> tf.distribute.Strategy:
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+  return cpu_strategy(2)
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir) -> sources.Source:
+  return sources.load(f"idx:{mnist_dir}", sources.Request(
+      split="test", image_size=28, channels=1, resize=False))
+
+
+def _values(variables) -> list[np.ndarray]:
+  return [np.array(v.numpy()) for v in variables]
+
+
+def _run_steps(strategy, config, source, num_steps):
+  state = train.build_state(config, strategy)
+  before = {"g": _values(state.generator.trainable_variables),
+            "d": _values(state.discriminator.trainable_variables)}
+  train_steps = train.make_train_steps(config, strategy, state, source, 0)
+  metrics, first_bad = train_steps(num_steps)
+  return state, before, {k: float(v) for k, v in metrics.items()}, first_bad
+
+
+def _changed(before, variables) -> bool:
+  """Whether every kernel moved (a bias may rightly get a zero gradient)."""
+  return all(not np.array_equal(b, a)
+             for b, a, v in zip(before, _values(variables), variables)
+             if "kernel" in v.path)
+
+
+@pytest.mark.parametrize("strategy_name", ["one_device", "mirrored"])
+@pytest.mark.parametrize("loss", losses.LOSSES.names())
+def test_one_step_each_loss(strategy_name, loss, mnist):
+  config = load_config(**TINY, **{"model.loss": loss})
+  state, before, metrics, first_bad = _run_steps(
+      _strategy(strategy_name), config, mnist, 1)
+  assert first_bad == -1
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  assert metrics["grad_norm/d"] > 0 and metrics["grad_norm/g"] > 0
+  assert 0 < metrics["d_output/real"] < 1 and 0 < metrics["d_output/fake"] < 1
+  assert int(state.step.numpy()) == 1
+  # Every kernel of both networks moved.
+  assert _changed(before["d"], state.discriminator.trainable_variables)
+  assert _changed(before["g"], state.generator.trainable_variables)
+
+
+@pytest.mark.parametrize("strategy_name,policy,jit", [
+    ("mirrored", "mixed_bfloat16", False), ("mirrored", "mixed_float16", False),
+    ("one_device", "float32", True), ("one_device", "mixed_bfloat16", True)])
+def test_precision_and_xla(strategy_name, policy, jit, mnist):
+  config = load_config(**TINY, **{"runtime.mixed_precision": policy,
+                                  "runtime.jit_compile": jit,
+                                  "train.n_disc": 2})
+  state, before, metrics, first_bad = _run_steps(_strategy(strategy_name),
+                                                 config, mnist, 2)
+  assert first_bad == -1
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  assert _changed(before["g"], state.generator.trainable_variables)
+  # Weights stay float32 under mixed precision; images come out float32.
+  assert all(v.dtype == "float32" for v in state.generator.trainable_variables)
+  assert state.generator(tf.zeros([1, 100])).dtype == tf.float32
+  if policy == "mixed_float16":
+    assert state.g_optimizer.scale_loss(1.0) > 1  # loss scaling is on
+
+
+def _weights_after(replicas: int, sync_batchnorm: bool, mnist) -> list:
+  config = load_config(**TINY, **{"model.d_dropout": 0.0,
+                                  "model.sync_batchnorm": sync_batchnorm})
+  state, _, _, _ = _run_steps(cpu_strategy(replicas), config, mnist, 2)
+  return (_values(state.generator.variables)
+          + _values(state.discriminator.variables)
+          + _values(state.generator_ema.variables)
+          + _values(state.g_optimizer.variables)
+          + _values(state.d_optimizer.variables))
+
+
+def test_one_and_two_replicas_agree_with_sync_batchnorm(mnist):
+  one = _weights_after(1, True, mnist)
+  two = _weights_after(2, True, mnist)
+  assert len(one) == len(two)
+  for a, b in zip(one, two):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_per_replica_batchnorm_makes_two_replicas_differ(mnist):
+  # The control for the test above: it can tell the difference.
+  one = _weights_after(1, False, mnist)
+  two = _weights_after(2, False, mnist)
+  assert any(not np.allclose(a, b, rtol=1e-4, atol=1e-5)
+             for a, b in zip(one, two))
+
+
+def _checkpoint_values(path: str) -> dict[str, np.ndarray]:
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if "save_counter" not in name}
+
+
+def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir):
+  overrides = {**TINY, "data.source": f"idx:{mnist_dir}",
+               "data.split": "test", "train.checkpoint_every": 3,
+               "train.steps_per_loop": 2, "train.log_every": 3,
+               "train.image_every": 100}
+  strategy = cpu_strategy(2)
+  straight = tmp_path / "straight"
+  train.run(load_config(**overrides, **{"train.steps": 6}), str(straight),
+            strategy)
+  resumed = tmp_path / "resumed"
+  first = train.run(load_config(**overrides, **{"train.steps": 3}),
+                    str(resumed), strategy)
+  saved = _checkpoint_values(str(resumed / "checkpoints" / "ckpt-3"))
+  second = train.run(load_config(**overrides, **{"train.steps": 6}),
+                     str(resumed), strategy)
+  assert int(first.step.numpy()) == 3 and int(second.step.numpy()) == 6
+  # The restart began from the saved state ...
+  assert saved["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3
+  # ... and ended where the uninterrupted run did: weights, G_ema, both
+  # optimizers' moments and iterations, the dropout seed, the step.
+  a = _checkpoint_values(str(straight / "checkpoints" / "ckpt-6"))
+  b = _checkpoint_values(str(resumed / "checkpoints" / "ckpt-6"))
+  assert a.keys() == b.keys()
+  # The optimizers' moments are there (Keras 3 names them _variables/N).
+  assert any(k.startswith("d_optimizer/_variables/") for k in a)
+  assert any(k.startswith("g_optimizer/_variables/") for k in a)
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  assert any(not np.array_equal(saved[k], b[k]) for k in saved)
+
+
+def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, mnist_dir):
+  overrides = {**TINY, "data.source": f"idx:{mnist_dir}",
+               "data.split": "test", "train.checkpoint_every": 2,
+               "train.image_every": 100, "train.log_every": 1}
+  strategy = cpu_strategy(2)
+  train.run(load_config(**overrides, **{"train.steps": 2}), str(tmp_path),
+            strategy)
+  good = _checkpoint_values(str(tmp_path / "checkpoints" / "ckpt-2"))
+  # An absurd learning rate drives the weights to overflow within a few steps.
+  reported = []
+  for steps_per_loop in (1, 8):
+    config = load_config(**overrides, **{
+        "train.steps": 40, "optim.d_lr": 1e30, "optim.g_lr": 1e30,
+        "train.steps_per_loop": steps_per_loop,
+        "train.checkpoint_every": 40, "train.log_every": 40})
+    with pytest.raises(train.NonFiniteLoss, match=r"at step (\d+)") as error:
+      train.run(config, str(tmp_path), strategy)
+    reported.append(int(error.value.args[0].split("at step ")[1].split(";")[0]))
+    assert "ckpt-2" in str(error.value)
+  # The step is exact: the same whether checked after every step or once
+  # per call of 8 steps.
+  assert reported[0] == reported[1] and 2 <= reported[0] < 40
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()
+                if p.name.startswith("ckpt-2")) != []
+  after = _checkpoint_values(str(tmp_path / "checkpoints" / "ckpt-2"))
+  assert all(np.array_equal(good[k], after[k]) for k in good)
+  assert not any(p.name.startswith("ckpt-40")
+                 for p in (tmp_path / "checkpoints").iterdir())

@@ -1,0 +1,58 @@
+"""Whole-state checkpoints: restored by themselves, written by the chief."""
+
+import os
+import tempfile
+
+from absl import logging
+import tensorflow as tf
+
+from trainer.errors import UserError
+
+
+class Checkpointer:
+  """Saves and restores every object of the training state.
+
+  Args:
+    workdir: the run's directory; checkpoints go to <workdir>/checkpoints.
+    state: name -> trackable (networks, optimizers, the step variable).
+    keep: how many recent checkpoints to keep.
+    is_chief: only the chief writes to the workdir. Other tasks must still
+      take part in saving (collective ops), so they write to a temporary
+      directory that is removed afterwards.
+  """
+
+  def __init__(self, workdir: str, state: dict, *, keep: int, is_chief: bool):
+    self._checkpoint = tf.train.Checkpoint(**state)
+    self.directory = os.path.join(workdir, "checkpoints")
+    self._is_chief = is_chief
+    self._manager = tf.train.CheckpointManager(
+        self._checkpoint, self.directory, max_to_keep=keep)
+
+  @property
+  def latest(self) -> str | None:
+    return self._manager.latest_checkpoint
+
+  def restore_latest(self) -> bool:
+    """Restores the newest checkpoint, if any. Returns whether one was."""
+    path = self.latest
+    if path is None:
+      return False
+    try:
+      self._checkpoint.restore(path).assert_consumed()
+    except (ValueError, AssertionError, tf.errors.OpError) as e:
+      first = str(e).strip().splitlines()[0][:400]
+      raise UserError(
+          f"checkpoint {path} cannot be restored into this model ({first}). "
+          "It belongs to another model or is damaged; use another --workdir "
+          "or the config that wrote it") from None
+    logging.info("Restored %s", path)
+    return True
+
+  def save(self, step: int) -> str:
+    if self._is_chief:
+      path = self._manager.save(checkpoint_number=step)
+    else:
+      with tempfile.TemporaryDirectory() as scratch:
+        path = self._checkpoint.write(os.path.join(scratch, "ckpt"))
+    logging.info("Saved checkpoint for step %d", step)
+    return path

@@ -1,0 +1,82 @@
+"""The sharded, resumable input pipeline.
+
+Order: the examples are visited epoch after epoch, each epoch a permutation of
+the whole source drawn from (seed, epoch). Global position p (counting every
+example fed to any replica since step 0) maps to epoch p // N, and a run
+resumed at step s starts at position s * global_batch * n_disc: no example is
+replayed and none skipped, and skipping costs nothing.
+
+Sharding: input pipeline i of k takes positions i, i + k, i + 2k, ... Within
+one pipeline, per-replica batches go to its replicas in turn, so with one
+pipeline the global batch is the same for any number of replicas.
+"""
+
+import tensorflow as tf
+
+from trainer.data.sources import Source
+
+
+def _epoch_order(epoch: tf.Tensor, num_examples: int, seed: int,
+                 shuffle: bool) -> tf.data.Dataset:
+  indices = tf.range(num_examples, dtype=tf.int64)
+  if shuffle:
+    indices = tf.random.experimental.index_shuffle(
+        indices, seed=tf.stack([tf.constant(seed, tf.int64), epoch]),
+        max_index=num_examples - 1)
+  return tf.data.Dataset.from_tensor_slices(indices)
+
+
+def index_stream(num_examples: int, *, seed: int, shuffle: bool,
+                 start: int) -> tf.data.Dataset:
+  """Source indices from global position `start` on, forever."""
+  first_epoch, offset = divmod(start, num_examples)
+  epochs = tf.data.Dataset.range(first_epoch, tf.int64.max)
+  stream = epochs.flat_map(
+      lambda e: _epoch_order(e, num_examples, seed, shuffle))
+  return stream.skip(offset)
+
+
+def to_unit_range(images: tf.Tensor) -> tf.Tensor:
+  """uint8 [0, 255] -> float32 [-1, 1], the range of G's tanh output."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def make_input_fn(source: Source, *, global_batch: int, n_disc: int, seed: int,
+                  shuffle: bool, start_step: int):
+  """Returns the dataset function for `distribute_datasets_from_function`.
+
+  Each element is one replica's data for one training step: images float32
+  [n_disc, per_replica_batch, H, W, C] in [-1, 1] (one batch per D update),
+  with static shapes.
+  """
+
+  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    per_replica = context.get_per_replica_batch_size(global_batch)
+    # This pipeline's replicas, which it feeds in turn, one element each.
+    replicas = context.num_replicas_in_sync // context.num_input_pipelines
+    start = start_step * global_batch * n_disc
+    indices = index_stream(source.num_examples, seed=seed, shuffle=shuffle,
+                           start=start)
+    indices = indices.shard(context.num_input_pipelines,
+                            context.input_pipeline_id)
+    # One step of this pipeline is [n_disc, replicas, per_replica] indices:
+    # each D update gets the same global batch for any number of replicas.
+    steps = indices.batch(n_disc * replicas * per_replica,
+                          drop_remainder=True)
+    per_replica_indices = steps.map(lambda idx: tf.transpose(
+        tf.reshape(idx, [n_disc, replicas, per_replica]), [1, 0, 2])
+    ).unbatch()  # [n_disc, per_replica], one replica after the other
+    images = per_replica_indices.map(
+        lambda idx: tf.reshape(
+            to_unit_range(source.read(tf.reshape(idx, [-1]))["image"]),
+            [n_disc, per_replica, *source.image_shape]),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return images.prefetch(tf.data.AUTOTUNE)
+
+  return dataset_fn
+
+
+def first_images(source: Source, count: int) -> tf.Tensor:
+  """The first `count` images (cycling if the source is smaller), [-1, 1]."""
+  indices = tf.range(count, dtype=tf.int64) % source.num_examples
+  return to_unit_range(source.read(indices)["image"])

@@ -1,0 +1,120 @@
+"""The one place where tf.distribute strategies are made."""
+
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from trainer.errors import UserError
+from trainer.registry import Registry
+
+STRATEGIES: Registry = Registry("strategy", "--strategy")
+
+
+def configure_cpu_devices(num_cpu_devices: int) -> None:
+  """Splits the CPU into `num_cpu_devices` logical devices.
+
+  On a machine without accelerators this lets MirroredStrategy run several
+  replicas. It must run before TensorFlow initialises its devices.
+  """
+  if num_cpu_devices < 1:
+    raise UserError(
+        f"--num_cpu_devices={num_cpu_devices} is out of range; it must be >= 1")
+  if num_cpu_devices == 1:
+    return
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  try:
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+  except RuntimeError as e:
+    raise UserError(
+        "--num_cpu_devices must be set before TensorFlow starts its devices; "
+        f"it was too late here ({e})") from None
+
+
+def _local_devices() -> list[str]:
+  """GPUs if there are any, else the (logical) CPU devices."""
+  gpus = tf.config.list_logical_devices("GPU")
+  devices = gpus or tf.config.list_logical_devices("CPU")
+  return [d.name for d in devices]
+
+
+@STRATEGIES.register("default")
+def _default(tpu: str) -> tf.distribute.Strategy:
+  del tpu
+  return tf.distribute.get_strategy()
+
+
+@STRATEGIES.register("one_device")
+def _one_device(tpu: str) -> tf.distribute.Strategy:
+  del tpu
+  return tf.distribute.OneDeviceStrategy(_local_devices()[0])
+
+
+@STRATEGIES.register("mirrored")
+def _mirrored(tpu: str) -> tf.distribute.Strategy:
+  del tpu
+  return tf.distribute.MirroredStrategy(_local_devices())
+
+
+@STRATEGIES.register("multi_worker")
+def _multi_worker(tpu: str) -> tf.distribute.Strategy:
+  del tpu
+  if "TF_CONFIG" not in os.environ:
+    raise UserError(
+        "--strategy=multi_worker needs the TF_CONFIG environment variable "
+        "(the cluster and this task's place in it); see BUILD.md")
+  try:
+    json.loads(os.environ["TF_CONFIG"])
+  except json.JSONDecodeError as e:
+    raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
+  return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+@STRATEGIES.register("tpu")
+def _tpu(tpu: str) -> tf.distribute.Strategy:
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except (ValueError, tf.errors.OpError) as e:
+    where = tpu or "(none given; set --tpu to a TPU name or grpc:// address)"
+    raise UserError(f"cannot reach a TPU at {where}: {e}") from None
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def create_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
+  """Returns the strategy registered as `name`."""
+  strategy = STRATEGIES.get(name)(tpu)
+  logging.info("Strategy %s with %d replica(s)", name,
+               strategy.num_replicas_in_sync)
+  return strategy
+
+
+def check_xla(strategy: tf.distribute.Strategy) -> None:
+  """Raises UserError where TensorFlow cannot compile the step with XLA.
+
+  XLA on the CPU cannot reach variables on a second logical CPU device of the
+  same process ("Trying to access resource ... located in device CPU:1").
+  """
+  local_cpus = [d for d in strategy.extended.worker_devices
+                if "CPU" in d.upper()]
+  if len(local_cpus) > 1:
+    raise UserError(
+        "runtime.jit_compile=True cannot run on several logical CPU devices "
+        f"of one process ({len(local_cpus)} here): TensorFlow's XLA cannot "
+        "reach variables on the second one. Use --strategy=one_device or "
+        "--num_cpu_devices=1 with XLA, or runtime.jit_compile=False")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True for the one task that writes summaries and checkpoints."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == "chief":
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return (not has_chief and resolver.task_type == "worker"
+          and resolver.task_id == 0)

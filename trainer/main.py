@@ -1,0 +1,66 @@
+r"""Trains a GAN: `python -m trainer.main --strategy=mirrored`.
+
+Flags say where and how to run; the config (an ml_collections file) says what
+to train, and any of its fields can be overridden, e.g.
+`--config.train.steps=500`. See README.md.
+"""
+
+import os
+import sys
+
+# Before TensorFlow loads: keep its C++ start-up notices out of the log.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+from ml_collections import config_flags
+import tensorflow as tf
+
+from trainer import distribute
+from trainer import train
+from trainer.errors import UserError
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "dcgan_mnist.py")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG,
+    "Experiment config file, optionally with a variant: "
+    "configs/dcgan_mnist.py:smoke.", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, summaries and config.json; "
+    "default runs/<config name>[_<variant>].")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "mirrored", distribute.STRATEGIES.names(),
+    "How to distribute training.")
+_NUM_CPU_DEVICES = flags.DEFINE_integer(
+    "num_cpu_devices", 1, "Split the CPU into this many logical devices, so "
+    "that --strategy=mirrored runs several replicas without GPUs.")
+_TPU = flags.DEFINE_string(
+    "tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
+
+
+def default_workdir(config_arg: str) -> str:
+  """runs/<config file stem>[_<variant>] for --config=<file>[:<variant>]."""
+  path, _, variant = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("runs", f"{name}_{variant}" if variant else name)
+
+
+def main(argv) -> None:
+  # tf.distribute logs every collective it builds at INFO.
+  tf.get_logger().setLevel("WARNING")
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  workdir = _WORKDIR.value or default_workdir(
+      flags.FLAGS["config"].serialize().partition("=")[2])
+  try:
+    distribute.configure_cpu_devices(_NUM_CPU_DEVICES.value)
+    strategy = distribute.create_strategy(_STRATEGY.value, tpu=_TPU.value)
+    train.run(_CONFIG.value, workdir, strategy)
+  except (UserError, train.NonFiniteLoss) as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,88 @@
+"""The DCGAN of the seed tutorial, sized from the config.
+
+For 28x28 it is the tutorial's network: G maps noise 100 -> 7x7x256 -> transposed
+convolutions to 128 (stride 1) and 64 (stride 2) channels -> 28x28x1 tanh;
+D is conv 64 -> conv 128 (stride 2 each) -> one logit. Other sizes add or
+remove stride-2 stages (32x32 starts from 8x8, 64x64 from 8x8 with one more
+stage), doubling the widths per stage. Leaky ReLUs use slope 0.2 (Radford et
+al.). D returns logits: the loss applies the sigmoid.
+"""
+
+import keras
+import ml_collections
+
+from trainer.errors import UserError
+
+_KERNEL = 5
+_SLOPE = 0.2
+
+
+def upsampling_stages(image_size: int) -> tuple[int, int]:
+  """Returns (number of stride-2 stages, starting size) for an image size.
+
+  The image size is halved while the result stays an integer of at least 7.
+  """
+  stages, base = 0, image_size
+  while base % 2 == 0 and base // 2 >= 7:
+    stages, base = stages + 1, base // 2
+  if stages == 0:
+    raise UserError(
+        f"model.image_size={image_size} is not valid for dcgan: it must be a "
+        "base of 7 or more doubled at least once (e.g. 14, 16, 28, 32, 64)")
+  return stages, base
+
+
+def generator(*, image_size: int, channels: int, latent_dim: int, width: int,
+              sync_batchnorm: bool, dtype: str) -> keras.Model:
+  """G: z [B, latent_dim] -> images [B, S, S, C] in [-1, 1] (float32)."""
+  stages, base = upsampling_stages(image_size)
+  conv = dict(kernel_size=_KERNEL, padding="same", use_bias=False, dtype=dtype)
+
+  def norm_act(x):
+    x = keras.layers.BatchNormalization(synchronized=sync_batchnorm,
+                                        dtype=dtype)(x)
+    return keras.layers.LeakyReLU(_SLOPE, dtype=dtype)(x)
+
+  z = keras.Input((latent_dim,), name="z")
+  x = keras.layers.Dense(base * base * width * 2**stages, use_bias=False,
+                         dtype=dtype)(z)
+  x = norm_act(x)
+  x = keras.layers.Reshape((base, base, width * 2**stages), dtype=dtype)(x)
+  x = norm_act(keras.layers.Conv2DTranspose(width * 2**(stages - 1),
+                                            strides=1, **conv)(x))
+  for stage in range(stages - 1):  # [B, base * 2**(stage+1), ...]
+    x = norm_act(keras.layers.Conv2DTranspose(
+        width * 2**(stages - 2 - stage), strides=2, **conv)(x))
+  # The output layer computes in float32 so that images are float32.
+  images = keras.layers.Conv2DTranspose(
+      channels, strides=2, activation="tanh", kernel_size=_KERNEL,
+      padding="same", use_bias=False, dtype="float32")(x)
+  return keras.Model(z, images, name="generator")
+
+
+def discriminator(*, image_size: int, channels: int, width: int,
+                  dropout: float, dtype: str) -> keras.Model:
+  """D: images [B, S, S, C] -> logits [B, 1] (float32)."""
+  stages, _ = upsampling_stages(image_size)
+  images = keras.Input((image_size, image_size, channels), name="images")
+  x = images
+  for stage in range(stages):
+    x = keras.layers.Conv2D(width * 2**stage, _KERNEL, strides=2,
+                            padding="same", dtype=dtype)(x)
+    x = keras.layers.LeakyReLU(_SLOPE, dtype=dtype)(x)
+    if dropout:
+      x = keras.layers.Dropout(dropout, dtype=dtype)(x)
+  x = keras.layers.Flatten(dtype=dtype)(x)
+  logits = keras.layers.Dense(1, dtype="float32")(x)
+  return keras.Model(images, logits, name="discriminator")
+
+
+def build(config: ml_collections.ConfigDict,
+          dtype: str) -> tuple[keras.Model, keras.Model]:
+  """Builds (G, D) from the `model` section of the config."""
+  g = generator(image_size=config.image_size, channels=config.channels,
+                latent_dim=config.latent_dim, width=config.g_width,
+                sync_batchnorm=config.sync_batchnorm, dtype=dtype)
+  d = discriminator(image_size=config.image_size, channels=config.channels,
+                    width=config.d_width, dropout=config.d_dropout, dtype=dtype)
+  return g, d

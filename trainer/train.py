@@ -1,0 +1,419 @@
+"""The GAN training step and loop.
+
+Everything with state is built once, inside `strategy.scope()`, by
+`build_state`. One call of the compiled loop runs several training steps; each
+step is `strategy.run(replica_step)`: `n_disc` updates of D, one of G, then the
+moving average of G (G_ema).
+"""
+
+import dataclasses
+import math
+import os
+
+from absl import logging
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from trainer import checkpoint as checkpoint_lib
+from trainer import config as config_lib
+from trainer import distribute
+from trainer import losses as losses_lib
+from trainer import summaries
+from trainer.data import pipeline
+from trainer.data import sources
+from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
+
+# Purposes of stateless random streams, folded into the config's seed.
+_NOISE, _PENALTY, _FIXED_NOISE = 1, 2, 3
+
+
+class NonFiniteLoss(RuntimeError):
+  """A loss became NaN or Inf; the message names the step."""
+
+
+@dataclasses.dataclass
+class GanState:
+  """The whole training state; every field is checkpointed."""
+  generator: keras.Model
+  discriminator: keras.Model
+  generator_ema: keras.Model
+  g_optimizer: keras.optimizers.Optimizer
+  d_optimizer: keras.optimizers.Optimizer
+  step: tf.Variable
+
+  def trackables(self) -> dict:
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _optimizer(lr: float, optim: ml_collections.ConfigDict,
+               loss_scaling: bool) -> keras.optimizers.Optimizer:
+  optimizer = keras.optimizers.Adam(lr, beta_1=optim.beta1,
+                                    beta_2=optim.beta2)
+  if loss_scaling:
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
+
+
+def build_state(config: ml_collections.ConfigDict,
+                strategy: tf.distribute.Strategy) -> GanState:
+  """Creates networks, optimizers and the step counter in the scope."""
+  build = ARCHITECTURES.get(config.model.architecture)
+  policy = config.runtime.mixed_precision
+  loss_scaling = policy == "mixed_float16"
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    generator, discriminator = build(config.model, policy)
+    generator_ema, _ = build(config.model, policy)
+    for ema, var in zip(generator_ema.variables, generator.variables):
+      ema.assign(var)
+    g_optimizer = _optimizer(config.optim.g_lr, config.optim, loss_scaling)
+    d_optimizer = _optimizer(config.optim.d_lr, config.optim, loss_scaling)
+    g_optimizer.build(generator.trainable_variables)
+    d_optimizer.build(discriminator.trainable_variables)
+    # Only the first replica's increment counts, so all replicas agree.
+    step = tf.Variable(
+        0, dtype=tf.int64, trainable=False, name="step",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+  return GanState(generator, discriminator, generator_ema, g_optimizer,
+                  d_optimizer, step)
+
+
+def _stream_seed(seed: int, purpose: int, *counters: tf.Tensor) -> tf.Tensor:
+  """A stateless seed [2] for one purpose at given counters (step, ...)."""
+  value = tf.constant([seed, purpose], tf.int64)
+  for counter in counters:
+    value = tf.random.experimental.stateless_fold_in(value, counter)
+  return value
+
+
+def _replica_noise(seed: tf.Tensor, global_batch: int,
+                   latent_dim: int) -> tf.Tensor:
+  """This replica's rows of the global batch's noise [b, latent_dim].
+
+  The noise of the whole global batch is drawn from one seed and each replica
+  keeps its own slice: the replicas get different noise, and the global batch
+  of noise does not depend on the number of replicas.
+  """
+  context = tf.distribute.get_replica_context()
+  per_replica = global_batch // context.num_replicas_in_sync
+  noise = tf.random.stateless_normal([global_batch, latent_dim], seed)
+  start = context.replica_id_in_sync_group * per_replica
+  return noise[start:start + per_replica]
+
+
+def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
+           scaled_loss: tf.Tensor, variables: list) -> tf.Tensor:
+  """Applies the gradients of one update; returns their global norm.
+
+  The gradients are summed over replicas here so that the norm is the global
+  one; the optimizer sums again, hence the division by the replica count.
+  """
+  context = tf.distribute.get_replica_context()
+  grads = tape.gradient(scaled_loss, variables)
+  grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+  # With loss scaling, scale_loss(1.0) is the current scale.
+  norm = tf.linalg.global_norm(grads) / optimizer.scale_loss(
+      tf.constant(1.0))
+  replicas = tf.cast(context.num_replicas_in_sync, grads[0].dtype)
+  optimizer.apply([g / replicas for g in grads], variables)
+  return norm
+
+
+def _update_ema(state: GanState, decay: float, step: tf.Tensor) -> None:
+  """G_ema <- r * G_ema + (1 - r) * G; G's BN statistics are copied.
+
+  r = min(decay, (1 + step) / (10 + step)): early in a run, when G moves
+  fast, the average follows it closely instead of remembering the random
+  initialisation (the warm-up of tf.train.ExponentialMovingAverage).
+  """
+  step = tf.cast(step, tf.float32)
+  rate = tf.minimum(decay, (1.0 + step) / (10.0 + step))
+  pairs = [(e.value, v.value) for e, v in
+           zip(state.generator_ema.variables, state.generator.variables)]
+  trainable = {id(v.value) for v in state.generator.trainable_variables}
+
+  def update(strategy, pairs, rate):
+    for ema, var in pairs:
+      # rate is per replica here; update() hands each device its own.
+      strategy.extended.update(
+          ema, lambda e, v, r: e.assign(r * e + (1.0 - r) * v),
+          args=(var, rate if id(var) in trainable else 0.0), group=False)
+
+  tf.distribute.get_replica_context().merge_call(update, args=(pairs, rate))
+
+
+def make_replica_step(state: GanState, config: ml_collections.ConfigDict,
+                      global_batch: int):
+  """Returns replica_step(real [n_disc, b, H, W, C]) -> metrics.
+
+  Metrics are this replica's share: summed over replicas they give the
+  global-batch means.
+  """
+  loss = losses_lib.LOSSES.get(config.model.loss)
+  g, d = state.generator, state.discriminator
+  latent_dim, seed = config.model.latent_dim, config.seed
+  n_disc = config.train.n_disc
+
+  def average(per_example: tf.Tensor) -> tf.Tensor:
+    return tf.nn.compute_average_loss(per_example,
+                                      global_batch_size=global_batch)
+
+  def critic(images: tf.Tensor) -> tf.Tensor:
+    return tf.squeeze(d(images, training=True), axis=-1)  # [b]
+
+  def replica_step(real: tf.Tensor) -> dict[str, tf.Tensor]:
+    step = state.step.read_value()
+    for k in range(n_disc):
+      z = _replica_noise(_stream_seed(seed, _NOISE, step, k), global_batch,
+                         latent_dim)
+      fake = tf.stop_gradient(g(z, training=True))
+      with tf.GradientTape() as tape:
+        real_logits, fake_logits = critic(real[k]), critic(fake)
+        per_example = loss.discriminator(real_logits, fake_logits)
+        if loss.gradient_penalty:
+          per_example += config.model.gp_weight * losses_lib.gradient_penalty(
+              critic, tf.cast(real[k], fake.dtype), fake,
+              _stream_seed(seed, _PENALTY, step, k))
+        d_loss = average(per_example)
+        scaled = state.d_optimizer.scale_loss(d_loss)
+      d_norm = _apply(state.d_optimizer, tape, scaled,
+                      d.trainable_variables)
+    z = _replica_noise(_stream_seed(seed, _NOISE, step, n_disc), global_batch,
+                       latent_dim)
+    with tf.GradientTape() as tape:
+      g_logits = critic(g(z, training=True))
+      g_loss = average(loss.generator(g_logits))
+      scaled = state.g_optimizer.scale_loss(g_loss)
+    g_norm = _apply(state.g_optimizer, tape, scaled, g.trainable_variables)
+    _update_ema(state, config.model.ema_decay, step)
+    state.step.assign_add(1)
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return {
+        "losses/d": d_loss,
+        "losses/g": g_loss,
+        "d_output/real": average(tf.sigmoid(real_logits)),
+        "d_output/fake": average(tf.sigmoid(fake_logits)),
+        "grad_norm/d": d_norm / replicas,
+        "grad_norm/g": g_norm / replicas,
+    }
+
+  if config.runtime.jit_compile:
+    return tf.function(replica_step, jit_compile=True)
+  return replica_step
+
+
+def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
+  """Returns loop(iterator, num_steps) -> (mean metrics, first bad step).
+
+  The first bad step is the step at which a loss was first NaN or Inf within
+  this call, or -1.
+  """
+
+  @tf.function
+  def loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor):
+    sums = None
+    first_bad = tf.constant(-1, tf.int64)
+    for i in tf.range(num_steps):
+      per_replica = strategy.run(replica_step, args=(next(iterator),))
+      metrics = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value,
+                                       axis=None)
+                 for name, value in per_replica.items()}
+      finite = tf.math.is_finite(metrics["losses/d"]) & tf.math.is_finite(
+          metrics["losses/g"])
+      first_bad = tf.where((first_bad < 0) & ~finite,
+                           first_step + tf.cast(i, tf.int64), first_bad)
+      sums = metrics if sums is None else {
+          name: sums[name] + metrics[name] for name in sums}
+    count = tf.cast(num_steps, tf.float32)
+    return {name: value / count for name, value in sums.items()}, first_bad
+
+  return loop
+
+
+def make_train_steps(config: ml_collections.ConfigDict,
+                     strategy: tf.distribute.Strategy, state: GanState,
+                     source: sources.Source, start_step: int):
+  """Returns train_steps(n) -> (mean metrics, first bad step or -1).
+
+  Each call runs the next n training steps, from `start_step` on, reading the
+  data that belongs to those steps.
+  """
+  global_batch = config.train.batch_size
+  dataset = strategy.distribute_datasets_from_function(
+      pipeline.make_input_fn(source, global_batch=global_batch,
+                             n_disc=config.train.n_disc, seed=config.seed,
+                             shuffle=config.data.shuffle,
+                             start_step=start_step))
+  iterator = iter(dataset)
+  loop = make_train_loop(strategy,
+                         make_replica_step(state, config, global_batch))
+
+  def train_steps(num_steps: int) -> tuple[dict[str, tf.Tensor], int]:
+    first_step = tf.constant(int(state.step.numpy()), tf.int64)
+    metrics, first_bad = loop(iterator, tf.constant(num_steps), first_step)
+    return metrics, int(first_bad)
+
+  return train_steps
+
+
+def _distribute_rows(strategy: tf.distribute.Strategy, rows: np.ndarray):
+  """Splits rows [K, ...] evenly over the replicas (K divisible by them)."""
+  per_replica = len(rows) // strategy.num_replicas_in_sync
+
+  def value_fn(context: tf.distribute.experimental.ValueContext):
+    start = context.replica_id_in_sync_group * per_replica
+    return tf.constant(rows[start:start + per_replica])
+
+  return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+class Monitor:
+  """The fixed-noise image grids and D's histograms on fixed batches."""
+
+  def __init__(self, strategy: tf.distribute.Strategy, state: GanState,
+               config: ml_collections.ConfigDict, real: np.ndarray):
+    replicas = strategy.num_replicas_in_sync
+    train = config.train
+    # Rounded up to a multiple of the replica count, trimmed when written.
+    count = max(train.grid_size, train.histogram_samples)
+    count = math.ceil(count / replicas) * replicas
+    noise = tf.random.stateless_normal(
+        [count, config.model.latent_dim],
+        _stream_seed(config.seed, _FIXED_NOISE)).numpy()
+    real = np.resize(real, (count,) + real.shape[1:])
+    self._inputs = (_distribute_rows(strategy, noise),
+                    _distribute_rows(strategy, real))
+    self._grid_size = train.grid_size
+    self._hist_size = train.histogram_samples
+
+    def replica_fn(z, images):
+      fake = state.generator(z, training=False)
+      probability = lambda x: tf.sigmoid(
+          tf.squeeze(state.discriminator(x, training=False), -1))
+      return {"samples/generator": fake,
+              "samples/generator_ema": state.generator_ema(z, training=False),
+              "d_probability/real": probability(images),
+              "d_probability/fake": probability(fake)}
+
+    @tf.function
+    def run():
+      outputs = strategy.run(replica_fn, args=self._inputs)
+      return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
+
+    self._run = run
+
+  def write(self, writer: summaries.Writer, step: int) -> None:
+    outputs = {k: v.numpy() for k, v in self._run().items()}
+    for name in ("samples/generator", "samples/generator_ema"):
+      writer.images(step, name, outputs[name][:self._grid_size])
+    writer.histograms(step, {
+        name: outputs[name][:self._hist_size]
+        for name in ("d_probability/real", "d_probability/fake")})
+
+
+def _check_batch(global_batch: int, replicas: int) -> None:
+  if global_batch % replicas:
+    raise UserError(
+        f"train.batch_size={global_batch} is not divisible by the "
+        f"{replicas} replicas; use a multiple of {replicas}")
+
+
+def _next_stop(step: int, config: ml_collections.ConfigDict) -> int:
+  """The next step at which something happens (log, save, images, end)."""
+  train = config.train
+  candidates = [train.steps, step + train.steps_per_loop]
+  for every in (train.log_every, train.checkpoint_every, train.image_every):
+    candidates.append((step // every + 1) * every)
+  return min(candidates)
+
+
+def _load_source(config: ml_collections.ConfigDict) -> sources.Source:
+  data = config.data
+  return sources.load(data.source, sources.Request(
+      split=data.split, image_size=config.model.image_size,
+      channels=config.model.channels, resize=data.resize,
+      tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        strategy: tf.distribute.Strategy) -> GanState:
+  """Trains until `train.steps`, resuming from the workdir.
+
+  Returns:
+    The training state at the end (its `step` is train.steps).
+
+  Raises:
+    UserError: bad config, data or workdir; raised before anything is written.
+    NonFiniteLoss: a loss became NaN or Inf (no checkpoint is written after).
+  """
+  config_lib.validate(config)
+  losses_lib.LOSSES.get(config.model.loss)
+  _check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
+  if config.runtime.jit_compile:
+    distribute.check_xla(strategy)
+  source = _load_source(config)
+  config_lib.check_compatible(config, workdir)
+
+  state = build_state(config, strategy)
+  chief = distribute.is_chief(strategy)
+  checkpointer = checkpoint_lib.Checkpointer(
+      workdir, state.trackables(), keep=config.train.keep_checkpoints,
+      is_chief=chief)
+  checkpointer.restore_latest()
+  step = int(state.step.numpy())
+  config_lib.log_and_write(config, workdir, write=chief)
+  if step >= config.train.steps:
+    logging.info("Already trained to step %d (train.steps=%d); nothing to do",
+                 step, config.train.steps)
+    return state
+
+  writer = summaries.Writer(os.path.join(workdir, "train") if chief else None)
+  writer.text(step, "config", "    " + config_lib.to_json(config).replace(
+      "\n", "\n    "))
+  train_steps = make_train_steps(config, strategy, state, source, step)
+  monitor = Monitor(strategy, state, config, pipeline.first_images(
+      source, config.train.histogram_samples).numpy())
+  progress = summaries.Progress(total_steps=config.train.steps,
+                                examples_per_step=config.train.batch_size,
+                                start_step=step)
+  logging.info("Training from step %d to %d on %s", step, config.train.steps,
+               source.description)
+  if step == 0:
+    monitor.write(writer, step)
+  while step < config.train.steps:
+    stop = _next_stop(step, config)
+    metrics, first_bad = train_steps(stop - step)
+    if first_bad >= 0:
+      writer.flush()
+      raise NonFiniteLoss(
+          f"a loss became NaN or Inf at step {first_bad}; training "
+          f"stopped. The last good checkpoint is {checkpointer.latest} "
+          "(nothing was saved after it)")
+    step = stop
+    _on_step(step, config, metrics, progress, writer, monitor, checkpointer)
+  writer.flush()
+  return state
+
+
+def _on_step(step, config, metrics, progress, writer, monitor,
+             checkpointer) -> None:
+  """Logs, writes images and saves at the steps that ask for it."""
+  train = config.train
+  last = step == train.steps
+  if step % train.log_every == 0 or last:
+    values = {k: float(v) for k, v in metrics.items()}
+    values.update(progress.update(step))
+    writer.scalars(step, values)
+    logging.info(
+        "step %d/%d | %.1f examples/sec | d_loss %.4f g_loss %.4f | "
+        "D(real) %.3f D(fake) %.3f | time left %s", step, train.steps,
+        values["perf/examples_per_sec"], values["losses/d"],
+        values["losses/g"], values["d_output/real"], values["d_output/fake"],
+        summaries.format_duration(values["progress/seconds_left"]))
+  if step % train.image_every == 0 or last:
+    monitor.write(writer, step)
+  if step % train.checkpoint_every == 0 or last:
+    checkpointer.save(step)
