@@ -40,7 +40,8 @@ class Checkpointer:
     try:
       self._checkpoint.restore(path).assert_consumed()
     except (ValueError, AssertionError, tf.errors.OpError) as e:
-      first = str(e).strip().splitlines()[0][:400]
+      # TensorFlow's text goes on to print the variable's values.
+      first = str(e).strip().splitlines()[0].split(" Target variable:")[0]
       raise UserError(
           f"checkpoint {path} cannot be restored into this model ({first}). "
           "It belongs to another model or is damaged; use another --workdir "

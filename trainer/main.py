@@ -6,6 +6,7 @@ to train, and any of its fields can be overridden, e.g.
 """
 
 import os
+import re
 import sys
 
 # Before TensorFlow loads: keep its C++ start-up notices out of the log.
@@ -47,6 +48,24 @@ def default_workdir(config_arg: str) -> str:
   return os.path.join("runs", f"{name}_{variant}" if variant else name)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, where a bad --config file also gives one line.
+
+  ml_collections raises an OSError for a config file it cannot read (when the
+  config is first used) and turns an error of get_config() into a flag error
+  that holds its traceback; the reason is the last line of either.
+  """
+  try:
+    args = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # A config file that failed to load raises here.
+  except (flags.Error, OSError) as e:
+    reason = str(e).strip().splitlines()[-1].strip()
+    reason = re.sub(r"^\w+Error: ", "", reason)  # "ValueError: ..." -> "..."
+    sys.exit(f"error: {reason}\nPass --helpshort or --helpfull to see help "
+             "on flags.")
+  return args
+
+
 def main(argv) -> None:
   # tf.distribute logs every collective it builds at INFO.
   tf.get_logger().setLevel("WARNING")
@@ -59,8 +78,11 @@ def main(argv) -> None:
     strategy = distribute.create_strategy(_STRATEGY.value, tpu=_TPU.value)
     train.run(_CONFIG.value, workdir, strategy)
   except (UserError, train.NonFiniteLoss) as e:
+    # TensorFlow's warnings while the process shuts down (e.g. about the
+    # values of a checkpoint that failed to restore) would bury the message.
+    tf.get_logger().setLevel("ERROR")
     sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

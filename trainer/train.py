@@ -206,10 +206,11 @@ def make_replica_step(state: GanState, config: ml_collections.ConfigDict,
 
 
 def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
-  """Returns loop(iterator, num_steps) -> (mean metrics, first bad step).
+  """Returns loop(iterator, num_steps, first_step) -> (metrics, first bad).
 
-  The first bad step is the step at which a loss was first NaN or Inf within
-  this call, or -1.
+  Steps are numbered as in the log and the checkpoints: step n is the n-th
+  step, so this call runs steps first_step + 1 ... first_step + num_steps.
+  The first bad step is the first of them with a NaN or Inf loss, or -1.
   """
 
   @tf.function
@@ -224,7 +225,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
       finite = tf.math.is_finite(metrics["losses/d"]) & tf.math.is_finite(
           metrics["losses/g"])
       first_bad = tf.where((first_bad < 0) & ~finite,
-                           first_step + tf.cast(i, tf.int64), first_bad)
+                           first_step + 1 + tf.cast(i, tf.int64), first_bad)
       sums = metrics if sums is None else {
           name: sums[name] + metrics[name] for name in sums}
     count = tf.cast(num_steps, tf.float32)
