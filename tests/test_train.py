@@ -111,7 +111,8 @@ def _checkpoint_values(path: str) -> dict[str, np.ndarray]:
   reader = tf.train.load_checkpoint(path)
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()
-          if "save_counter" not in name}
+          if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+          and "save_counter" not in name}
 
 
 def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir):
@@ -158,9 +159,9 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(
   # An absurd learning rate drives the weights to overflow within a few steps.
   reported = []
   for steps_per_loop in (1, 8):
-    config = load_config(**overrides, **{
-        "train.steps": 40, "optim.d_lr": 1e30, "optim.g_lr": 1e30,
-        "train.steps_per_loop": steps_per_loop,
+    config = load_config(**{
+        **overrides, "train.steps": 40, "optim.d_lr": 1e30,
+        "optim.g_lr": 1e30, "train.steps_per_loop": steps_per_loop,
         "train.checkpoint_every": 40, "train.log_every": 40})
     with pytest.raises(train.NonFiniteLoss, match=r"at step (\d+)") as error:
       train.run(config, str(tmp_path), strategy)

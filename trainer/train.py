@@ -45,7 +45,17 @@ class GanState:
   step: tf.Variable
 
   def trackables(self) -> dict:
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    """Everything to checkpoint, by name."""
+    objects = {f.name: getattr(self, f.name)
+               for f in dataclasses.fields(self)}
+    # Keras 3 does not expose the state of its random seed generators (D's
+    # dropout) to tf.train.Checkpoint; without it a resumed run would draw
+    # other dropout masks. Variables it does track are stored once anyway.
+    objects["network_states"] = [
+        v.value for net in (self.generator, self.discriminator,
+                            self.generator_ema)
+        for v in net.non_trainable_variables]
+    return objects
 
 
 def _optimizer(lr: float, optim: ml_collections.ConfigDict,
@@ -315,6 +325,23 @@ class Monitor:
         for name in ("d_probability/real", "d_probability/fake")})
 
 
+def _set_learning_rates(state: GanState,
+                        config: ml_collections.ConfigDict) -> None:
+  """Applies the config's learning rates over the restored ones.
+
+  Keras checkpoints an optimizer's learning rate; the config decides it, so
+  that a run resumed with another rate uses that rate.
+  """
+  for optimizer, path in ((state.g_optimizer, "optim.g_lr"),
+                          (state.d_optimizer, "optim.d_lr")):
+    wanted = config.optim[path.split(".")[1]]
+    restored = float(optimizer.learning_rate.numpy())
+    if not np.isclose(restored, wanted, rtol=1e-6):
+      logging.info("%s: %g from the config replaces %g from the checkpoint",
+                   path, wanted, restored)
+      optimizer.learning_rate = wanted
+
+
 def _check_batch(global_batch: int, replicas: int) -> None:
   if global_batch % replicas:
     raise UserError(
@@ -363,7 +390,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   checkpointer = checkpoint_lib.Checkpointer(
       workdir, state.trackables(), keep=config.train.keep_checkpoints,
       is_chief=chief)
-  checkpointer.restore_latest()
+  if checkpointer.restore_latest():
+    _set_learning_rates(state, config)
   step = int(state.step.numpy())
   config_lib.log_and_write(config, workdir, write=chief)
   if step >= config.train.steps:
@@ -389,10 +417,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     metrics, first_bad = train_steps(stop - step)
     if first_bad >= 0:
       writer.flush()
+      last_good = (f"the last good checkpoint is {checkpointer.latest} "
+                   "(nothing was saved after it)" if checkpointer.latest
+                   else "no checkpoint had been written yet")
       raise NonFiniteLoss(
-          f"a loss became NaN or Inf at step {first_bad}; training "
-          f"stopped. The last good checkpoint is {checkpointer.latest} "
-          "(nothing was saved after it)")
+          f"a loss became NaN or Inf at step {first_bad}; training stopped, "
+          f"{last_good}")
     step = stop
     _on_step(step, config, metrics, progress, writer, monitor, checkpointer)
   writer.flush()
