@@ -82,7 +82,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.runtime = ml_collections.ConfigDict()
   # float32, mixed_bfloat16 or mixed_float16 (with loss scaling).
   config.runtime.mixed_precision = "float32"
-  # XLA for the replica step. Off: on CPU it made the step 2.6x slower.
+  # XLA for the replica step. Off: on a 2-core CPU it made the step 1.6x
+  # slower (BENCHMARKS.md); try it on GPUs.
   config.runtime.jit_compile = False
 
   if arg == "smoke":

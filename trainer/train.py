@@ -76,7 +76,7 @@ def build_state(config: ml_collections.ConfigDict,
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     generator, discriminator = build(config.model, policy)
-    generator_ema, _ = build(config.model, policy)
+    generator_ema = keras.models.clone_model(generator)
     for ema, var in zip(generator_ema.variables, generator.variables):
       ema.assign(var)
     g_optimizer = _optimizer(config.optim.g_lr, config.optim, loss_scaling)
