@@ -22,13 +22,10 @@ def _at_least(config, path: str, minimum: float) -> None:
     raise UserError(f"{path}={value} is out of range; it must be >= {minimum}")
 
 
-def _in_unit_interval(config, path: str, *, closed_low=True) -> None:
+def _in_unit_interval(config, path: str) -> None:
   value = _get(config, path)
-  low_ok = value >= 0 if closed_low else value > 0
-  if not (low_ok and value < 1):
-    bracket = "[" if closed_low else "("
-    raise UserError(
-        f"{path}={value} is out of range; it must be in {bracket}0, 1)")
+  if not 0 <= value < 1:
+    raise UserError(f"{path}={value} is out of range; it must be in [0, 1)")
 
 
 def _get(config, path: str):
