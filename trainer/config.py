@@ -5,6 +5,7 @@ import os
 
 from absl import logging
 import ml_collections
+import tensorflow as tf
 
 from trainer.errors import UserError
 
@@ -87,12 +88,12 @@ def state_signature(config: ml_collections.ConfigDict | dict) -> dict:
 def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Raises UserError if workdir's saved config defines a different model."""
   path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     return
   try:
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
       saved = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
+  except (tf.errors.OpError, json.JSONDecodeError) as e:
     raise UserError(f"cannot read the saved config {path}: {e}") from None
   old, new = state_signature(saved), state_signature(config)
   diffs = [f"{k}: saved {old[k]!r}, now {new[k]!r}" for k in old
@@ -109,8 +110,10 @@ def log_and_write(config: ml_collections.ConfigDict, workdir: str,
   text = to_json(config)
   logging.info("Resolved config:\n%s", text)
   if write:
-    os.makedirs(workdir, exist_ok=True)
+    # tf.io.gfile: the workdir may be a gs:// or other remote path.
+    tf.io.gfile.makedirs(workdir)
     tmp = os.path.join(workdir, "config.json.tmp")
-    with open(tmp, "w") as f:
+    with tf.io.gfile.GFile(tmp, "w") as f:
       f.write(text + "\n")
-    os.replace(tmp, os.path.join(workdir, "config.json"))
+    tf.io.gfile.rename(tmp, os.path.join(workdir, "config.json"),
+                       overwrite=True)

@@ -58,18 +58,41 @@ def _mirrored(tpu: str) -> tf.distribute.Strategy:
   return tf.distribute.MirroredStrategy(_local_devices())
 
 
+def _slurm_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
+  """The cluster of the Slurm job step this task runs in (one task a worker).
+
+  SlurmClusterResolver counts GPUs with nvidia-smi and fails with zero of them;
+  on nodes without GPUs it is told one "GPU" per task, which only sets
+  CUDA_VISIBLE_DEVICES.
+  """
+  tasks_per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", "0") or 0) or (
+      int(os.environ["SLURM_STEP_NUM_TASKS"])
+      // int(os.environ.get("SLURM_STEP_NUM_NODES", "1")))
+  # The first port of the workers' servers on each node (launch/slurm sets
+  # it per job, so that two jobs on one node do not collide).
+  options = {"port_base": int(os.environ.get("GAN_SLURM_PORT_BASE", "8888"))}
+  if not tf.config.list_physical_devices("GPU"):
+    options.update(gpus_per_node=tasks_per_node, gpus_per_task=1)
+  return tf.distribute.cluster_resolver.SlurmClusterResolver(**options)
+
+
 @STRATEGIES.register("multi_worker")
 def _multi_worker(tpu: str) -> tf.distribute.Strategy:
+  """MultiWorkerMirroredStrategy from TF_CONFIG, else from a Slurm step."""
   del tpu
-  if "TF_CONFIG" not in os.environ:
+  resolver = None
+  if "TF_CONFIG" in os.environ:
+    try:
+      json.loads(os.environ["TF_CONFIG"])
+    except json.JSONDecodeError as e:
+      raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
+  elif "SLURM_STEP_NUM_TASKS" in os.environ:
+    resolver = _slurm_resolver()
+  else:
     raise UserError(
-        "--strategy=multi_worker needs the TF_CONFIG environment variable "
-        "(the cluster and this task's place in it); see BUILD.md")
-  try:
-    json.loads(os.environ["TF_CONFIG"])
-  except json.JSONDecodeError as e:
-    raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
-  return tf.distribute.MultiWorkerMirroredStrategy()
+        "--strategy=multi_worker needs the cluster: set TF_CONFIG, or start "
+        "the workers with srun inside a Slurm job; see BUILD.md")
+  return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
 
 
 @STRATEGIES.register("tpu")

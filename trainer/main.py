@@ -7,13 +7,16 @@ to train, and any of its fields can be overridden, e.g.
 
 import os
 import re
+import signal
 import sys
+import threading
 
 # Before TensorFlow loads: keep its C++ start-up notices out of the log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 
@@ -39,6 +42,28 @@ _NUM_CPU_DEVICES = flags.DEFINE_integer(
     "that --strategy=mirrored runs several replicas without GPUs.")
 _TPU = flags.DEFINE_string(
     "tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
+
+
+# 128 + SIGTERM, as a shell reports a process ended by SIGTERM.
+_PREEMPTED_EXIT_CODE = 143
+
+
+def _sigterm_received():
+  """Installs a SIGTERM handler; returns a callable: was SIGTERM received?
+
+  Schedulers (Slurm, Kubernetes, Cloud TPU) send SIGTERM before they preempt
+  a job; training then saves the current step and stops.
+  """
+  received = threading.Event()
+
+  def handler(signum, frame):
+    del frame
+    logging.warning("Received signal %d: saving at the end of this loop and "
+                    "stopping", signum)
+    received.set()
+
+  signal.signal(signal.SIGTERM, handler)
+  return received.is_set
 
 
 def default_workdir(config_arg: str) -> str:
@@ -76,8 +101,13 @@ def main(argv) -> None:
   try:
     distribute.configure_cpu_devices(_NUM_CPU_DEVICES.value)
     strategy = distribute.create_strategy(_STRATEGY.value, tpu=_TPU.value)
-    train.run(_CONFIG.value, workdir, strategy)
-  except (UserError, train.NonFiniteLoss) as e:
+    train.run(_CONFIG.value, workdir, strategy,
+              stop_requested=_sigterm_received())
+  except train.Preempted as e:
+    logging.info("%s", e)
+    # Non-zero, so that a scheduler restarts the job rather than count it done.
+    sys.exit(_PREEMPTED_EXIT_CODE)
+  except (UserError, train.NonFiniteLoss, train.ClusterFailure) as e:
     # TensorFlow's warnings while the process shuts down (e.g. about the
     # values of a checkpoint that failed to restore) would bury the message.
     tf.get_logger().setLevel("ERROR")

@@ -9,6 +9,7 @@ moving average of G (G_ema).
 import dataclasses
 import math
 import os
+from typing import Callable
 
 from absl import logging
 import keras
@@ -32,6 +33,19 @@ _NOISE, _PENALTY, _FIXED_NOISE = 1, 2, 3
 
 class NonFiniteLoss(RuntimeError):
   """A loss became NaN or Inf; the message names the step."""
+
+
+class Preempted(RuntimeError):
+  """Training stopped on request (SIGTERM) after saving the current step."""
+
+
+class ClusterFailure(RuntimeError):
+  """Another task of the cluster stopped; the message says how to go on."""
+
+
+# Errors of collective ops when a peer task is gone.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError, tf.errors.CancelledError)
 
 
 @dataclasses.dataclass
@@ -270,6 +284,22 @@ def make_train_steps(config: ml_collections.ConfigDict,
   return train_steps
 
 
+def make_agreement(strategy: tf.distribute.Strategy):
+  """Returns any_task(flag) -> whether `flag` is True on any task.
+
+  A collective, so every task must call it at the same point of the loop;
+  all of them then get the same answer and act at the same step.
+  """
+
+  @tf.function
+  def any_task(flag: tf.Tensor) -> tf.Tensor:
+    per_replica = strategy.run(lambda f: tf.cast(f, tf.int32), args=(flag,))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                           axis=None) > 0
+
+  return lambda flag: bool(any_task(tf.constant(flag)))
+
+
 def _distribute_rows(strategy: tf.distribute.Strategy, rows: np.ndarray):
   """Splits rows [K, ...] evenly over the replicas (K divisible by them)."""
   per_replica = len(rows) // strategy.num_replicas_in_sync
@@ -367,8 +397,17 @@ def _load_source(config: ml_collections.ConfigDict) -> sources.Source:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
-        strategy: tf.distribute.Strategy) -> GanState:
+        strategy: tf.distribute.Strategy,
+        stop_requested: Callable[[], bool] | None = None) -> GanState:
   """Trains until `train.steps`, resuming from the workdir.
+
+  Args:
+    config: the experiment config.
+    workdir: checkpoints, summaries and config.json.
+    strategy: the distribution strategy.
+    stop_requested: polled after every call of the compiled loop (e.g. "was
+      SIGTERM received"); when it is True on any task, all tasks save a
+      checkpoint at the current step and raise Preempted.
 
   Returns:
     The training state at the end (its `step` is train.steps).
@@ -376,6 +415,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   Raises:
     UserError: bad config, data or workdir; raised before anything is written.
     NonFiniteLoss: a loss became NaN or Inf (no checkpoint is written after).
+    Preempted: stop_requested() became True; the current step was saved.
+    ClusterFailure: another task stopped; the last checkpoint is intact.
   """
   config_lib.validate(config)
   losses_lib.LOSSES.get(config.model.loss)
@@ -412,9 +453,16 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                source.description)
   if step == 0:
     monitor.write(writer, step)
+  any_task = make_agreement(strategy) if stop_requested else None
   while step < config.train.steps:
     stop = _next_stop(step, config)
-    metrics, first_bad = train_steps(stop - step)
+    try:
+      metrics, first_bad = train_steps(stop - step)
+    except _PEER_ERRORS as e:
+      raise ClusterFailure(
+          "another task of the cluster stopped or became unreachable "
+          f"({str(e).strip().splitlines()[0][:300]}). Restart the job: it "
+          f"resumes from the last checkpoint, {checkpointer.latest}") from None
     if first_bad >= 0:
       writer.flush()
       last_good = (f"the last good checkpoint is {checkpointer.latest} "
@@ -424,14 +472,26 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           f"a loss became NaN or Inf at step {first_bad}; training stopped, "
           f"{last_good}")
     step = stop
-    _on_step(step, config, metrics, progress, writer, monitor, checkpointer)
+    saved = _on_step(step, config, metrics, progress, writer, monitor,
+                     checkpointer)
+    if any_task is not None and any_task(stop_requested()):
+      if not saved:
+        checkpointer.save(step)
+      writer.flush()
+      raise Preempted(
+          f"stopped on request at step {step} after saving "
+          f"{checkpointer.latest}; run the same command to resume")
   writer.flush()
   return state
 
 
 def _on_step(step, config, metrics, progress, writer, monitor,
-             checkpointer) -> None:
-  """Logs, writes images and saves at the steps that ask for it."""
+             checkpointer) -> bool:
+  """Logs, writes images and saves at the steps that ask for it.
+
+  Returns:
+    Whether a checkpoint was saved.
+  """
   train = config.train
   last = step == train.steps
   if step % train.log_every == 0 or last:
@@ -448,3 +508,5 @@ def _on_step(step, config, metrics, progress, writer, monitor,
     monitor.write(writer, step)
   if step % train.checkpoint_every == 0 or last:
     checkpointer.save(step)
+    return True
+  return False

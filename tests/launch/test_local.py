@@ -1,0 +1,304 @@
+"""`python launch/local.py`: several workers of one training on this machine.
+
+The training tests start real TensorFlow workers (the launcher as a user runs
+it); the tests of how the launcher supervises processes call `run_workers`
+with tiny Python programs instead, so that one worker can fail while another
+still runs.
+"""
+
+import io
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from launch import local
+from tests.conftest import REPO
+
+# Generous: a TensorFlow process takes seconds; this only stops a hung one.
+_TIMEOUT_SECONDS = 300
+# A worker that would outlive any test unless the launcher stops it.
+_SLEEPER = "import time; time.sleep(600)"
+_STEPS = 4
+
+
+def tiny_args(mnist_dir: pathlib.Path, workdir: pathlib.Path,
+              *overrides: str) -> list[str]:
+  """Trainer flags: the smoke config, tiny, on the real MNIST test split.
+
+  No dropout, so that the run does not depend on how the batch is split.
+  """
+  return [f"--config={REPO / 'configs' / 'dcgan_mnist.py'}:smoke",
+          "--config.model.g_width=8", "--config.model.d_width=8",
+          "--config.train.batch_size=8", "--config.model.d_dropout=0.0",
+          f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
+          f"--config.train.steps={_STEPS}",
+          f"--config.train.checkpoint_every={_STEPS}",
+          f"--workdir={workdir}", *overrides]
+
+
+def run(*command: str) -> tuple[int, str, str]:
+  """Runs `command` in the repository; returns (code, stdout, stderr)."""
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+  process = subprocess.run(
+      command, cwd=REPO, env=env, capture_output=True, text=True,
+      timeout=_TIMEOUT_SECONDS, check=False)
+  return process.returncode, process.stdout, process.stderr
+
+
+def launch(*args: str) -> tuple[int, str, str]:
+  return run(sys.executable, "launch/local.py", *args)
+
+
+def last_line(text: str) -> str:
+  lines = [line for line in text.splitlines() if line.strip()]
+  return lines[-1] if lines else ""
+
+
+def float_variables(checkpoint: pathlib.Path) -> dict[str, np.ndarray]:
+  """The float variables of the latest checkpoint in a directory."""
+  reader = tf.train.load_checkpoint(str(checkpoint))
+  return {name: reader.get_tensor(name)
+          for name, dtype in reader.get_variable_to_dtype_map().items()
+          if dtype.is_floating and not name.startswith(
+              ("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))}
+
+
+def saved_step(checkpoint: pathlib.Path) -> int:
+  return int(tf.train.load_checkpoint(str(checkpoint)).get_tensor(
+      "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--workers=0"], ["--workers=0", ">= 1"]),
+    (["--workers=two"], ["--workers", "'two'"]),
+    (["--config.train.steps=2"],
+     ["unrecognized arguments: --config.train.steps=2", "after --"]),
+    (["--", "--strategy=mirrored"],
+     ["--strategy=mirrored", "not allowed", "--strategy=multi_worker"]),
+    (["--", "--strategy", "mirrored"], ["--strategy", "not allowed"]),
+    (["--port_base=80"], ["--port_base=80", "[1024, 65534]"]),
+], ids=["no_workers", "workers_not_a_number", "trainer_flag_before_separator",
+        "strategy", "strategy_separate_value", "privileged_port"])
+def test_bad_input_is_one_clear_error(args, words):
+  returncode, stdout, stderr = launch(*args)
+
+  assert returncode == 2, stderr
+  message = last_line(stderr)
+  assert "error" in message, stderr
+  missing = [w for w in words if w not in message]
+  assert not missing, f"{missing} not in the message {message!r}"
+  assert "[worker" not in stdout  # Nothing was started.
+
+
+@pytest.fixture(scope="module")
+def two_workers(mnist_dir, tmp_path_factory):
+  """(code, stdout, stderr, workdir) of a 2-worker run of the tiny model."""
+  workdir = tmp_path_factory.mktemp("two_workers") / "run"
+  return (*launch("--workers=2", "--", *tiny_args(mnist_dir, workdir)),
+          workdir)
+
+
+def test_two_workers_train(two_workers):
+  returncode, stdout, stderr, workdir = two_workers
+
+  assert returncode == 0, stdout + stderr
+  assert saved_step(workdir / "checkpoints") == _STEPS
+  for i in (0, 1):
+    assert re.search(rf"^\[worker {i}\] .*step {_STEPS}/{_STEPS} \|", stdout,
+                     re.MULTILINE), stdout
+  unprefixed = [line for line in stdout.splitlines()
+                if not re.match(r"\[worker [01]\] ", line)]
+  assert not unprefixed, unprefixed
+
+
+def test_two_workers_match_one_process_with_two_replicas(
+    two_workers, mnist_dir, tmp_path):
+  returncode, stdout, stderr, workdir = two_workers
+  assert returncode == 0, stdout + stderr
+  mirrored = tmp_path / "mirrored"
+
+  returncode, _, stderr = run(
+      sys.executable, "-m", "trainer.main", "--strategy=mirrored",
+      "--num_cpu_devices=2", *tiny_args(mnist_dir, mirrored))
+
+  assert returncode == 0, stderr
+  assert saved_step(mirrored / "checkpoints") == _STEPS
+  expected = float_variables(mirrored / "checkpoints")
+  actual = float_variables(workdir / "checkpoints")
+  assert sorted(actual) == sorted(expected)
+  assert any("generator" in name for name in actual), sorted(actual)
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+
+
+def test_workers_that_fail_stop_the_launcher(mnist_dir, tmp_path):
+  workdir = tmp_path / "run"
+
+  returncode, stdout, stderr = launch(
+      "--workers=2", "--",
+      *tiny_args(mnist_dir, workdir, "--config.train.steps=0"))
+
+  assert returncode == 1, stdout + stderr
+  assert re.fullmatch(r"error: worker [01] failed with exit code 1; .*",
+                      last_line(stderr)), stderr
+  assert re.search(r"^\[worker [01]\] error: train.steps=0", stdout,
+                   re.MULTILINE), stdout
+  assert not workdir.exists()
+
+
+def python(code: str) -> list[str]:
+  return [sys.executable, "-c", code]
+
+
+def test_run_workers_streams_every_line_with_its_worker():
+  output = io.StringIO()
+  talker = ("import sys; print('out {i}', flush=True); "
+            "print('err {i}', file=sys.stderr, flush=True); "
+            "sys.stdout.write('no newline {i}')")
+
+  outcome = local.run_workers(
+      [python(talker.format(i=i)) for i in range(2)], [dict(os.environ)] * 2,
+      output=output)
+
+  assert outcome == local.Outcome([0, 0])
+  assert (outcome.exit_code, outcome.message()) == (0, "")
+  for i in range(2):
+    lines = [line for line in output.getvalue().splitlines()
+             if line.startswith(f"[worker {i}] ")]
+    assert sorted(lines) == sorted(
+        f"[worker {i}] {text} {i}" for text in ("out", "err", "no newline"))
+
+
+def test_a_failed_worker_stops_the_others():
+  output = io.StringIO()
+  failing = "import sys; print('giving up'); sys.exit(3)"
+
+  outcome = local.run_workers(
+      [python(_SLEEPER), python(failing)], [dict(os.environ)] * 2,
+      output=output)
+
+  assert outcome.failed == 1
+  assert outcome.returncodes == [-signal.SIGTERM, 3]
+  assert outcome.exit_code == 1
+  assert outcome.message().startswith(
+      "error: worker 1 failed with exit code 3;")
+  assert "[worker 1] giving up\n" in output.getvalue()
+
+
+def test_a_worker_that_ignores_sigterm_is_killed(tmp_path):
+  ready = tmp_path / "ready"
+  # It ignores SIGTERM before the other worker fails.
+  stubborn = ("import pathlib, signal, time; "
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              f"pathlib.Path({str(ready)!r}).touch(); time.sleep(600)")
+  # Bounded, so that a stubborn worker that never starts fails the test
+  # (it would end by SIGTERM) instead of hanging it.
+  failing = ("import os, sys, time\n"
+             "for _ in range(1200):\n"
+             f"  if os.path.exists({str(ready)!r}): break\n"
+             "  time.sleep(0.05)\n"
+             "sys.exit(1)")
+
+  outcome = local.run_workers(
+      [python(failing), python(stubborn)], [dict(os.environ)] * 2,
+      output=io.StringIO(), grace_seconds=1.0)
+
+  assert outcome.failed == 0
+  assert outcome.returncodes == [1, -signal.SIGKILL]
+  assert outcome.message().endswith(
+      "(worker 1 did not exit on SIGTERM and got SIGKILL)")
+
+
+def test_a_worker_killed_by_a_signal_is_named():
+  outcome = local.Outcome([-signal.SIGKILL, -signal.SIGTERM], failed=0)
+
+  assert outcome.exit_code == 1
+  assert outcome.message().startswith("error: worker 0 was killed by SIGKILL;")
+
+
+def start_launcher(on_sigterm: str, grace_seconds: float) -> subprocess.Popen:
+  """`run_workers` in its own process, with 2 workers that print `ready`.
+
+  Each worker runs `on_sigterm` (Python) when SIGTERM reaches it.
+  """
+  worker = ("import signal, sys, time\n"
+            "def on_sigterm(*_):\n"
+            f"  {on_sigterm}\n"
+            "signal.signal(signal.SIGTERM, on_sigterm)\n"
+            "print('ready', flush=True)\n"
+            "while True: time.sleep(600)\n")
+  launcher = ("import os, sys\n"
+              "from launch import local\n"
+              f"outcome = local.run_workers([{python(worker)!r}] * 2, "
+              f"[dict(os.environ)] * 2, grace_seconds={grace_seconds})\n"
+              "print(outcome.message(), file=sys.stderr)\n"
+              "sys.exit(outcome.exit_code)\n")
+  return subprocess.Popen(python(launcher), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def read_until(process: subprocess.Popen, suffix: str, seen: list[str]):
+  """Reads lines into `seen` until both workers printed one ending `suffix`.
+
+  Stops early if the launcher exits.
+  """
+  count = 0
+  for line in process.stdout:
+    seen.append(line)
+    count += line.endswith(f"] {suffix}\n")
+    if count == 2:
+      return
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_launcher_reaches_the_workers(sent):
+  # A grace period longer than the test's timeout: the workers must exit on
+  # SIGTERM for the launcher to end in time.
+  process = start_launcher(
+      "print('got SIGTERM', flush=True); sys.exit(0)", grace_seconds=3600)
+  seen = []
+  try:
+    read_until(process, "ready", seen)
+    process.send_signal(sent)
+    stdout, stderr = process.communicate(timeout=_TIMEOUT_SECONDS)
+  finally:
+    process.kill()
+    process.wait()
+  stdout = "".join(seen) + stdout
+
+  assert process.returncode == 128 + sent, stdout + stderr
+  for i in (0, 1):
+    assert f"[worker {i}] got SIGTERM\n" in stdout, stdout
+  assert last_line(stderr) == (f"error: the launcher got {sent.name} and "
+                               "stopped the workers"), stderr
+
+
+def test_a_second_signal_kills_the_workers_at_once():
+  # Workers that go on after SIGTERM, and a grace period longer than the
+  # test's timeout: only the second signal can end them in time.
+  process = start_launcher("print('ignoring SIGTERM', flush=True)",
+                           grace_seconds=3600)
+  seen = []
+  try:
+    read_until(process, "ready", seen)
+    process.send_signal(signal.SIGINT)
+    read_until(process, "ignoring SIGTERM", seen)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=_TIMEOUT_SECONDS)
+  finally:
+    process.kill()
+    process.wait()
+
+  assert process.returncode == 128 + signal.SIGINT, "".join(seen) + stderr
+  assert last_line(stderr) == (
+      "error: the launcher got SIGINT and stopped the workers (worker 0, 1 "
+      "did not exit on SIGTERM and got SIGKILL)"), stderr
