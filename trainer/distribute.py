@@ -65,14 +65,15 @@ def _slurm_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
   on nodes without GPUs it is told one "GPU" per task, which only sets
   CUDA_VISIBLE_DEVICES.
   """
-  tasks_per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", "0") or 0) or (
-      int(os.environ["SLURM_STEP_NUM_TASKS"])
-      // int(os.environ.get("SLURM_STEP_NUM_NODES", "1")))
   # The first port of the workers' servers on each node (launch/slurm sets
   # it per job, so that two jobs on one node do not collide).
   options = {"port_base": int(os.environ.get("GAN_SLURM_PORT_BASE", "8888"))}
   if not tf.config.list_physical_devices("GPU"):
-    options.update(gpus_per_node=tasks_per_node, gpus_per_task=1)
+    # Any count >= the tasks on the busiest node will do; the step's task
+    # count always is (SLURM_NTASKS_PER_NODE is the job's, not the step's,
+    # and is unset or only a maximum for some layouts).
+    options.update(gpus_per_node=int(os.environ["SLURM_STEP_NUM_TASKS"]),
+                   gpus_per_task=1)
   return tf.distribute.cluster_resolver.SlurmClusterResolver(**options)
 
 

@@ -19,8 +19,12 @@ MUNGE_PID=/run/munge/munged.pid
 
 die() { echo "start_local_slurm: $*" >&2; exit 1; }
 
-# True if the pid in pid file $1 belongs to a live process.
-alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# True if pid file $1 (<daemon>.pid) holds the pid of a live <daemon>: a stale
+# file may hold the pid of an unrelated process.
+alive() {
+  [[ -s "$1" ]] && [[ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" \
+      == "$(basename "$1" .pid)" ]]
+}
 
 [[ "$(id -u)" == 0 ]] || die "must run as root (it installs packages and \
 starts munged, slurmctld and slurmd)"
