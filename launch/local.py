@@ -11,9 +11,9 @@ workers; worker 0 is the chief). Every line a worker prints is shown as
 fails, the others are stopped (SIGTERM, then SIGKILL after a grace period)
 and the launcher exits 1 with one line naming it. Ctrl-C or SIGTERM to the
 launcher stops the workers the same way (exit code 128 + the signal), and a
-second Ctrl-C sends SIGKILL at once. Under MultiWorkerMirroredStrategy,
-TensorFlow catches SIGTERM in the workers (for preemption handling) and goes
-on, so they end by SIGKILL after the grace period.
+second Ctrl-C sends SIGKILL at once. On SIGTERM the trainer finishes its
+current loop call, saves that step and exits (BUILD.md, "Preemption"); a
+worker that needs longer than the grace period gets SIGKILL.
 
 The launcher sets `--strategy=multi_worker` itself and refuses a `--strategy`
 among the trainer flags. It only prepares the environment; the trainer does
