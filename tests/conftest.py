@@ -8,7 +8,9 @@ import functools
 import importlib.util
 import os
 import pathlib
+import subprocess
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -63,3 +65,46 @@ def load_config(variant: str | None = "smoke", **overrides):
       node = node[parent]
     node[leaf] = value
   return config
+
+
+# Generous: a TensorFlow process takes seconds; this only stops a hung one.
+PROCESS_TIMEOUT_SECONDS = 300
+# Small networks and batches: these runs check behaviour, not image quality.
+TINY_FLAGS = ("--config.model.g_width=8", "--config.model.d_width=8",
+              "--config.train.batch_size=8")
+
+
+def smoke_flags(mnist_dir: pathlib.Path, *overrides: str) -> list[str]:
+  """Trainer flags: the smoke config, tiny, on the real MNIST test split."""
+  return [f"--config={REPO / 'configs' / 'dcgan_mnist.py'}:smoke",
+          f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
+          *TINY_FLAGS, *overrides]
+
+
+def run_command(*command: str,
+                cwd: pathlib.Path = REPO) -> tuple[int, str, str]:
+  """Runs a real process without GPUs; returns (code, stdout, stderr)."""
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+  process = subprocess.run(command, cwd=cwd, env=env, capture_output=True,
+                           text=True, timeout=PROCESS_TIMEOUT_SECONDS,
+                           check=False)
+  return process.returncode, process.stdout, process.stderr
+
+
+def checkpoint_values(path: pathlib.Path | str) -> dict[str, np.ndarray]:
+  """Every saved value of a checkpoint (or a directory's latest one).
+
+  Leaves out the object graph and the save counter, which say how and how
+  often it was saved, not what was trained.
+  """
+  reader = tf.train.load_checkpoint(str(path))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+          and "save_counter" not in name}
+
+
+def saved_step(path: pathlib.Path | str) -> int:
+  """The training step held by a checkpoint (or a directory's latest one)."""
+  return int(tf.train.load_checkpoint(str(path)).get_tensor(
+      "step/.ATTRIBUTES/VARIABLE_VALUE"))

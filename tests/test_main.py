@@ -8,33 +8,21 @@ training and without writing to the workdir.
 
 import hashlib
 import json
-import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_command, smoke_flags
 
-CONFIG = REPO / "configs" / "dcgan_mnist.py"
-# Small networks and batches: these tests check the command line, not training.
-TINY = ("--config.model.g_width=8", "--config.model.d_width=8",
-        "--config.train.batch_size=8")
 TWO_REPLICAS = ("--strategy=mirrored", "--num_cpu_devices=2")
-# Generous: a process takes seconds; this only stops a hung one.
-_TIMEOUT_SECONDS = 300
 
 
 def run_main(*args: str, cwd: pathlib.Path = REPO) -> tuple[int, str, str]:
   """Runs `python -m trainer.main *args`; returns (code, stdout, stderr)."""
-  env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-  process = subprocess.run(
-      [sys.executable, "-m", "trainer.main", *args], cwd=cwd, env=env,
-      capture_output=True, text=True, timeout=_TIMEOUT_SECONDS, check=False)
-  return process.returncode, process.stdout, process.stderr
+  return run_command(sys.executable, "-m", "trainer.main", *args, cwd=cwd)
 
 
 def smoke_args(mnist_dir: pathlib.Path, *overrides: str,
@@ -44,8 +32,7 @@ def smoke_args(mnist_dir: pathlib.Path, *overrides: str,
   Without a `workdir` there is no --workdir flag (the default applies).
   """
   workdir_flags = [f"--workdir={workdir}"] if workdir else []
-  return [f"--config={CONFIG}:smoke", f"--config.data.source=idx:{mnist_dir}",
-          "--config.data.split=test", *TINY, *workdir_flags, *overrides]
+  return smoke_flags(mnist_dir, *workdir_flags, *overrides)
 
 
 def last_message(stderr: str) -> str:

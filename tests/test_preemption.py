@@ -14,24 +14,21 @@ import sys
 import time
 
 import pytest
-import tensorflow as tf
 
 from launch import local
-from tests.conftest import REPO
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, saved_step,
+                            smoke_flags)
 
-# Generous: a TensorFlow process takes seconds; this only stops a hung one.
-_TIMEOUT_SECONDS = 300
 _PREEMPTED_EXIT_CODE = 143
 
 
 def _flags(mnist_dir, workdir, steps: int) -> list[str]:
-  return [f"--config={REPO / 'configs' / 'dcgan_mnist.py'}:smoke",
-          f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
-          "--config.model.g_width=8", "--config.model.d_width=8",
-          "--config.train.batch_size=8", f"--config.train.steps={steps}",
-          "--config.train.steps_per_loop=5", "--config.train.log_every=5",
-          "--config.train.checkpoint_every=20",
-          "--config.train.image_every=100000", f"--workdir={workdir}"]
+  return smoke_flags(mnist_dir, f"--config.train.steps={steps}",
+                     "--config.train.steps_per_loop=5",
+                     "--config.train.log_every=5",
+                     "--config.train.checkpoint_every=20",
+                     "--config.train.image_every=100000",
+                     f"--workdir={workdir}")
 
 
 def _start(args: list[str], log: pathlib.Path, tf_config: str | None = None):
@@ -52,7 +49,7 @@ def _start_workers(count: int, flags: list[str], logs: pathlib.Path):
 
 def _wait_for_training(log: pathlib.Path, past_step: int) -> None:
   """Waits (bounded) until the log shows a step beyond `past_step`."""
-  deadline = time.monotonic() + _TIMEOUT_SECONDS
+  deadline = time.monotonic() + PROCESS_TIMEOUT_SECONDS
   while time.monotonic() < deadline:
     steps = [int(s) for s in re.findall(r"step (\d+)/", log.read_text())]
     if steps and max(steps) > past_step:
@@ -68,13 +65,11 @@ def _checkpoint_steps(workdir: pathlib.Path) -> list[int]:
 
 
 def _saved_step(workdir: pathlib.Path, number: int) -> int:
-  reader = tf.train.load_checkpoint(
-      str(workdir / "checkpoints" / f"ckpt-{number}"))
-  return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+  return saved_step(workdir / "checkpoints" / f"ckpt-{number}")
 
 
 def _finish(processes) -> list[int]:
-  return [p.wait(timeout=_TIMEOUT_SECONDS) for p in processes]
+  return [p.wait(timeout=PROCESS_TIMEOUT_SECONDS) for p in processes]
 
 
 def _resume_and_check(mnist_dir, workdir, stopped_at: int, logs,
@@ -136,8 +131,8 @@ def test_sigkill_of_a_worker_makes_the_other_fail_and_a_restart_completes(
   _wait_for_training(tmp_path / "w0.log", past_step=25)
   workers[1].send_signal(signal.SIGKILL)
   # The survivor must end by itself (the wait is bounded): no hang.
-  code = workers[0].wait(timeout=_TIMEOUT_SECONDS)
-  workers[1].wait(timeout=_TIMEOUT_SECONDS)
+  code = workers[0].wait(timeout=PROCESS_TIMEOUT_SECONDS)
+  workers[1].wait(timeout=PROCESS_TIMEOUT_SECONDS)
   log = (tmp_path / "w0.log").read_text()
   assert code not in (0, _PREEMPTED_EXIT_CODE)
   assert "error: another task of the cluster stopped" in log

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import cpu_strategy, load_config
+from tests.conftest import checkpoint_values, cpu_strategy, load_config
 from trainer import losses
 from trainer import train
 from trainer.data import sources
@@ -107,14 +107,6 @@ def test_per_replica_batchnorm_makes_two_replicas_differ(mnist):
              for a, b in zip(one, two))
 
 
-def _checkpoint_values(path: str) -> dict[str, np.ndarray]:
-  reader = tf.train.load_checkpoint(path)
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()
-          if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
-          and "save_counter" not in name}
-
-
 def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir):
   overrides = {**TINY, "data.source": f"idx:{mnist_dir}",
                "data.split": "test", "train.checkpoint_every": 3,
@@ -127,7 +119,7 @@ def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir):
   resumed = tmp_path / "resumed"
   first = train.run(load_config(**overrides, **{"train.steps": 3}),
                     str(resumed), strategy)
-  saved = _checkpoint_values(str(resumed / "checkpoints" / "ckpt-3"))
+  saved = checkpoint_values(str(resumed / "checkpoints" / "ckpt-3"))
   second = train.run(load_config(**overrides, **{"train.steps": 6}),
                      str(resumed), strategy)
   assert int(first.step.numpy()) == 3 and int(second.step.numpy()) == 6
@@ -135,8 +127,8 @@ def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir):
   assert saved["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3
   # ... and ended where the uninterrupted run did: weights, G_ema, both
   # optimizers' moments and iterations, the dropout seed, the step.
-  a = _checkpoint_values(str(straight / "checkpoints" / "ckpt-6"))
-  b = _checkpoint_values(str(resumed / "checkpoints" / "ckpt-6"))
+  a = checkpoint_values(str(straight / "checkpoints" / "ckpt-6"))
+  b = checkpoint_values(str(resumed / "checkpoints" / "ckpt-6"))
   assert a.keys() == b.keys()
   # The optimizers' moments are there (Keras 3 names them _variables/N).
   assert any(k.startswith("d_optimizer/_variables/") for k in a)
@@ -155,7 +147,7 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(
   strategy = cpu_strategy(2)
   train.run(load_config(**overrides, **{"train.steps": 2}), str(tmp_path),
             strategy)
-  good = _checkpoint_values(str(tmp_path / "checkpoints" / "ckpt-2"))
+  good = checkpoint_values(str(tmp_path / "checkpoints" / "ckpt-2"))
   # An absurd learning rate drives the weights to overflow within a few steps.
   reported = []
   for steps_per_loop in (1, 8):
@@ -172,7 +164,7 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(
   assert reported[0] == reported[1] and 2 < reported[0] <= 40
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()
                 if p.name.startswith("ckpt-2")) != []
-  after = _checkpoint_values(str(tmp_path / "checkpoints" / "ckpt-2"))
+  after = checkpoint_values(str(tmp_path / "checkpoints" / "ckpt-2"))
   assert all(np.array_equal(good[k], after[k]) for k in good)
   assert not any(p.name.startswith("ckpt-40")
                  for p in (tmp_path / "checkpoints").iterdir())

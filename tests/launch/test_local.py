@@ -16,13 +16,11 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from launch import local
-from tests.conftest import REPO
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, checkpoint_values,
+                            run_command, saved_step, smoke_flags)
 
-# Generous: a TensorFlow process takes seconds; this only stops a hung one.
-_TIMEOUT_SECONDS = 300
 # A worker that would outlive any test unless the launcher stops it.
 _SLEEPER = "import time; time.sleep(600)"
 _STEPS = 4
@@ -34,26 +32,14 @@ def tiny_args(mnist_dir: pathlib.Path, workdir: pathlib.Path,
 
   No dropout, so that the run does not depend on how the batch is split.
   """
-  return [f"--config={REPO / 'configs' / 'dcgan_mnist.py'}:smoke",
-          "--config.model.g_width=8", "--config.model.d_width=8",
-          "--config.train.batch_size=8", "--config.model.d_dropout=0.0",
-          f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
-          f"--config.train.steps={_STEPS}",
-          f"--config.train.checkpoint_every={_STEPS}",
-          f"--workdir={workdir}", *overrides]
-
-
-def run(*command: str) -> tuple[int, str, str]:
-  """Runs `command` in the repository; returns (code, stdout, stderr)."""
-  env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-  process = subprocess.run(
-      command, cwd=REPO, env=env, capture_output=True, text=True,
-      timeout=_TIMEOUT_SECONDS, check=False)
-  return process.returncode, process.stdout, process.stderr
+  return smoke_flags(mnist_dir, "--config.model.d_dropout=0.0",
+                     f"--config.train.steps={_STEPS}",
+                     f"--config.train.checkpoint_every={_STEPS}",
+                     f"--workdir={workdir}", *overrides)
 
 
 def launch(*args: str) -> tuple[int, str, str]:
-  return run(sys.executable, "launch/local.py", *args)
+  return run_command(sys.executable, "launch/local.py", *args)
 
 
 def last_line(text: str) -> str:
@@ -63,16 +49,8 @@ def last_line(text: str) -> str:
 
 def float_variables(checkpoint: pathlib.Path) -> dict[str, np.ndarray]:
   """The float variables of the latest checkpoint in a directory."""
-  reader = tf.train.load_checkpoint(str(checkpoint))
-  return {name: reader.get_tensor(name)
-          for name, dtype in reader.get_variable_to_dtype_map().items()
-          if dtype.is_floating and not name.startswith(
-              ("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))}
-
-
-def saved_step(checkpoint: pathlib.Path) -> int:
-  return int(tf.train.load_checkpoint(str(checkpoint)).get_tensor(
-      "step/.ATTRIBUTES/VARIABLE_VALUE"))
+  return {name: value for name, value in checkpoint_values(checkpoint).items()
+          if value.dtype.kind == "f"}
 
 
 @pytest.mark.parametrize("args,words", [
@@ -124,7 +102,7 @@ def test_two_workers_match_one_process_with_two_replicas(
   assert returncode == 0, stdout + stderr
   mirrored = tmp_path / "mirrored"
 
-  returncode, _, stderr = run(
+  returncode, _, stderr = run_command(
       sys.executable, "-m", "trainer.main", "--strategy=mirrored",
       "--num_cpu_devices=2", *tiny_args(mnist_dir, mirrored))
 
@@ -269,7 +247,7 @@ def test_a_signal_to_the_launcher_reaches_the_workers(sent):
   try:
     read_until(process, "ready", seen)
     process.send_signal(sent)
-    stdout, stderr = process.communicate(timeout=_TIMEOUT_SECONDS)
+    stdout, stderr = process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
   finally:
     process.kill()
     process.wait()
@@ -293,7 +271,7 @@ def test_a_second_signal_kills_the_workers_at_once():
     process.send_signal(signal.SIGINT)
     read_until(process, "ignoring SIGTERM", seen)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=_TIMEOUT_SECONDS)
+    stdout, stderr = process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
   finally:
     process.kill()
     process.wait()
