@@ -362,13 +362,13 @@ def _set_learning_rates(state: GanState,
   Keras checkpoints an optimizer's learning rate; the config decides it, so
   that a run resumed with another rate uses that rate.
   """
-  for optimizer, path in ((state.g_optimizer, "optim.g_lr"),
-                          (state.d_optimizer, "optim.d_lr")):
-    wanted = config.optim[path.split(".")[1]]
+  for optimizer, field in ((state.g_optimizer, "g_lr"),
+                           (state.d_optimizer, "d_lr")):
+    wanted = config.optim[field]
     restored = float(optimizer.learning_rate.numpy())
     if not np.isclose(restored, wanted, rtol=1e-6):
-      logging.info("%s: %g from the config replaces %g from the checkpoint",
-                   path, wanted, restored)
+      logging.info("optim.%s: %g from the config replaces %g from the "
+                   "checkpoint", field, wanted, restored)
       optimizer.learning_rate = wanted
 
 
