@@ -17,6 +17,11 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           On one modern GPU: minutes; on 2 CPU cores (float32): hours.
           Expected: clearly readable digits from G_ema after a few thousand
           steps; measured figures live in BENCHMARKS.md.
+  stacked Stacked MNIST (three digits as R, G, B: 1000 modes), the
+          mode-collapse benchmark: the same DCGAN with 3 channels, evaluated
+          every 1000 steps by mode counting with the MNIST classifier.
+          Offline, add --config.data.source=stacked_mnist:idx:../shared/data/mnist
+          --config.data.split=test.
   smoke   40 steps at batch 64 with frequent logs, images and checkpoints:
           checks that everything runs, in well under a minute on 2 CPU cores.
           It is not expected to produce digits.
@@ -78,6 +83,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.image_every = 500
   config.train.grid_size = 64  # images in the fixed-noise grid
   config.train.histogram_samples = 512  # real and fake images in D's histograms
+  # Evaluate (the metrics of config.eval) every this many steps; 0: never.
+  config.train.eval_every = 0
+
+  # Evaluation: `python -m trainer.evaluate`, and during training when
+  # train.eval_every > 0 (see README, "Evaluation").
+  config.eval = ml_collections.ConfigDict()
+  # Comma-separated: fid, kid, inception_score, precision_recall,
+  # class_coverage.
+  config.eval.metrics = "fid,kid,inception_score,precision_recall,class_coverage"
+  # mnist_classifier (MNIST and Stacked MNIST) or inception_v3.
+  config.eval.extractor = "mnist_classifier"
+  # A local weights file; "" for the extractor's own (shipped or downloaded).
+  config.eval.extractor_path = ""
+  config.eval.num_samples = 10_000  # generated images (from G_ema)
+  config.eval.num_real = 10_000  # real images
+  # The real images: "" means data.source and data.split.
+  config.eval.source = ""
+  config.eval.split = ""
+  config.eval.batch_size = 500  # global batch of feature extraction
+  config.eval.kid_subsets = 100
+  config.eval.kid_subset_size = 1000
+  config.eval.pr_k = 3  # k-th neighbour radius for precision and recall
+  config.eval.is_splits = 10
+  # Cached real-image features; "" means $GAN_TRAINER_CACHE, else
+  # ~/.cache/gan_trainer.
+  config.eval.cache_dir = ""
 
   config.runtime = ml_collections.ConfigDict()
   # float32, mixed_bfloat16 or mixed_float16 (with loss scaling).
@@ -95,6 +126,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.image_every = 20
     config.train.grid_size = 16
     config.train.histogram_samples = 128
+    config.eval.num_samples = 2000
+    config.eval.num_real = 2000
+    config.eval.kid_subsets = 20
+  elif arg == "stacked":
+    config.data.source = "stacked_mnist:tfds:mnist"
+    config.model.channels = 3
+    config.train.eval_every = 1000
   elif arg:
-    raise ValueError(f"unknown variant {arg!r} of dcgan_mnist; valid: smoke")
+    raise ValueError(
+        f"unknown variant {arg!r} of dcgan_mnist; valid: smoke, stacked")
   return config

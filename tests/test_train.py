@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tests.conftest import checkpoint_values, cpu_strategy, load_config
 from trainer import losses
+from trainer import state as state_lib
 from trainer import train
 from trainer.data import sources
 
@@ -30,7 +31,7 @@ def _values(variables) -> list[np.ndarray]:
 
 
 def _run_steps(strategy, config, source, num_steps):
-  state = train.build_state(config, strategy)
+  state = state_lib.build_state(config, strategy)
   before = {"g": _values(state.generator.trainable_variables),
             "d": _values(state.discriminator.trainable_variables)}
   train_steps = train.make_train_steps(config, strategy, state, source, 0)

@@ -37,9 +37,19 @@ class Checkpointer:
     path = self.latest
     if path is None:
       return False
+    self.restore(path)
+    return True
+
+  def restore(self, path: str) -> None:
+    """Restores checkpoint `path` (a prefix such as .../ckpt-200) whole.
+
+    Raises:
+      UserError: it is missing, damaged, or holds another model's state.
+    """
     try:
       self._checkpoint.restore(path).assert_consumed()
-    except (ValueError, AssertionError, tf.errors.OpError) as e:
+    # A truncated data file makes TensorFlow's reader raise IndexError.
+    except (ValueError, AssertionError, IndexError, tf.errors.OpError) as e:
       # TensorFlow's text goes on to print the variable's values.
       first = str(e).strip().splitlines()[0].split(" Target variable:")[0]
       raise UserError(
@@ -47,7 +57,19 @@ class Checkpointer:
           "It belongs to another model or is damaged; use another --workdir "
           "or the config that wrote it") from None
     logging.info("Restored %s", path)
-    return True
+
+  def all_checkpoints(self) -> list[str]:
+    """The checkpoints listed in the directory's state file, oldest first.
+
+    A state file that is being rewritten reads as empty.
+    """
+    try:
+      state = tf.train.get_checkpoint_state(self.directory)
+    except (tf.errors.OpError, ValueError) as e:
+      logging.warning("Cannot read the checkpoint list in %s yet: %s",
+                      self.directory, str(e).splitlines()[0] if str(e) else e)
+      return []
+    return list(state.all_model_checkpoint_paths) if state else []
 
   def save(self, step: int) -> str:
     if self._is_chief:

@@ -49,6 +49,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                "train.histogram_samples", "model.latent_dim",
                "model.g_width", "model.d_width", "model.channels"):
     _at_least(config, path, 1)
+  for path in ("eval.num_samples", "eval.num_real", "eval.batch_size",
+               "eval.kid_subsets", "eval.kid_subset_size", "eval.pr_k",
+               "eval.is_splits"):
+    _at_least(config, path, 1)
+  _at_least(config, "train.eval_every", 0)
   _at_least(config, "model.image_size", 8)
   _at_least(config, "model.gp_weight", 0)
   for path in ("optim.g_lr", "optim.d_lr"):

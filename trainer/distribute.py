@@ -4,6 +4,7 @@ import json
 import os
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from trainer.errors import UserError
@@ -142,3 +143,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   has_chief = "chief" in resolver.cluster_spec().as_dict()
   return (not has_chief and resolver.task_type == "worker"
           and resolver.task_id == 0)
+
+
+def distribute_rows(strategy: tf.distribute.Strategy, rows: np.ndarray):
+  """Splits rows [K, ...] evenly over the replicas (K divisible by them)."""
+  per_replica = len(rows) // strategy.num_replicas_in_sync
+
+  def value_fn(context: tf.distribute.experimental.ValueContext):
+    start = context.replica_id_in_sync_group * per_replica
+    return tf.constant(rows[start:start + per_replica])
+
+  return strategy.experimental_distribute_values_from_function(value_fn)

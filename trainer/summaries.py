@@ -36,6 +36,11 @@ class Writer:
     with self._writer.as_default(step=step):
       tf.summary.image(name, image_grid(images))
 
+  def png(self, step: int, name: str, png: bytes) -> None:
+    """Writes an encoded PNG (e.g. a matplotlib figure) as an image."""
+    with self._writer.as_default(step=step):
+      tf.summary.image(name, tf.image.decode_png(png, channels=3)[None])
+
   def histograms(self, step: int, values: dict[str, np.ndarray]) -> None:
     with self._writer.as_default(step=step):
       for name, value in values.items():
@@ -73,6 +78,14 @@ class Progress:
         "progress/seconds_left": self.seconds_left(step),
         "progress/fraction_done": step / self._total,
     }
+
+  def restart(self, step: int) -> None:
+    """Starts the next rate window at `step`, now.
+
+    Time spent meanwhile (an evaluation) then does not count against the
+    training rate.
+    """
+    self._last_step, self._last_time = step, time.monotonic()
 
   def seconds_left(self, step: int) -> float:
     if not self._steps_per_sec:

@@ -1,13 +1,11 @@
 """The GAN training step and loop.
 
 Everything with state is built once, inside `strategy.scope()`, by
-`build_state`. One call of the compiled loop runs several training steps; each
+`state.build_state`. One call of the compiled loop runs several training steps; each
 step is `strategy.run(replica_step)`: `n_disc` updates of D, one of G, then the
 moving average of G (G_ema).
 """
 
-import dataclasses
-import math
 import os
 from typing import Callable
 
@@ -20,15 +18,14 @@ import tensorflow as tf
 from trainer import checkpoint as checkpoint_lib
 from trainer import config as config_lib
 from trainer import distribute
+from trainer import evaluation
 from trainer import losses as losses_lib
+from trainer import monitor as monitor_lib
+from trainer import state as state_lib
 from trainer import summaries
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
-from trainer.models import ARCHITECTURES
-
-# Purposes of stateless random streams, folded into the config's seed.
-_NOISE, _PENALTY, _FIXED_NOISE = 1, 2, 3
 
 
 class NonFiniteLoss(RuntimeError):
@@ -46,71 +43,6 @@ class ClusterFailure(RuntimeError):
 # Errors of collective ops when a peer task is gone.
 _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                 tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-@dataclasses.dataclass
-class GanState:
-  """The whole training state; every field is checkpointed."""
-  generator: keras.Model
-  discriminator: keras.Model
-  generator_ema: keras.Model
-  g_optimizer: keras.optimizers.Optimizer
-  d_optimizer: keras.optimizers.Optimizer
-  step: tf.Variable
-
-  def trackables(self) -> dict:
-    """Everything to checkpoint, by name."""
-    objects = {f.name: getattr(self, f.name)
-               for f in dataclasses.fields(self)}
-    # Keras 3 does not expose the state of its random seed generators (D's
-    # dropout) to tf.train.Checkpoint; without it a resumed run would draw
-    # other dropout masks. Variables it does track are stored once anyway.
-    objects["network_states"] = [
-        v.value for net in (self.generator, self.discriminator,
-                            self.generator_ema)
-        for v in net.non_trainable_variables]
-    return objects
-
-
-def _optimizer(lr: float, optim: ml_collections.ConfigDict,
-               loss_scaling: bool) -> keras.optimizers.Optimizer:
-  optimizer = keras.optimizers.Adam(lr, beta_1=optim.beta1,
-                                    beta_2=optim.beta2)
-  if loss_scaling:
-    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-  return optimizer
-
-
-def build_state(config: ml_collections.ConfigDict,
-                strategy: tf.distribute.Strategy) -> GanState:
-  """Creates networks, optimizers and the step counter in the scope."""
-  build = ARCHITECTURES.get(config.model.architecture)
-  policy = config.runtime.mixed_precision
-  loss_scaling = policy == "mixed_float16"
-  keras.utils.set_random_seed(config.seed)
-  with strategy.scope():
-    generator, discriminator = build(config.model, policy)
-    generator_ema = keras.models.clone_model(generator)
-    for ema, var in zip(generator_ema.variables, generator.variables):
-      ema.assign(var)
-    g_optimizer = _optimizer(config.optim.g_lr, config.optim, loss_scaling)
-    d_optimizer = _optimizer(config.optim.d_lr, config.optim, loss_scaling)
-    g_optimizer.build(generator.trainable_variables)
-    d_optimizer.build(discriminator.trainable_variables)
-    # Only the first replica's increment counts, so all replicas agree.
-    step = tf.Variable(
-        0, dtype=tf.int64, trainable=False, name="step",
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-  return GanState(generator, discriminator, generator_ema, g_optimizer,
-                  d_optimizer, step)
-
-
-def _stream_seed(seed: int, purpose: int, *counters: tf.Tensor) -> tf.Tensor:
-  """A stateless seed [2] for one purpose at given counters (step, ...)."""
-  value = tf.constant([seed, purpose], tf.int64)
-  for counter in counters:
-    value = tf.random.experimental.stateless_fold_in(value, counter)
-  return value
 
 
 def _replica_noise(seed: tf.Tensor, global_batch: int,
@@ -146,7 +78,7 @@ def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
   return norm
 
 
-def _update_ema(state: GanState, decay: float, step: tf.Tensor) -> None:
+def _update_ema(state: state_lib.GanState, decay: float, step: tf.Tensor) -> None:
   """G_ema <- r * G_ema + (1 - r) * G; G's BN statistics are copied.
 
   r = min(decay, (1 + step) / (10 + step)): early in a run, when G moves
@@ -169,7 +101,7 @@ def _update_ema(state: GanState, decay: float, step: tf.Tensor) -> None:
   tf.distribute.get_replica_context().merge_call(update, args=(pairs, rate))
 
 
-def make_replica_step(state: GanState, config: ml_collections.ConfigDict,
+def make_replica_step(state: state_lib.GanState, config: ml_collections.ConfigDict,
                       global_batch: int):
   """Returns replica_step(real [n_disc, b, H, W, C]) -> metrics.
 
@@ -191,7 +123,7 @@ def make_replica_step(state: GanState, config: ml_collections.ConfigDict,
   def replica_step(real: tf.Tensor) -> dict[str, tf.Tensor]:
     step = state.step.read_value()
     for k in range(n_disc):
-      z = _replica_noise(_stream_seed(seed, _NOISE, step, k), global_batch,
+      z = _replica_noise(state_lib.stream_seed(seed, state_lib.NOISE, step, k), global_batch,
                          latent_dim)
       fake = tf.stop_gradient(g(z, training=True))
       with tf.GradientTape() as tape:
@@ -200,12 +132,12 @@ def make_replica_step(state: GanState, config: ml_collections.ConfigDict,
         if loss.gradient_penalty:
           per_example += config.model.gp_weight * losses_lib.gradient_penalty(
               critic, tf.cast(real[k], fake.dtype), fake,
-              _stream_seed(seed, _PENALTY, step, k))
+              state_lib.stream_seed(seed, state_lib.PENALTY, step, k))
         d_loss = average(per_example)
         scaled = state.d_optimizer.scale_loss(d_loss)
       d_norm = _apply(state.d_optimizer, tape, scaled,
                       d.trainable_variables)
-    z = _replica_noise(_stream_seed(seed, _NOISE, step, n_disc), global_batch,
+    z = _replica_noise(state_lib.stream_seed(seed, state_lib.NOISE, step, n_disc), global_batch,
                        latent_dim)
     with tf.GradientTape() as tape:
       g_logits = critic(g(z, training=True))
@@ -259,7 +191,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
 
 
 def make_train_steps(config: ml_collections.ConfigDict,
-                     strategy: tf.distribute.Strategy, state: GanState,
+                     strategy: tf.distribute.Strategy, state: state_lib.GanState,
                      source: sources.Source, start_step: int):
   """Returns train_steps(n) -> (mean metrics, first bad step or -1).
 
@@ -300,62 +232,7 @@ def make_agreement(strategy: tf.distribute.Strategy):
   return lambda flag: bool(any_task(tf.constant(flag)))
 
 
-def _distribute_rows(strategy: tf.distribute.Strategy, rows: np.ndarray):
-  """Splits rows [K, ...] evenly over the replicas (K divisible by them)."""
-  per_replica = len(rows) // strategy.num_replicas_in_sync
-
-  def value_fn(context: tf.distribute.experimental.ValueContext):
-    start = context.replica_id_in_sync_group * per_replica
-    return tf.constant(rows[start:start + per_replica])
-
-  return strategy.experimental_distribute_values_from_function(value_fn)
-
-
-class Monitor:
-  """The fixed-noise image grids and D's histograms on fixed batches."""
-
-  def __init__(self, strategy: tf.distribute.Strategy, state: GanState,
-               config: ml_collections.ConfigDict, real: np.ndarray):
-    replicas = strategy.num_replicas_in_sync
-    train = config.train
-    # Rounded up to a multiple of the replica count, trimmed when written.
-    count = max(train.grid_size, train.histogram_samples)
-    count = math.ceil(count / replicas) * replicas
-    noise = tf.random.stateless_normal(
-        [count, config.model.latent_dim],
-        _stream_seed(config.seed, _FIXED_NOISE)).numpy()
-    real = np.resize(real, (count,) + real.shape[1:])
-    self._inputs = (_distribute_rows(strategy, noise),
-                    _distribute_rows(strategy, real))
-    self._grid_size = train.grid_size
-    self._hist_size = train.histogram_samples
-
-    def replica_fn(z, images):
-      fake = state.generator(z, training=False)
-      probability = lambda x: tf.sigmoid(
-          tf.squeeze(state.discriminator(x, training=False), -1))
-      return {"samples/generator": fake,
-              "samples/generator_ema": state.generator_ema(z, training=False),
-              "d_probability/real": probability(images),
-              "d_probability/fake": probability(fake)}
-
-    @tf.function
-    def run():
-      outputs = strategy.run(replica_fn, args=self._inputs)
-      return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
-
-    self._run = run
-
-  def write(self, writer: summaries.Writer, step: int) -> None:
-    outputs = {k: v.numpy() for k, v in self._run().items()}
-    for name in ("samples/generator", "samples/generator_ema"):
-      writer.images(step, name, outputs[name][:self._grid_size])
-    writer.histograms(step, {
-        name: outputs[name][:self._hist_size]
-        for name in ("d_probability/real", "d_probability/fake")})
-
-
-def _set_learning_rates(state: GanState,
+def _set_learning_rates(state: state_lib.GanState,
                         config: ml_collections.ConfigDict) -> None:
   """Applies the config's learning rates over the restored ones.
 
@@ -383,8 +260,10 @@ def _next_stop(step: int, config: ml_collections.ConfigDict) -> int:
   """The next step at which something happens (log, save, images, end)."""
   train = config.train
   candidates = [train.steps, step + train.steps_per_loop]
-  for every in (train.log_every, train.checkpoint_every, train.image_every):
-    candidates.append((step // every + 1) * every)
+  for every in (train.log_every, train.checkpoint_every, train.image_every,
+                train.eval_every):
+    if every:
+      candidates.append((step // every + 1) * every)
   return min(candidates)
 
 
@@ -398,7 +277,7 @@ def _load_source(config: ml_collections.ConfigDict) -> sources.Source:
 
 def run(config: ml_collections.ConfigDict, workdir: str,
         strategy: tf.distribute.Strategy,
-        stop_requested: Callable[[], bool] | None = None) -> GanState:
+        stop_requested: Callable[[], bool] | None = None) -> state_lib.GanState:
   """Trains until `train.steps`, resuming from the workdir.
 
   Args:
@@ -426,7 +305,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   source = _load_source(config)
   config_lib.check_compatible(config, workdir)
 
-  state = build_state(config, strategy)
+  state = state_lib.build_state(config, strategy)
   chief = distribute.is_chief(strategy)
   checkpointer = checkpoint_lib.Checkpointer(
       workdir, state.trackables(), keep=config.train.keep_checkpoints,
@@ -434,6 +313,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if checkpointer.restore_latest():
     _set_learning_rates(state, config)
   step = int(state.step.numpy())
+  evaluator = (evaluation.Evaluator(config, strategy, state, workdir,
+                                    is_chief=chief)
+               if config.train.eval_every and step < config.train.steps
+               else None)
   config_lib.log_and_write(config, workdir, write=chief)
   if step >= config.train.steps:
     logging.info("Already trained to step %d (train.steps=%d); nothing to do",
@@ -444,7 +327,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   writer.text(step, "config", "    " + config_lib.to_json(config).replace(
       "\n", "\n    "))
   train_steps = make_train_steps(config, strategy, state, source, step)
-  monitor = Monitor(strategy, state, config, pipeline.first_images(
+  monitor = monitor_lib.Monitor(strategy, state, config, pipeline.first_images(
       source, config.train.histogram_samples).numpy())
   progress = summaries.Progress(total_steps=config.train.steps,
                                 examples_per_step=config.train.batch_size,
@@ -473,7 +356,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           f"{last_good}")
     step = stop
     saved = _on_step(step, config, metrics, progress, writer, monitor,
-                     checkpointer)
+                     checkpointer, evaluator)
     if any_task is not None and any_task(stop_requested()):
       if not saved:
         checkpointer.save(step)
@@ -485,9 +368,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   return state
 
 
-def _on_step(step, config, metrics, progress, writer, monitor,
-             checkpointer) -> bool:
-  """Logs, writes images and saves at the steps that ask for it.
+def _on_step(step, config, metrics, progress, writer, monitor, checkpointer,
+             evaluator) -> bool:
+  """Logs, writes images, saves and evaluates at the steps that ask for it.
 
   Returns:
     Whether a checkpoint was saved.
@@ -506,7 +389,11 @@ def _on_step(step, config, metrics, progress, writer, monitor,
         summaries.format_duration(values["progress/seconds_left"]))
   if step % train.image_every == 0 or last:
     monitor.write(writer, step)
-  if step % train.checkpoint_every == 0 or last:
+  saved = step % train.checkpoint_every == 0 or last
+  if saved:
     checkpointer.save(step)
-    return True
-  return False
+  # After saving: an evaluation that fails cannot cost the checkpoint.
+  if evaluator is not None and (step % train.eval_every == 0 or last):
+    evaluator.evaluate(step, checkpointer.latest if saved else "")
+    progress.restart(step)
+  return saved

@@ -7,6 +7,7 @@ still runs.
 """
 
 import io
+import json
 import os
 import pathlib
 import re
@@ -75,12 +76,31 @@ def test_bad_input_is_one_clear_error(args, words):
   assert "[worker" not in stdout  # Nothing was started.
 
 
+def eval_args(cache_dir: pathlib.Path) -> list[str]:
+  """An evaluation at the last step, with small sample counts."""
+  return [f"--config.train.eval_every={_STEPS}",
+          "--config.eval.num_samples=200", "--config.eval.num_real=200",
+          "--config.eval.kid_subsets=5", "--config.eval.kid_subset_size=100",
+          "--config.eval.batch_size=100", f"--config.eval.cache_dir={cache_dir}"]
+
+
+def fid_at_the_end(workdir: pathlib.Path) -> float:
+  [line] = (workdir / "eval" / "metrics.jsonl").read_text().splitlines()
+  record = json.loads(line)
+  assert record["step"] == _STEPS, record
+  return record["fid"]
+
+
 @pytest.fixture(scope="module")
 def two_workers(mnist_dir, tmp_path_factory):
-  """(code, stdout, stderr, workdir) of a 2-worker run of the tiny model."""
-  workdir = tmp_path_factory.mktemp("two_workers") / "run"
-  return (*launch("--workers=2", "--", *tiny_args(mnist_dir, workdir)),
-          workdir)
+  """(code, stdout, stderr, workdir) of a 2-worker run of the tiny model.
+
+  It evaluates at its last step: every worker computes, the chief writes.
+  """
+  root = tmp_path_factory.mktemp("two_workers")
+  workdir = root / "run"
+  return (*launch("--workers=2", "--", *tiny_args(mnist_dir, workdir),
+                  *eval_args(root / "cache")), workdir)
 
 
 def test_two_workers_train(two_workers):
@@ -104,7 +124,8 @@ def test_two_workers_match_one_process_with_two_replicas(
 
   returncode, _, stderr = run_command(
       sys.executable, "-m", "trainer.main", "--strategy=mirrored",
-      "--num_cpu_devices=2", *tiny_args(mnist_dir, mirrored))
+      "--num_cpu_devices=2", *tiny_args(mnist_dir, mirrored),
+      *eval_args(tmp_path / "cache"))
 
   assert returncode == 0, stderr
   assert saved_step(mirrored / "checkpoints") == _STEPS
@@ -115,6 +136,9 @@ def test_two_workers_match_one_process_with_two_replicas(
   for name, value in expected.items():
     np.testing.assert_allclose(actual[name], value, rtol=1e-4, atol=1e-5,
                                err_msg=name)
+  # The evaluation over two workers agrees with the one-process one.
+  assert fid_at_the_end(workdir) == pytest.approx(fid_at_the_end(mirrored),
+                                                  rel=1e-3)
 
 
 def test_workers_that_fail_stop_the_launcher(mnist_dir, tmp_path):

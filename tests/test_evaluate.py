@@ -1,0 +1,196 @@
+"""`python -m trainer.evaluate` as a user runs it: real processes and files."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, run_command,
+                            smoke_flags)
+
+
+def _eval_flags(cache_dir: pathlib.Path) -> list[str]:
+  """Small sample counts: these runs check behaviour, not image quality."""
+  return ["--config.eval.num_samples=400", "--config.eval.num_real=400",
+          "--config.eval.kid_subsets=10", "--config.eval.kid_subset_size=200",
+          "--config.eval.batch_size=200", "--config.train.histogram_samples=64",
+          f"--config.eval.cache_dir={cache_dir}"]
+
+
+def _flags(mnist_dir, cache_dir, workdir, *extra) -> list[str]:
+  return [*smoke_flags(mnist_dir), *_eval_flags(cache_dir),
+          f"--workdir={workdir}", "--num_cpu_devices=2", *extra]
+
+
+def _train(mnist_dir, cache_dir, workdir, *extra) -> None:
+  code, _, err = run_command(sys.executable, "-m", "trainer.main",
+                             *_flags(mnist_dir, cache_dir, workdir, *extra))
+  assert code == 0, err[-3000:]
+
+
+def _evaluate(mnist_dir, cache_dir, workdir, *extra) -> tuple[int, str]:
+  code, _, err = run_command(sys.executable, "-m", "trainer.evaluate",
+                             *_flags(mnist_dir, cache_dir, workdir, *extra))
+  return code, err
+
+
+def _records(workdir: pathlib.Path) -> list[dict]:
+  lines = (workdir / "eval" / "metrics.jsonl").read_text().splitlines()
+  return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_dir, tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+  """A finished smoke run (checkpoints at steps 20 and 40), and a cache."""
+  root = tmp_path_factory.mktemp("evaluate")
+  _train(mnist_dir, root / "cache", root / "run")
+  return root / "run", root / "cache"
+
+
+_METRICS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std",
+            "precision", "recall", "modes", "mode_kl")
+
+
+def test_latest_checkpoint_is_evaluated_into_jsonl_tensorboard_and_png(
+    trained, mnist_dir, tmp_path):
+  source, cache = trained
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  code, err = _evaluate(mnist_dir, cache, workdir)
+  assert code == 0, err[-3000:]
+
+  [record] = _records(workdir)
+  assert record["step"] == 40
+  assert record["checkpoint"].endswith("ckpt-40")
+  for name in _METRICS:
+    assert np.isfinite(record[name]), name
+  assert record["fid"] > 0 and 1 <= record["modes"] <= 10
+  protocol = record["protocol"]
+  assert protocol["extractor"] == "mnist_classifier"
+  assert protocol["num_samples"] == protocol["num_real"] == 400
+  assert protocol["dataset"] == f"idx:{mnist_dir}"
+  assert protocol["generator"] == "generator_ema"
+
+  events = event_accumulator.EventAccumulator(
+      str(workdir / "eval"), size_guidance={"images": 0, "histograms": 0,
+                                            "tensors": 0, "scalars": 0})
+  events.Reload()
+  tags = events.Tags()
+  scalars = {t for t in tags["tensors"] + tags["scalars"]}
+  assert {f"metrics/{name}" for name in _METRICS} <= scalars, scalars
+  assert {"discriminator", "samples/generator_ema",
+          "d_probability/real", "d_probability/fake"} <= scalars | set(
+              tags["images"]) | set(tags["histograms"]), tags
+  fid = events.Tensors("metrics/fid")[0]
+  assert fid.step == 40
+  assert float(tf.make_ndarray(fid.tensor_proto)) == pytest.approx(
+      record["fid"], rel=1e-5)
+
+  png = (workdir / "eval" / "discriminator" / "step_00000040.png").read_bytes()
+  assert tf.io.decode_png(png).shape[-1] in (3, 4)
+
+
+# More bad settings are checked in-process in test_evaluation.py.
+@pytest.mark.parametrize("extra, message", [
+    (("--config.model.g_width=16",), "holds a run of a different model"),
+    (("--config.eval.num_samples=100",), "eval.num_samples"),
+    (("--checkpoint=/missing/ckpt-7",), "no such checkpoint"),
+])
+def test_bad_input_gives_one_error_line(trained, mnist_dir, tmp_path, extra,
+                                        message):
+  source, cache = trained
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  code, err = _evaluate(mnist_dir, cache, workdir, *extra)
+  assert code == 1, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  errors = [line for line in err.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and message in errors[0], err[-3000:]
+  assert not (workdir / "eval").exists()
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == sorted(
+      p.name for p in (source / "checkpoints").iterdir())
+
+
+def test_a_workdir_without_checkpoints_is_refused(mnist_dir, tmp_path):
+  code, err = _evaluate(mnist_dir, tmp_path / "cache", tmp_path / "empty")
+  assert code == 1 and "Traceback" not in err
+  assert "has no checkpoint" in err.splitlines()[-1], err[-3000:]
+
+
+def _start_watcher(mnist_dir, cache, workdir, *extra) -> subprocess.Popen:
+  return subprocess.Popen(
+      [sys.executable, "-m", "trainer.evaluate",
+       *_flags(mnist_dir, cache, workdir, "--continuous",
+               "--poll_seconds=0.5", "--timeout=240", *extra)],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_continuous_evaluates_each_checkpoint_next_to_training(
+    trained, mnist_dir, tmp_path):
+  _, cache = trained
+  workdir = tmp_path / "run"
+  # The watcher starts first, on a workdir that training has not made yet.
+  watcher = _start_watcher(mnist_dir, cache, workdir)
+  try:
+    _train(mnist_dir, cache, workdir)
+    _, err = watcher.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
+  finally:
+    watcher.kill()
+  assert watcher.returncode == 0, err[-3000:]
+  steps = [r["step"] for r in _records(workdir)]
+  # It ends with the final step; step 20 too unless it was gone by then.
+  assert steps[-1] == 40 and steps in ([20, 40], [40]), steps
+
+
+def _wait_for(condition, what: str, watcher: subprocess.Popen) -> None:
+  deadline = time.monotonic() + PROCESS_TIMEOUT_SECONDS
+  while not condition():
+    assert watcher.poll() is None, f"the watcher exited while waiting: {what}"
+    assert time.monotonic() < deadline, f"timed out waiting: {what}"
+    time.sleep(0.5)
+
+
+def test_continuous_waits_through_a_half_written_checkpoint(
+    trained, mnist_dir, tmp_path):
+  source, cache = trained
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints").mkdir(parents=True)
+  shutil.copy(source / "config.json", workdir)
+  new, old = source / "checkpoints", workdir / "checkpoints"
+
+  def publish(step: int, data: bytes | None = None) -> None:
+    """Copies ckpt-<step> over, optionally with other bytes as its data."""
+    for path in new.glob(f"ckpt-{step}.*"):
+      shutil.copy(path, old / path.name)
+    if data is not None:
+      [data_file] = old.glob(f"ckpt-{step}.data-*")
+      data_file.write_bytes(data)
+    (old / "checkpoint").write_text(
+        f'model_checkpoint_path: "ckpt-{step}"\n'
+        f'all_model_checkpoint_paths: "ckpt-{step}"\n')
+
+  publish(20)
+  watcher = _start_watcher(mnist_dir, cache, workdir)
+  try:
+    _wait_for(lambda: (workdir / "eval" / "metrics.jsonl").exists(),
+              "the evaluation of step 20", watcher)
+    [full] = new.glob("ckpt-40.data-*")
+    publish(40, full.read_bytes()[:len(full.read_bytes()) // 2])
+    time.sleep(3)  # several polls on the half-written checkpoint
+    if watcher.poll() is not None:
+      pytest.fail("the watcher stopped on a half-written checkpoint:\n"
+                  + watcher.communicate()[1][-3000:])
+    publish(40)  # the write completes
+    _, err = watcher.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
+  finally:
+    watcher.kill()
+  assert watcher.returncode == 0, err[-3000:]
+  assert "Cannot read" in err and "ckpt-40" in err, err[-3000:]
+  assert [r["step"] for r in _records(workdir)] == [20, 40]
