@@ -7,6 +7,7 @@ from absl import logging
 import ml_collections
 import tensorflow as tf
 
+from trainer import files
 from trainer.errors import UserError
 
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -115,10 +116,5 @@ def log_and_write(config: ml_collections.ConfigDict, workdir: str,
   text = to_json(config)
   logging.info("Resolved config:\n%s", text)
   if write:
-    # tf.io.gfile: the workdir may be a gs:// or other remote path.
-    tf.io.gfile.makedirs(workdir)
-    tmp = os.path.join(workdir, "config.json.tmp")
-    with tf.io.gfile.GFile(tmp, "w") as f:
-      f.write(text + "\n")
-    tf.io.gfile.rename(tmp, os.path.join(workdir, "config.json"),
-                       overwrite=True)
+    # Through tf.io.gfile: the workdir may be a gs:// or other remote path.
+    files.write_atomically(os.path.join(workdir, "config.json"), text + "\n")

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import time
-import uuid
 from typing import Callable, Iterator
 
 from absl import logging
@@ -38,6 +37,7 @@ from trainer import checkpoint as checkpoint_lib
 from trainer import config as config_lib
 from trainer import distribute
 from trainer import features as features_lib
+from trainer import files
 from trainer import metrics as metrics_lib
 from trainer import monitor as monitor_lib
 from trainer import plots
@@ -216,7 +216,7 @@ class Evaluator:
       buffer = io.BytesIO()  # np.savez seeks, which GFile cannot in "wb"
       np.savez(buffer, embeddings=real.embeddings,
                probabilities=real.probabilities)
-      _write_atomically(path, buffer.getvalue())
+      files.write_atomically(path, buffer.getvalue())
     return real
 
   def _read_real(self, indices: np.ndarray) -> np.ndarray:
@@ -257,11 +257,11 @@ class Evaluator:
     metrics_path = os.path.join(self._workdir, "metrics.jsonl")
     lines = _read_lines(metrics_path)
     lines.append(json.dumps(record, sort_keys=True))
-    _write_atomically(metrics_path, ("\n".join(lines) + "\n").encode())
+    files.write_atomically(metrics_path, ("\n".join(lines) + "\n").encode())
     real = outputs["d_probability/real"]
     fake = outputs["d_probability/fake"]
     png = plots.discriminator_png(real, fake, step=step)
-    _write_atomically(os.path.join(self._workdir, "discriminator",
+    files.write_atomically(os.path.join(self._workdir, "discriminator",
                                    f"step_{step:08d}.png"), png)
     writer = self._writer
     writer.scalars(step, {f"metrics/{name}": value
@@ -272,16 +272,6 @@ class Evaluator:
     writer.images(step, "samples/generator_ema",
                   outputs["samples/generator_ema"])
     writer.flush()
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-  """Writes via a temporary file and a rename: never a half-written file."""
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  # Unique, so that two writers (e.g. of a shared cache) do not collide.
-  tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-  with tf.io.gfile.GFile(tmp, "wb") as f:
-    f.write(data)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _read_lines(path: str) -> list[str]:

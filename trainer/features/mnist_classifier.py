@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shlex
-import tempfile
 import time
 
 from absl import logging
@@ -31,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import features
+from trainer import files
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
@@ -302,26 +302,6 @@ def train(recipe: Recipe) -> Trained:
 
 # ------------------------------------------------------------ save / load ---
 
-def _replace_atomically(path: str, write) -> None:
-  """Calls write(temp_path) next to `path`, then renames it to `path`.
-
-  A run that fails half-way leaves no half-written file at `path`.
-  """
-  directory, name = os.path.split(os.path.abspath(path))
-  # The temporary name keeps the suffix: Keras writes weights only to
-  # *.weights.h5.
-  suffix = _WEIGHTS_SUFFIX if name.endswith(_WEIGHTS_SUFFIX) else ""
-  fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
-  os.close(fd)
-  try:
-    write(temp)
-    os.chmod(temp, 0o644)  # mkstemp's 0600 would keep the file private.
-    os.replace(temp, path)
-  finally:
-    if os.path.exists(temp):
-      os.remove(temp)
-
-
 def save(trained: Trained, out: str) -> tuple[str, str]:
   """Writes `out`.weights.h5 and its metadata `out`.json.
 
@@ -333,7 +313,7 @@ def save(trained: Trained, out: str) -> tuple[str, str]:
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   # Weights first: should the metadata then fail to be written, the old
   # sha256 it holds no longer matches, and `load` says so.
-  _replace_atomically(weights_path, trained.model.save_weights)
+  files.replace_atomically(weights_path, trained.model.save_weights)
   recipe = trained.recipe
   metadata = {
       "version": VERSION,
@@ -366,12 +346,7 @@ def save(trained: Trained, out: str) -> tuple[str, str]:
       "keras_version": keras.__version__,
   }
 
-  def write_json(path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump(metadata, f, indent=2)
-      f.write("\n")
-
-  _replace_atomically(json_path, write_json)
+  files.write_atomically(json_path, json.dumps(metadata, indent=2) + "\n")
   return weights_path, json_path
 
 

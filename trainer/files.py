@@ -1,0 +1,40 @@
+"""Writing files so that a reader never sees a half-written one."""
+
+import os
+from typing import Callable
+import uuid
+
+import tensorflow as tf
+
+
+def replace_atomically(path: str, write: Callable[[str], None]) -> None:
+  """Calls write(temporary path) beside `path`, then renames it to `path`.
+
+  A write that fails half-way leaves `path` as it was. Works on any
+  tf.io.gfile filesystem (local, gs://).
+
+  Args:
+    path: the file to create or replace.
+    write: writes the whole file to the path it is given. The temporary
+      name ends like `path` (Keras writes weights only to *.weights.h5).
+  """
+  directory, name = os.path.split(path)
+  tf.io.gfile.makedirs(directory or ".")
+  # Unique, so that two writers (e.g. of a shared cache) do not collide.
+  temp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{name}")
+  try:
+    write(temp)
+    tf.io.gfile.rename(temp, path, overwrite=True)
+  finally:
+    if tf.io.gfile.exists(temp):
+      tf.io.gfile.remove(temp)
+
+
+def write_atomically(path: str, data: bytes | str) -> None:
+  """Writes `data` to `path` through replace_atomically."""
+
+  def write(temp: str) -> None:
+    with tf.io.gfile.GFile(temp, "wb" if isinstance(data, bytes) else "w") as f:
+      f.write(data)
+
+  replace_atomically(path, write)
