@@ -353,11 +353,10 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str,
           f"{workdir} has no checkpoint in {checkpointer.directory}; train "
           "first, pass --checkpoint=<path>, or --continuous to wait for one")
     checkpointer.restore(path)
-    evaluator = Evaluator(config, strategy, state, workdir,
-                          is_chief=distribute.is_chief(strategy))
-    return [evaluator.evaluate(int(state.step.numpy()), path)]
   evaluator = Evaluator(config, strategy, state, workdir,
                         is_chief=distribute.is_chief(strategy))
+  if not continuous:
+    return [evaluator.evaluate(int(state.step.numpy()), path)]
   return _watch(evaluator, checkpointer, state, workdir,
                 final_step=config.train.steps, poll_seconds=poll_seconds,
                 timeout_seconds=timeout_seconds)

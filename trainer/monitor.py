@@ -14,7 +14,8 @@ from trainer import summaries
 class Monitor:
   """The fixed-noise image grids and D's histograms on fixed batches."""
 
-  def __init__(self, strategy: tf.distribute.Strategy, state: state_lib.GanState,
+  def __init__(self, strategy: tf.distribute.Strategy,
+               state: state_lib.GanState,
                config: ml_collections.ConfigDict, real: np.ndarray):
     replicas = strategy.num_replicas_in_sync
     train = config.train

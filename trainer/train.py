@@ -1,9 +1,9 @@
 """The GAN training step and loop.
 
 Everything with state is built once, inside `strategy.scope()`, by
-`state.build_state`. One call of the compiled loop runs several training steps; each
-step is `strategy.run(replica_step)`: `n_disc` updates of D, one of G, then the
-moving average of G (G_ema).
+`state.build_state`. One call of the compiled loop runs several training
+steps; each step is `strategy.run(replica_step)`: `n_disc` updates of D, one
+of G, then the moving average of G (G_ema).
 """
 
 import os
@@ -78,7 +78,8 @@ def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
   return norm
 
 
-def _update_ema(state: state_lib.GanState, decay: float, step: tf.Tensor) -> None:
+def _update_ema(state: state_lib.GanState, decay: float,
+                step: tf.Tensor) -> None:
   """G_ema <- r * G_ema + (1 - r) * G; G's BN statistics are copied.
 
   r = min(decay, (1 + step) / (10 + step)): early in a run, when G moves
@@ -101,7 +102,8 @@ def _update_ema(state: state_lib.GanState, decay: float, step: tf.Tensor) -> Non
   tf.distribute.get_replica_context().merge_call(update, args=(pairs, rate))
 
 
-def make_replica_step(state: state_lib.GanState, config: ml_collections.ConfigDict,
+def make_replica_step(state: state_lib.GanState,
+                      config: ml_collections.ConfigDict,
                       global_batch: int):
   """Returns replica_step(real [n_disc, b, H, W, C]) -> metrics.
 
@@ -123,8 +125,9 @@ def make_replica_step(state: state_lib.GanState, config: ml_collections.ConfigDi
   def replica_step(real: tf.Tensor) -> dict[str, tf.Tensor]:
     step = state.step.read_value()
     for k in range(n_disc):
-      z = _replica_noise(state_lib.stream_seed(seed, state_lib.NOISE, step, k), global_batch,
-                         latent_dim)
+      z = _replica_noise(
+          state_lib.stream_seed(seed, state_lib.NOISE, step, k), global_batch,
+          latent_dim)
       fake = tf.stop_gradient(g(z, training=True))
       with tf.GradientTape() as tape:
         real_logits, fake_logits = critic(real[k]), critic(fake)
@@ -137,8 +140,9 @@ def make_replica_step(state: state_lib.GanState, config: ml_collections.ConfigDi
         scaled = state.d_optimizer.scale_loss(d_loss)
       d_norm = _apply(state.d_optimizer, tape, scaled,
                       d.trainable_variables)
-    z = _replica_noise(state_lib.stream_seed(seed, state_lib.NOISE, step, n_disc), global_batch,
-                       latent_dim)
+    z = _replica_noise(
+        state_lib.stream_seed(seed, state_lib.NOISE, step, n_disc),
+        global_batch, latent_dim)
     with tf.GradientTape() as tape:
       g_logits = critic(g(z, training=True))
       g_loss = average(loss.generator(g_logits))
@@ -191,7 +195,8 @@ def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
 
 
 def make_train_steps(config: ml_collections.ConfigDict,
-                     strategy: tf.distribute.Strategy, state: state_lib.GanState,
+                     strategy: tf.distribute.Strategy,
+                     state: state_lib.GanState,
                      source: sources.Source, start_step: int):
   """Returns train_steps(n) -> (mean metrics, first bad step or -1).
 
