@@ -22,6 +22,8 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           every 1000 steps by mode counting with the MNIST classifier.
           Offline, add --config.data.source=stacked_mnist:idx:../shared/data/mnist
           --config.data.split=test.
+  short   3,000 steps at batch 64 (about 10 minutes on 2 CPU cores): the
+          budget of the apply tools' quality figures in BENCHMARKS.md.
   smoke   40 steps at batch 64 with frequent logs, images and checkpoints:
           checks that everything runs, in well under a minute on 2 CPU cores.
           It is not expected to produce digits.
@@ -53,6 +55,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.image_size = 28
   config.model.channels = 1
   config.model.latent_dim = 100
+  # Classes of a class-conditional model (G and D see the labels); 0: none.
+  config.model.num_classes = 0
   # Width of G's last hidden layer and D's first; the others double from it.
   config.model.g_width = 64
   config.model.d_width = 64
@@ -129,11 +133,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.num_samples = 2000
     config.eval.num_real = 2000
     config.eval.kid_subsets = 20
+  elif arg == "short":
+    config.train.steps = 3000
+    config.train.batch_size = 64
+    config.train.checkpoint_every = 500
   elif arg == "stacked":
     config.data.source = "stacked_mnist:tfds:mnist"
     config.model.channels = 3
     config.train.eval_every = 1000
   elif arg:
     raise ValueError(
-        f"unknown variant {arg!r} of dcgan_mnist; valid: smoke, stacked")
+        f"unknown variant {arg!r} of dcgan_mnist; valid: short, smoke, "
+        "stacked")
   return config

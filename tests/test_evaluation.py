@@ -83,7 +83,7 @@ def test_a_generator_of_one_digit_has_one_mode(mnist_dir, tmp_path):
   strategy = cpu_strategy(2)
   source = sources.load(config.data.source, sources.Request(
       split="test", image_size=28, channels=1, resize=False))
-  seven = pipeline.first_images(source, 1).numpy()[0]  # the first is a 7
+  seven = pipeline.first_examples(source, 1)["image"][0]  # the first is a 7
   state = state_lib.build_state(config, strategy)
   with strategy.scope():
     collapsed = dataclasses.replace(

@@ -9,6 +9,7 @@ from trainer import losses
 from trainer import state as state_lib
 from trainer import train
 from trainer.data import sources
+from trainer.errors import UserError
 
 # Small networks: these tests check behaviour, not image quality.
 TINY = {"model.g_width": 8, "model.d_width": 8, "train.batch_size": 8}
@@ -62,6 +63,31 @@ def test_one_step_each_loss(strategy_name, loss, mnist):
   assert _changed(before["g"], state.generator.trainable_variables)
 
 
+@pytest.mark.parametrize("loss", losses.LOSSES.names())
+def test_one_conditional_step_each_loss(loss, mnist):
+  config = load_config(**TINY, **{"model.loss": loss,
+                                  "model.num_classes": 10})
+  state, before, metrics, first_bad = _run_steps(cpu_strategy(2), config,
+                                                 mnist, 1)
+  assert first_bad == -1
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  # The label embeddings of both networks learn too.
+  for net in (state.generator, state.discriminator):
+    embeddings = [v for v in net.trainable_variables if "embedding" in v.path]
+    assert len(embeddings) == 1, [v.path for v in net.trainable_variables]
+  assert _changed(before["d"], state.discriminator.trainable_variables)
+  assert _changed(before["g"], state.generator.trainable_variables)
+
+
+def test_a_conditional_model_needs_labelled_data(mnist_dir, tmp_path):
+  config = load_config(**TINY, **{"model.num_classes": 7,
+                                  "data.source": f"idx:{mnist_dir}",
+                                  "data.split": "test"})
+  with pytest.raises(UserError, match="model.num_classes=7 but .* has 10"):
+    train.run(config, str(tmp_path), cpu_strategy(1))
+  assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("strategy_name,policy,jit", [
     ("mirrored", "mixed_bfloat16", False), ("mirrored", "mixed_float16", False),
     ("one_device", "float32", True), ("one_device", "mixed_bfloat16", True)])
@@ -81,9 +107,11 @@ def test_precision_and_xla(strategy_name, policy, jit, mnist):
     assert state.g_optimizer.scale_loss(1.0) > 1  # loss scaling is on
 
 
-def _weights_after(replicas: int, sync_batchnorm: bool, mnist) -> list:
+def _weights_after(replicas: int, sync_batchnorm: bool, mnist,
+                   num_classes: int = 0) -> list:
   config = load_config(**TINY, **{"model.d_dropout": 0.0,
-                                  "model.sync_batchnorm": sync_batchnorm})
+                                  "model.sync_batchnorm": sync_batchnorm,
+                                  "model.num_classes": num_classes})
   state, _, _, _ = _run_steps(cpu_strategy(replicas), config, mnist, 2)
   return (_values(state.generator.variables)
           + _values(state.discriminator.variables)
@@ -92,9 +120,11 @@ def _weights_after(replicas: int, sync_batchnorm: bool, mnist) -> list:
           + _values(state.d_optimizer.variables))
 
 
-def test_one_and_two_replicas_agree_with_sync_batchnorm(mnist):
-  one = _weights_after(1, True, mnist)
-  two = _weights_after(2, True, mnist)
+@pytest.mark.parametrize("num_classes", [0, 10],
+                         ids=["unconditional", "conditional"])
+def test_one_and_two_replicas_agree_with_sync_batchnorm(mnist, num_classes):
+  one = _weights_after(1, True, mnist, num_classes)
+  two = _weights_after(2, True, mnist, num_classes)
   assert len(one) == len(two)
   for a, b in zip(one, two):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -58,6 +58,24 @@ class Checkpointer:
           "or the config that wrote it") from None
     logging.info("Restored %s", path)
 
+  def chosen(self, path: str) -> str:
+    """`path` if it names a checkpoint, else the latest one if `path` is "".
+
+    Raises:
+      UserError: `path` is not a checkpoint, or there is none to take.
+    """
+    if path and not tf.io.gfile.exists(path + ".index"):
+      raise UserError(
+          f"--checkpoint={path}: no such checkpoint (there is no "
+          f"{path}.index); pass a path such as "
+          f"{os.path.join(self.directory, 'ckpt-1000')}")
+    path = path or self.latest
+    if path is None:
+      raise UserError(
+          f"{os.path.dirname(self.directory)} has no checkpoint in "
+          f"{self.directory}; train first with python -m trainer.main")
+    return path
+
   def all_checkpoints(self) -> list[str]:
     """The checkpoints listed in the directory's state file, oldest first.
 

@@ -15,7 +15,10 @@ MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # Config sections that define the shapes of the saved state: a checkpoint
 # written under one of these cannot be restored under another.
 _STATE_DEFINING = ("model.architecture", "model.image_size", "model.channels",
-                   "model.latent_dim", "model.g_width", "model.d_width")
+                   "model.latent_dim", "model.g_width", "model.d_width",
+                   "model.num_classes")
+# Defaults of state-defining fields added after runs were saved without them.
+_STATE_DEFAULTS = {"model.num_classes": 0}
 
 
 def _at_least(config, path: str, minimum: float) -> None:
@@ -55,6 +58,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                "eval.is_splits"):
     _at_least(config, path, 1)
   _at_least(config, "train.eval_every", 0)
+  _at_least(config, "model.num_classes", 0)
   _at_least(config, "model.image_size", 8)
   _at_least(config, "model.gp_weight", 0)
   for path in ("optim.g_lr", "optim.d_lr"):
@@ -83,7 +87,7 @@ def state_signature(config: ml_collections.ConfigDict | dict) -> dict:
     try:
       signature[path] = _get(config, path)
     except KeyError:
-      signature[path] = None
+      signature[path] = _STATE_DEFAULTS.get(path)
   # Only float16 adds state (the loss scale); float32 and bfloat16 runs can
   # continue each other.
   policy = config.get("runtime", {}).get("mixed_precision")

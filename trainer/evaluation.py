@@ -88,26 +88,32 @@ def cache_dir(config: ml_collections.ConfigDict) -> str:
 
 
 def _replicated(strategy: tf.distribute.Strategy,
-                fn: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]):
-  """fn over a batch split across the replicas; outputs gathered in order."""
+                fn: Callable[..., tuple[tf.Tensor, tf.Tensor]]):
+  """fn over batches split across the replicas; outputs gathered in order."""
 
   @tf.function
-  def run(rows):
-    outputs = strategy.run(fn, args=(rows,))
+  def run(*rows):
+    outputs = strategy.run(fn, args=rows)
     return [strategy.gather(value, axis=0) for value in outputs]
 
   return run
 
 
 def _map_batches(strategy: tf.distribute.Strategy, run,
-                 batches: Iterator[np.ndarray],
+                 batches: Iterator[tuple[np.ndarray, ...]],
                  batch_size: int) -> metrics_lib.Features:
-  """Runs `run` on every batch (padded to `batch_size`), concatenating."""
+  """Runs `run` on every batch (each array padded to `batch_size`).
+
+  Each batch is a tuple of arrays with the same number of rows (images; or
+  noise and labels); the outputs are concatenated over the batches.
+  """
   embeddings, probabilities = [], []
   for rows in batches:
-    count = len(rows)
-    padded = np.resize(rows, (batch_size,) + rows.shape[1:])
-    embedding, probability = run(distribute.distribute_rows(strategy, padded))
+    count = len(rows[0])
+    embedding, probability = run(*(
+        distribute.distribute_rows(
+            strategy, np.resize(array, (batch_size,) + array.shape[1:]))
+        for array in rows))
     embeddings.append(embedding.numpy()[:count].astype(np.float64))
     probabilities.append(probability.numpy()[:count].astype(np.float64))
   return metrics_lib.Features(np.concatenate(embeddings),
@@ -143,6 +149,7 @@ class Evaluator:
       raise UserError(f"eval.batch_size={e.batch_size} is not divisible by "
                       f"the {replicas} replicas; use a multiple of {replicas}")
     self._source = real_source(config)
+    sources.check_classes(self._source, config.model.num_classes)
     if e.num_real > self._source.num_examples:
       raise UserError(
           f"eval.num_real={e.num_real} but {self._source.description} split "
@@ -158,12 +165,13 @@ class Evaluator:
     self._writer = summaries.Writer(self._workdir if is_chief else None)
     self._extract = _replicated(strategy, self._extractor.extract)
     self._generate_and_extract = _replicated(
-        strategy, lambda z: self._extractor.extract(
-            state.generator_ema(z, training=False)))
+        strategy, lambda z, *labels: self._extractor.extract(
+            state_lib.generate(state.generator_ema, z,
+                               labels[0] if labels else None,
+                               training=False)))
     self._monitor = monitor_lib.Monitor(
         strategy, state, config,
-        pipeline.first_images(self._source,
-                              config.train.histogram_samples).numpy())
+        pipeline.first_examples(self._source, config.train.histogram_samples))
     self.protocol = {
         "generator": "generator_ema",
         "num_samples": e.num_samples,
@@ -172,6 +180,8 @@ class Evaluator:
         "split": e.split or config.data.split,
         "real_order": f"permutation seed {_REAL_ORDER_SEED}",
         "noise_seed": [config.seed, state_lib.EVAL_NOISE],
+        # Class-conditional generators draw every class equally often.
+        "labels": "balanced" if config.model.num_classes else "none",
         "extractor": self._extractor.name,
         "extractor_id": self._extractor.identity,
         "kid_subsets": e.kid_subsets,
@@ -209,7 +219,7 @@ class Evaluator:
         self._source.num_examples)[:count]
     logging.info("Computing the features of %d real images of %s", count,
                  self._source.description)
-    batches = (self._read_real(order[i:i + batch])
+    batches = ((self._read_real(order[i:i + batch]),)
                for i in range(0, count, batch))
     real = _map_batches(self._strategy, self._extract, batches, batch)
     if self._is_chief:
@@ -231,7 +241,10 @@ class Evaluator:
     noise = tf.random.stateless_normal(
         [count, latent_dim], state_lib.stream_seed(
             self._config.seed, state_lib.EVAL_NOISE)).numpy()
-    batches = (noise[i:i + batch] for i in range(0, count, batch))
+    labels = state_lib.balanced_labels(count, self._config.model.num_classes)
+    rows = (noise,) if labels is None else (noise, labels)
+    batches = (tuple(array[i:i + batch] for array in rows)
+               for i in range(0, count, batch))
     return _map_batches(self._strategy, self._generate_and_extract, batches,
                         batch)
 
@@ -338,20 +351,12 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str,
   config_lib.check_compatible(config, workdir)
   if checkpoint and continuous:
     raise UserError("--checkpoint and --continuous exclude each other")
-  if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
-    raise UserError(f"--checkpoint={checkpoint}: no such checkpoint (there "
-                    f"is no {checkpoint}.index); pass a path such as "
-                    f"{os.path.join(workdir, 'checkpoints', 'ckpt-1000')}")
   state = state_lib.build_state(config, strategy)
   checkpointer = checkpoint_lib.Checkpointer(
       workdir, state.trackables(), keep=config.train.keep_checkpoints,
       is_chief=False)
   if not continuous:
-    path = checkpoint or checkpointer.latest
-    if path is None:
-      raise UserError(
-          f"{workdir} has no checkpoint in {checkpointer.directory}; train "
-          "first, pass --checkpoint=<path>, or --continuous to wait for one")
+    path = checkpointer.chosen(checkpoint)
     checkpointer.restore(path)
   evaluator = Evaluator(config, strategy, state, workdir,
                         is_chief=distribute.is_chief(strategy))

@@ -12,11 +12,19 @@ from trainer import summaries
 
 
 class Monitor:
-  """The fixed-noise image grids and D's histograms on fixed batches."""
+  """The fixed-noise image grids and D's histograms on fixed batches.
+
+  Args:
+    strategy: the outputs are computed on its replicas.
+    state: the networks to show.
+    config: the experiment config (train.grid_size, train.histogram_samples).
+    real: {"image": float32 [N, H, W, C], "label": int32 [N]}, as given by
+      pipeline.first_examples: D's probabilities on real images use these.
+  """
 
   def __init__(self, strategy: tf.distribute.Strategy,
                state: state_lib.GanState,
-               config: ml_collections.ConfigDict, real: np.ndarray):
+               config: ml_collections.ConfigDict, real: dict[str, np.ndarray]):
     replicas = strategy.num_replicas_in_sync
     train = config.train
     # Rounded up to a multiple of the replica count, trimmed when written.
@@ -25,20 +33,28 @@ class Monitor:
     noise = tf.random.stateless_normal(
         [count, config.model.latent_dim],
         state_lib.stream_seed(config.seed, state_lib.FIXED_NOISE)).numpy()
-    real = np.resize(real, (count,) + real.shape[1:])
-    self._inputs = (distribute.distribute_rows(strategy, noise),
-                    distribute.distribute_rows(strategy, real))
+    # Conditional grids cycle through the classes.
+    fake_labels = state_lib.balanced_labels(count, config.model.num_classes)
+    real_labels = (np.resize(real["label"], count)
+                   if config.model.num_classes else None)
+    rows = [noise, fake_labels, np.resize(real["image"], (count,) +
+                                          real["image"].shape[1:]),
+            real_labels]
+    self._inputs = tuple(None if r is None else
+                         distribute.distribute_rows(strategy, r) for r in rows)
     self._grid_size = train.grid_size
     self._hist_size = train.histogram_samples
 
-    def replica_fn(z, images):
-      fake = state.generator(z, training=False)
-      probability = lambda x: tf.sigmoid(
-          tf.squeeze(state.discriminator(x, training=False), -1))
+    def replica_fn(z, fake_labels, images, real_labels):
+      generate = lambda g: state_lib.generate(g, z, fake_labels,
+                                              training=False)
+      fake = generate(state.generator)
+      probability = lambda x, labels: tf.sigmoid(state_lib.judge(
+          state.discriminator, x, labels, training=False))
       return {"samples/generator": fake,
-              "samples/generator_ema": state.generator_ema(z, training=False),
-              "d_probability/real": probability(images),
-              "d_probability/fake": probability(fake)}
+              "samples/generator_ema": generate(state.generator_ema),
+              "d_probability/real": probability(images, real_labels),
+              "d_probability/fake": probability(fake, fake_labels)}
 
     @tf.function
     def run():

@@ -9,12 +9,13 @@ import dataclasses
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from trainer.models import ARCHITECTURES
 
 # Purposes of stateless random streams, folded into the config's seed.
-NOISE, PENALTY, FIXED_NOISE, EVAL_NOISE = 1, 2, 3, 4
+NOISE, PENALTY, FIXED_NOISE, EVAL_NOISE, LABELS = 1, 2, 3, 4, 5
 
 
 @dataclasses.dataclass
@@ -80,3 +81,28 @@ def stream_seed(seed: int, purpose: int, *counters: tf.Tensor) -> tf.Tensor:
   for counter in counters:
     value = tf.random.experimental.stateless_fold_in(value, counter)
   return value
+
+
+# Class-conditional networks (model.num_classes > 0) take [inputs, labels];
+# the others take the inputs alone. Labels are None for the latter, so that
+# callers need not know which kind they hold.
+
+
+def generate(generator: keras.Model, z: tf.Tensor, labels: tf.Tensor | None,
+             *, training: bool) -> tf.Tensor:
+  """G(z), or G(z | labels) for a class-conditional G: images [B, H, W, C]."""
+  return generator(z if labels is None else [z, labels], training=training)
+
+
+def judge(discriminator: keras.Model, images: tf.Tensor,
+          labels: tf.Tensor | None, *, training: bool) -> tf.Tensor:
+  """D's logits [B] for images (of the given classes, if conditional)."""
+  inputs = images if labels is None else [images, labels]
+  return tf.squeeze(discriminator(inputs, training=training), axis=-1)
+
+
+def balanced_labels(count: int, num_classes: int) -> np.ndarray | None:
+  """0, 1, ..., K-1, 0, 1, ... (int32 [count]); None if unconditional."""
+  if not num_classes:
+    return None
+  return (np.arange(count) % num_classes).astype(np.int32)

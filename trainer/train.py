@@ -45,19 +45,36 @@ _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                 tf.errors.AbortedError, tf.errors.CancelledError)
 
 
-def _replica_noise(seed: tf.Tensor, global_batch: int,
-                   latent_dim: int) -> tf.Tensor:
-  """This replica's rows of the global batch's noise [b, latent_dim].
+def _replica_rows(global_rows: tf.Tensor) -> tf.Tensor:
+  """This replica's rows of a tensor drawn for the whole global batch.
 
-  The noise of the whole global batch is drawn from one seed and each replica
-  keeps its own slice: the replicas get different noise, and the global batch
-  of noise does not depend on the number of replicas.
+  Noise and fake labels are drawn for the global batch from one seed and each
+  replica keeps its own slice: the replicas get different draws, and the
+  global batch does not depend on the number of replicas.
   """
   context = tf.distribute.get_replica_context()
-  per_replica = global_batch // context.num_replicas_in_sync
-  noise = tf.random.stateless_normal([global_batch, latent_dim], seed)
+  per_replica = global_rows.shape[0] // context.num_replicas_in_sync
   start = context.replica_id_in_sync_group * per_replica
-  return noise[start:start + per_replica]
+  return global_rows[start:start + per_replica]
+
+
+def _fake_inputs(config: ml_collections.ConfigDict, global_batch: int,
+                 step: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor | None]:
+  """This replica's noise [b, latent_dim] and, if conditional, labels [b].
+
+  `k` numbers the draws within one step (the D updates, then G's). Fake
+  labels are uniform over the classes.
+  """
+  seed = config.seed
+  z = _replica_rows(tf.random.stateless_normal(
+      [global_batch, config.model.latent_dim],
+      state_lib.stream_seed(seed, state_lib.NOISE, step, k)))
+  if not config.model.num_classes:
+    return z, None
+  labels = _replica_rows(tf.random.stateless_uniform(
+      [global_batch], state_lib.stream_seed(seed, state_lib.LABELS, step, k),
+      minval=0, maxval=config.model.num_classes, dtype=tf.int32))
+  return z, labels
 
 
 def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
@@ -105,46 +122,50 @@ def _update_ema(state: state_lib.GanState, decay: float,
 def make_replica_step(state: state_lib.GanState,
                       config: ml_collections.ConfigDict,
                       global_batch: int):
-  """Returns replica_step(real [n_disc, b, H, W, C]) -> metrics.
+  """Returns replica_step(real) -> metrics.
 
-  Metrics are this replica's share: summed over replicas they give the
-  global-batch means.
+  `real` is one replica's element of the input pipeline: {"image": [n_disc,
+  b, H, W, C], "label": [n_disc, b]}. The labels are used only by
+  class-conditional networks. Metrics are this replica's share: summed over
+  replicas they give the global-batch means.
   """
   loss = losses_lib.LOSSES.get(config.model.loss)
   g, d = state.generator, state.discriminator
-  latent_dim, seed = config.model.latent_dim, config.seed
-  n_disc = config.train.n_disc
+  seed, n_disc = config.seed, config.train.n_disc
+  conditional = bool(config.model.num_classes)
 
   def average(per_example: tf.Tensor) -> tf.Tensor:
     return tf.nn.compute_average_loss(per_example,
                                       global_batch_size=global_batch)
 
-  def critic(images: tf.Tensor) -> tf.Tensor:
-    return tf.squeeze(d(images, training=True), axis=-1)  # [b]
-
-  def replica_step(real: tf.Tensor) -> dict[str, tf.Tensor]:
+  def replica_step(real: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     step = state.step.read_value()
     for k in range(n_disc):
-      z = _replica_noise(
-          state_lib.stream_seed(seed, state_lib.NOISE, step, k), global_batch,
-          latent_dim)
-      fake = tf.stop_gradient(g(z, training=True))
+      images = real["image"][k]
+      real_labels = real["label"][k] if conditional else None
+      z, fake_labels = _fake_inputs(config, global_batch, step, k)
+      fake = tf.stop_gradient(
+          state_lib.generate(g, z, fake_labels, training=True))
       with tf.GradientTape() as tape:
-        real_logits, fake_logits = critic(real[k]), critic(fake)
+        real_logits = state_lib.judge(d, images, real_labels, training=True)
+        fake_logits = state_lib.judge(d, fake, fake_labels, training=True)
         per_example = loss.discriminator(real_logits, fake_logits)
         if loss.gradient_penalty:
+          # Interpolates between a real image and a fake of another class
+          # are judged under the real label (as in conditional WGAN-GP).
           per_example += config.model.gp_weight * losses_lib.gradient_penalty(
-              critic, tf.cast(real[k], fake.dtype), fake,
+              lambda x: state_lib.judge(d, x, real_labels, training=True),
+              tf.cast(images, fake.dtype), fake,
               state_lib.stream_seed(seed, state_lib.PENALTY, step, k))
         d_loss = average(per_example)
         scaled = state.d_optimizer.scale_loss(d_loss)
       d_norm = _apply(state.d_optimizer, tape, scaled,
                       d.trainable_variables)
-    z = _replica_noise(
-        state_lib.stream_seed(seed, state_lib.NOISE, step, n_disc),
-        global_batch, latent_dim)
+    z, fake_labels = _fake_inputs(config, global_batch, step, n_disc)
     with tf.GradientTape() as tape:
-      g_logits = critic(g(z, training=True))
+      g_logits = state_lib.judge(
+          d, state_lib.generate(g, z, fake_labels, training=True),
+          fake_labels, training=True)
       g_loss = average(loss.generator(g_logits))
       scaled = state.g_optimizer.scale_loss(g_loss)
     g_norm = _apply(state.g_optimizer, tape, scaled, g.trainable_variables)
@@ -308,6 +329,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if config.runtime.jit_compile:
     distribute.check_xla(strategy)
   source = _load_source(config)
+  sources.check_classes(source, config.model.num_classes)
   config_lib.check_compatible(config, workdir)
 
   state = state_lib.build_state(config, strategy)
@@ -332,8 +354,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   writer.text(step, "config", "    " + config_lib.to_json(config).replace(
       "\n", "\n    "))
   train_steps = make_train_steps(config, strategy, state, source, step)
-  monitor = monitor_lib.Monitor(strategy, state, config, pipeline.first_images(
-      source, config.train.histogram_samples).numpy())
+  monitor = monitor_lib.Monitor(strategy, state, config, pipeline.first_examples(
+      source, config.train.histogram_samples))
   progress = summaries.Progress(total_steps=config.train.steps,
                                 examples_per_step=config.train.batch_size,
                                 start_step=step)

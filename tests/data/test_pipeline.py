@@ -51,7 +51,7 @@ def _run(source: sources.Source, *, replicas: int, steps: int, n_disc: int,
       source, global_batch=global_batch, n_disc=n_disc, seed=SEED,
       shuffle=shuffle, start_step=start_step)
   iterator = iter(strategy.distribute_datasets_from_function(input_fn))
-  return [[t.numpy() for t in
+  return [[t["image"].numpy() for t in
            strategy.experimental_local_results(next(iterator))]
           for _ in range(steps)]
 
@@ -114,15 +114,20 @@ def test_replica_elements_have_static_shape_and_unit_range(
   dataset = strategy.distribute_datasets_from_function(pipeline.make_input_fn(
       mnist_source, global_batch=global_batch, n_disc=n_disc, seed=SEED,
       shuffle=True, start_step=0))
-  specs = tf.nest.flatten(dataset.element_spec, expand_composites=True)
-  assert len(specs) == replicas
-  for spec in specs:
+  specs = dataset.element_spec
+  image_specs = tf.nest.flatten(specs["image"], expand_composites=True)
+  label_specs = tf.nest.flatten(specs["label"], expand_composites=True)
+  assert len(image_specs) == len(label_specs) == replicas
+  for spec in image_specs:
     assert spec.shape == (n_disc, global_batch // replicas, 28, 28, 1)
     assert spec.shape.is_fully_defined()
     assert spec.dtype == tf.float32
+  for spec in label_specs:
+    assert spec.shape == (n_disc, global_batch // replicas)
+    assert spec.dtype == tf.int32
 
   per_replica = strategy.experimental_local_results(next(iter(dataset)))
-  values = np.stack([t.numpy() for t in per_replica])
+  values = np.stack([t["image"].numpy() for t in per_replica])
   assert values.min() == -1.0 and values.max() == 1.0
   # Real digits use the whole range, not just its ends.
   assert np.mean((values > -1) & (values < 1)) > 0.01
@@ -166,3 +171,24 @@ def test_start_step_resumes_where_step_zero_run_would_be(start_step, n_disc):
     for replica in range(2):
       np.testing.assert_array_equal(resumed[step][replica],
                                     from_zero[start_step + step][replica])
+
+
+@pytest.mark.parametrize("replicas", [1, 2], ids=["1replica", "2replicas"])
+def test_labels_travel_with_their_images(mnist_source, replicas):
+  # Unshuffled, step 0 holds examples 0..31 in order: [n_disc, global batch].
+  n_disc, global_batch = 2, 16
+  strategy = cpu_strategy(replicas)
+  dataset = strategy.distribute_datasets_from_function(pipeline.make_input_fn(
+      mnist_source, global_batch=global_batch, n_disc=n_disc, seed=SEED,
+      shuffle=False, start_step=0))
+  per_replica = strategy.experimental_local_results(next(iter(dataset)))
+  labels = np.concatenate([e["label"].numpy() for e in per_replica], axis=1)
+  images = np.concatenate([e["image"].numpy() for e in per_replica], axis=1)
+  expected = mnist_source.read(tf.range(n_disc * global_batch,
+                                        dtype=tf.int64))
+  np.testing.assert_array_equal(
+      labels, expected["label"].numpy().reshape(n_disc, global_batch))
+  np.testing.assert_array_equal(
+      images, pipeline.to_unit_range(expected["image"]).numpy().reshape(
+          images.shape))
+  assert len(set(labels.ravel())) > 5  # real digits, not a constant

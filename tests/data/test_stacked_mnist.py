@@ -127,9 +127,12 @@ def test_every_mode_occurs_about_as_often_as_its_digits_predict(
 def test_training_input_is_rgb_in_unit_range(stacked):
   input_fn = pipeline.make_input_fn(stacked, global_batch=4, n_disc=2, seed=0,
                                     shuffle=True, start_step=0)
-  element = next(iter(input_fn(tf.distribute.InputContext()))).numpy()
+  element = next(iter(input_fn(tf.distribute.InputContext())))
+  assert element["label"].shape == (2, 4)
+  assert element["label"].numpy().max() < 1000
+  element = element["image"].numpy()
   assert element.shape == (2, 4, 28, 28, 3) and element.dtype == np.float32
-  first = pipeline.first_images(stacked, 4).numpy()
+  first = pipeline.first_examples(stacked, 4)["image"]
   assert first.shape == (4, 28, 28, 3)
   for images in (element, first):
     assert images.min() == -1.0 and images.max() == 1.0

@@ -1,5 +1,7 @@
 """The DCGAN networks, sized from the config."""
 
+import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -48,3 +50,21 @@ def test_unreachable_size_is_a_user_error():
 def test_unknown_architecture_lists_the_valid_ones():
   with pytest.raises(UserError, match="valid: dcgan"):
     ARCHITECTURES.get("resnet")
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_conditional_networks_use_the_label(policy):
+  config = load_config(**{"model.num_classes": 10})
+  g, d = ARCHITECTURES.get("dcgan")(config.model, policy)
+  z = tf.random.stateless_normal([4, 100], [1, 2])
+  three, five = tf.fill([4], 3), tf.fill([4], 5)
+  images = g([z, three], training=False)
+  assert images.shape == (4, 28, 28, 1) and images.dtype == tf.float32
+  assert not np.allclose(images, g([z, five], training=False))
+  logits = d([images, three], training=False)
+  assert logits.shape == (4, 1) and logits.dtype == tf.float32
+  # Projection: only the label's term changes with the label.
+  embedding = next(layer for layer in d.layers
+                   if isinstance(layer, keras.layers.Embedding))
+  embedding.embeddings.assign(tf.zeros_like(embedding.embeddings))
+  np.testing.assert_array_equal(d([images, three]), d([images, five]))

@@ -11,6 +11,7 @@ one pipeline, per-replica batches go to its replicas in turn, so with one
 pipeline the global batch is the same for any number of replicas.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from trainer.data.sources import Source
@@ -45,9 +46,9 @@ def make_input_fn(source: Source, *, global_batch: int, n_disc: int, seed: int,
                   shuffle: bool, start_step: int):
   """Returns the dataset function for `distribute_datasets_from_function`.
 
-  Each element is one replica's data for one training step: images float32
-  [n_disc, per_replica_batch, H, W, C] in [-1, 1] (one batch per D update),
-  with static shapes.
+  Each element is one replica's data for one training step, with static
+  shapes: {"image": float32 [n_disc, per_replica_batch, H, W, C] in [-1, 1],
+  "label": int32 [n_disc, per_replica_batch]} (one batch per D update).
   """
 
   def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -66,17 +67,27 @@ def make_input_fn(source: Source, *, global_batch: int, n_disc: int, seed: int,
     per_replica_indices = steps.map(lambda idx: tf.transpose(
         tf.reshape(idx, [n_disc, replicas, per_replica]), [1, 0, 2])
     ).unbatch()  # [n_disc, per_replica], one replica after the other
-    images = per_replica_indices.map(
-        lambda idx: tf.reshape(
-            to_unit_range(source.read(tf.reshape(idx, [-1]))["image"]),
-            [n_disc, per_replica, *source.image_shape]),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return images.prefetch(tf.data.AUTOTUNE)
+
+    def read(idx: tf.Tensor) -> dict[str, tf.Tensor]:
+      example = source.read(tf.reshape(idx, [-1]))
+      return {"image": tf.reshape(to_unit_range(example["image"]),
+                                  [n_disc, per_replica, *source.image_shape]),
+              "label": tf.reshape(example["label"], [n_disc, per_replica])}
+
+    examples = per_replica_indices.map(
+        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return examples.prefetch(tf.data.AUTOTUNE)
 
   return dataset_fn
 
 
-def first_images(source: Source, count: int) -> tf.Tensor:
-  """The first `count` images (cycling if the source is smaller), [-1, 1]."""
+def first_examples(source: Source, count: int) -> dict[str, np.ndarray]:
+  """The first `count` examples (cycling if the source is smaller).
+
+  Returns:
+    {"image": float32 [count, H, W, C] in [-1, 1], "label": int32 [count]}.
+  """
   indices = tf.range(count, dtype=tf.int64) % source.num_examples
-  return to_unit_range(source.read(indices)["image"])
+  example = source.read(indices)
+  return {"image": to_unit_range(example["image"]).numpy(),
+          "label": example["label"].numpy()}

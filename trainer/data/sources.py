@@ -70,6 +70,15 @@ def _open(spec: str, request: Request) -> Source:
   return SOURCES.get(kind)(argument, request)
 
 
+def check_classes(source: Source, num_classes: int) -> None:
+  """Raises UserError if a class-conditional model cannot use the labels."""
+  if num_classes and source.num_classes != num_classes:
+    raise UserError(
+        f"model.num_classes={num_classes} but {source.description} has "
+        f"{source.num_classes} classes; set model.num_classes="
+        f"{source.num_classes}, or 0 for a model without labels")
+
+
 def _check_shape(spec: str, source: Source, request: Request) -> None:
   height, width, channels = source.image_shape
   size = request.image_size

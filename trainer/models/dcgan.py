@@ -6,6 +6,12 @@ D is conv 64 -> conv 128 (stride 2 each) -> one logit. Other sizes add or
 remove stride-2 stages (32x32 starts from 8x8, 64x64 from 8x8 with one more
 stage), doubling the widths per stage. Leaky ReLUs use slope 0.2 (Radford et
 al.). D returns logits: the loss applies the sigmoid.
+
+With `model.num_classes` > 0 both networks are class-conditional and take
+[inputs, labels] (labels int32 [B]): G concatenates a learned embedding of
+the label to the noise; D is a projection discriminator (Miyato & Koyama,
+2018): logit = w . h + embed(y) . h for its last features h, so the label
+asks "is this a real image of class y" without a second classifier head.
 """
 
 import keras
@@ -15,6 +21,8 @@ from trainer.errors import UserError
 
 _KERNEL = 5
 _SLOPE = 0.2
+# Size of G's label embedding (concatenated to the noise).
+_LABEL_EMBEDDING = 32
 
 
 def upsampling_stages(image_size: int) -> tuple[int, int]:
@@ -33,8 +41,12 @@ def upsampling_stages(image_size: int) -> tuple[int, int]:
 
 
 def generator(*, image_size: int, channels: int, latent_dim: int, width: int,
-              sync_batchnorm: bool, dtype: str) -> keras.Model:
-  """G: z [B, latent_dim] -> images [B, S, S, C] in [-1, 1] (float32)."""
+              num_classes: int, sync_batchnorm: bool,
+              dtype: str) -> keras.Model:
+  """G: z [B, latent_dim] (and labels [B]) -> images [B, S, S, C] in [-1, 1].
+
+  The images are float32 whatever the dtype policy.
+  """
   stages, base = upsampling_stages(image_size)
   conv = dict(kernel_size=_KERNEL, padding="same", use_bias=False, dtype=dtype)
 
@@ -44,8 +56,15 @@ def generator(*, image_size: int, channels: int, latent_dim: int, width: int,
     return keras.layers.LeakyReLU(_SLOPE, dtype=dtype)(x)
 
   z = keras.Input((latent_dim,), name="z")
+  inputs, x = z, z
+  if num_classes:
+    labels = keras.Input((), dtype="int32", name="labels")
+    embedded = keras.layers.Embedding(num_classes, _LABEL_EMBEDDING,
+                                      dtype=dtype)(labels)
+    inputs = [z, labels]
+    x = keras.layers.Concatenate(dtype=dtype)([z, embedded])
   x = keras.layers.Dense(base * base * width * 2**stages, use_bias=False,
-                         dtype=dtype)(z)
+                         dtype=dtype)(x)
   x = norm_act(x)
   x = keras.layers.Reshape((base, base, width * 2**stages), dtype=dtype)(x)
   x = norm_act(keras.layers.Conv2DTranspose(width * 2**(stages - 1),
@@ -57,12 +76,13 @@ def generator(*, image_size: int, channels: int, latent_dim: int, width: int,
   images = keras.layers.Conv2DTranspose(
       channels, strides=2, activation="tanh", kernel_size=_KERNEL,
       padding="same", use_bias=False, dtype="float32")(x)
-  return keras.Model(z, images, name="generator")
+  return keras.Model(inputs, images, name="generator")
 
 
 def discriminator(*, image_size: int, channels: int, width: int,
-                  dropout: float, dtype: str) -> keras.Model:
-  """D: images [B, S, S, C] -> logits [B, 1] (float32)."""
+                  num_classes: int, dropout: float,
+                  dtype: str) -> keras.Model:
+  """D: images [B, S, S, C] (and labels [B]) -> logits [B, 1] (float32)."""
   stages, _ = upsampling_stages(image_size)
   images = keras.Input((image_size, image_size, channels), name="images")
   x = images
@@ -72,9 +92,17 @@ def discriminator(*, image_size: int, channels: int, width: int,
     x = keras.layers.LeakyReLU(_SLOPE, dtype=dtype)(x)
     if dropout:
       x = keras.layers.Dropout(dropout, dtype=dtype)(x)
-  x = keras.layers.Flatten(dtype=dtype)(x)
-  logits = keras.layers.Dense(1, dtype="float32")(x)
-  return keras.Model(images, logits, name="discriminator")
+  # Projections in float32, like the logits they add up to.
+  features = keras.layers.Flatten(dtype="float32")(x)  # [B, F]
+  logits = keras.layers.Dense(1, dtype="float32")(features)
+  if not num_classes:
+    return keras.Model(images, logits, name="discriminator")
+  labels = keras.Input((), dtype="int32", name="labels")
+  embedded = keras.layers.Embedding(num_classes, features.shape[-1],
+                                    dtype="float32")(labels)  # [B, F]
+  projection = keras.ops.sum(embedded * features, axis=-1, keepdims=True)
+  logits = keras.layers.Add(dtype="float32")([logits, projection])
+  return keras.Model([images, labels], logits, name="discriminator")
 
 
 def build(config: ml_collections.ConfigDict,
@@ -82,7 +110,9 @@ def build(config: ml_collections.ConfigDict,
   """Builds (G, D) from the `model` section of the config."""
   g = generator(image_size=config.image_size, channels=config.channels,
                 latent_dim=config.latent_dim, width=config.g_width,
+                num_classes=config.num_classes,
                 sync_batchnorm=config.sync_batchnorm, dtype=dtype)
   d = discriminator(image_size=config.image_size, channels=config.channels,
-                    width=config.d_width, dropout=config.d_dropout, dtype=dtype)
+                    width=config.d_width, num_classes=config.num_classes,
+                    dropout=config.d_dropout, dtype=dtype)
   return g, d

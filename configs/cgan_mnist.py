@@ -1,0 +1,53 @@
+r"""Class-conditional DCGAN on MNIST: G(z | digit), projection discriminator.
+
+The networks of configs/dcgan_mnist.py with `model.num_classes = 10`: G
+concatenates a learned embedding of the digit to the noise, D adds the
+projection of its features onto the digit's embedding to its logit. The noise
+then carries the handwriting and the label the digit, which is what
+`python -m trainer.apply transfer` uses to redraw an image as other digits.
+
+Run (any machine; `tfds:mnist` needs internet once, or a prepared TFDS dir):
+
+  python -m trainer.main --config=configs/cgan_mnist.py --workdir=runs/cgan \
+      --strategy=mirrored
+
+On this project's offline CPU machine, train on the first 9000 MNIST test
+images and keep test[9000:] held out for the apply tools' quality checks:
+
+  python -m trainer.main --config=configs/cgan_mnist.py --workdir=runs/cgan \
+      --config.data.source=idx:../shared/data/mnist \
+      --config.data.split='test[:9000]'
+
+Variants (`--config=configs/cgan_mnist.py:<variant>`):
+  (none)  The dcgan_mnist schedule (10,000 steps at batch 256). Expected:
+          readable digits of the asked class from G_ema after a few thousand
+          steps. Measured figures (transfer accuracy) in BENCHMARKS.md.
+  short   3,000 steps at batch 64 (about 10 minutes on 2 CPU cores): the
+          budget of the apply tools' quality figures in BENCHMARKS.md.
+  smoke   40 steps at batch 64: checks that everything runs.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _dcgan_config(variant: str | None) -> ml_collections.ConfigDict:
+  """configs/dcgan_mnist.py's config: one place for the shared settings."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      "dcgan_mnist.py")
+  spec = importlib.util.spec_from_file_location("dcgan_mnist", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the config; `arg` names a variant (see the module docstring)."""
+  if arg not in (None, "", "smoke", "short"):
+    raise ValueError(
+        f"unknown variant {arg!r} of cgan_mnist; valid: short, smoke")
+  config = _dcgan_config(arg)
+  config.model.num_classes = 10
+  return config
