@@ -1,4 +1,5 @@
-"""G learns: a few hundred steps on real MNIST lower the FID.
+"""G learns: a few hundred steps on real MNIST lower the FID, and make a
+class-conditional G draw the digit it is asked for.
 
 Training evaluates every 100 steps (train.eval_every) with the shipped MNIST
 classifier as the feature extractor; the FID at the last checkpoint must be
@@ -12,6 +13,9 @@ import pytest
 from tests.conftest import cpu_strategy, load_config
 from trainer import evaluation
 from trainer import train
+from trainer.apply import inversion
+from trainer.apply import run as run_lib
+from trainer.apply import tasks
 
 
 def test_fid_falls_during_training(tmp_path, mnist_dir):
@@ -41,3 +45,27 @@ def test_fid_falls_during_training(tmp_path, mnist_dir):
       config, str(workdir), cpu_strategy(2), checkpoint=last["checkpoint"])
   assert again["step"] == 200
   assert again["fid"] == pytest.approx(last["fid"], rel=1e-4)
+
+
+def test_conditional_model_learns_to_draw_the_asked_digit(tmp_path, mnist_dir):
+  """A short class-conditional run; then transfer redraws held-out digits
+  as other digits, and the evaluation's classifier mostly reads those."""
+  config = load_config(**{
+      "data.source": f"idx:{mnist_dir}", "data.split": "test[:9000]",
+      "model.num_classes": 10, "train.steps": 400, "train.batch_size": 64,
+      "train.steps_per_loop": 50, "train.log_every": 100,
+      "train.image_every": 1000, "train.checkpoint_every": 400,
+      "model.g_width": 32, "model.d_width": 32})
+  workdir = str(tmp_path / "run")
+  strategy = cpu_strategy(2)
+  train.run(config, workdir, strategy)
+  report = tasks.TASKS.get("transfer")(
+      run_lib.load(workdir, strategy), strategy, tasks.Options(
+          output_dir=str(tmp_path / "transfer"), num=20,
+          source=f"idx:{mnist_dir}", split="test[9000:]",
+          inversion=inversion.Settings(steps=100, restarts=2)))
+  print(f"transfer after 400 steps: {report['target_class_accuracy']:.3f} "
+        "of redrawn digits read as the asked class")
+  # Chance is 0.1; 0.49 was seen here (BENCHMARKS.md), and the 3,000-step
+  # model of configs/cgan_mnist.py:short reaches 0.95.
+  assert report["target_class_accuracy"] > 0.3, report

@@ -1,0 +1,97 @@
+"""`python -m trainer.apply` as a user runs it: real processes."""
+
+import json
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_command, smoke_flags
+
+
+def _apply(*args: str) -> tuple[int, str, str]:
+  return run_command(sys.executable, "-m", "trainer.apply", *args)
+
+
+@pytest.fixture(scope="module")
+def run(mnist_dir, tmp_path_factory) -> pathlib.Path:
+  """A finished tiny smoke run of the unconditional DCGAN."""
+  workdir = tmp_path_factory.mktemp("apply") / "run"
+  code, _, err = run_command(
+      sys.executable, "-m", "trainer.main", f"--workdir={workdir}",
+      *smoke_flags(mnist_dir, "--config.train.steps=20"))
+  assert code == 0, err[-3000:]
+  return workdir
+
+
+def test_sample_from_the_command_line(run, tmp_path):
+  code, out, err = _apply("sample", f"--workdir={run}", "--num=5",
+                          "--num_cpu_devices=2", "--truncation=1.5")
+  assert code == 0, err[-3000:]
+  summary = json.loads(out.strip().splitlines()[-1])
+  assert summary["task"] == "sample" and summary["step"] == 20
+  out_dir = run / "apply" / "sample"
+  assert summary["output_dir"] == str(out_dir)
+  assert len(list((out_dir / "images").glob("*.png"))) == 5
+  report = json.loads((out_dir / "report.json").read_text())
+  assert report["checkpoint"].endswith("ckpt-20")
+  assert np.abs(np.load(out_dir / "samples.npz")["z"]).max() <= 1.5
+
+
+def test_export_from_the_command_line(run, tmp_path):
+  code, out, err = _apply("export", f"--workdir={run}",
+                          f"--output_dir={tmp_path / 'model'}")
+  assert code == 0, err[-3000:]
+  assert (tmp_path / "model" / "saved_model.pb").exists()
+  metadata = json.loads((tmp_path / "model" / "gan_metadata.json").read_text())
+  assert metadata["latent_dim"] == 100 and metadata["image_size"] == 28
+  # A second export to the same place is refused; the first one stays.
+  code, _, err = _apply("export", f"--workdir={run}",
+                        f"--output_dir={tmp_path / 'model'}")
+  assert code == 1 and "Traceback" not in err
+  assert (tmp_path / "model" / "saved_model.pb").exists()
+
+
+def _error_line(err: str) -> str:
+  errors = [line for line in err.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+  return errors[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("paint",), "unknown task 'paint'"),
+    ((), "give one task"),
+    (("transfer",), "needs a class-conditional model"),
+    (("inpaint", "--input=<run>/wrong.png"),
+     "is 32x32 but the model takes 28x28"),
+    (("inpaint", "--input=<run>/missing.png"), "does not exist"),
+    (("sample", "--checkpoint=<run>/checkpoints/ckpt-7"),
+     "no such checkpoint"),
+])
+def test_bad_input_gives_one_error_line(run, tmp_path, args, message):
+  workdir = tmp_path / "run"
+  shutil.copytree(run, workdir, ignore=shutil.ignore_patterns("apply"))
+  Image.fromarray(np.zeros((32, 32), np.uint8)).save(workdir / "wrong.png")
+  args = [a.replace("<run>", str(workdir)) for a in args]
+  code, _, err = _apply(*args, f"--workdir={workdir}")
+  assert code == 1, err[-3000:]
+  assert message in _error_line(err)
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == sorted(
+      p.name for p in (run / "checkpoints").iterdir())
+  assert not (workdir / "apply").exists()
+
+
+@pytest.mark.parametrize("make", ["missing", "no_checkpoint"])
+def test_a_workdir_that_is_not_a_trained_run_is_refused(run, tmp_path, make):
+  workdir = tmp_path / "run"
+  if make == "no_checkpoint":
+    shutil.copytree(run, workdir)
+    shutil.rmtree(workdir / "checkpoints")
+  code, _, err = _apply("sample", f"--workdir={workdir}")
+  assert code == 1
+  line = _error_line(err)
+  assert ("has no config.json" if make == "missing"
+          else "has no checkpoint") in line, line

@@ -1,0 +1,1 @@
+"""Uses of a trained generator: sampling, inversion tasks and export."""

@@ -1,0 +1,101 @@
+r"""Uses a trained generator: `python -m trainer.apply <task> --workdir=<run>`.
+
+Tasks: sample, interpolate, inpaint, superres, transfer, export (see
+trainer/apply/tasks.py and README.md, "Using a trained generator"). The run's
+own config.json says what model it is; results go to <workdir>/apply/<task>
+(export: <workdir>/export/step_<step>) or --output_dir.
+"""
+
+from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)
+from absl import app
+from absl import flags
+from absl import logging
+
+from trainer.apply import inversion
+from trainer.apply import run as run_lib
+from trainer.apply import tasks
+from trainer.errors import UserError
+
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "", "Use this checkpoint (e.g. <workdir>/checkpoints/"
+    "ckpt-1000) instead of the latest.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", "", "Where to write; default <workdir>/apply/<task>, and "
+    "<workdir>/export/step_<step> for export.")
+_NUM = flags.DEFINE_integer(
+    "num", 16, "sample: images; interpolate: paths; inpaint, superres, "
+    "transfer: images taken from the data.")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the latents (sample, interpolate), of the inversion's "
+    "random starts and of random_boxes masks.")
+_LABEL = flags.DEFINE_integer(
+    "label", -1, "Class-conditional models: the class to draw (sample, "
+    "interpolate) or of --input; -1: every class in turn, or the data's "
+    "labels.")
+_TRUNCATION = flags.DEFINE_float(
+    "truncation", 0.0, "sample, interpolate: redraw latent values beyond "
+    "+-t (the truncation trick: better images, less variety); 0: off.")
+_FRAMES = flags.DEFINE_integer(
+    "frames", 10, "interpolate: images per path, both ends included.")
+_INPUT = flags.DEFINE_string(
+    "input", "", "inpaint, superres, transfer: a PNG or JPEG image; without "
+    "it, --num images of the data from --first are used.")
+_SOURCE = flags.DEFINE_string(
+    "source", "", "Data source of the images (see README, Data sources); "
+    "default the run's data.source.")
+_SPLIT = flags.DEFINE_string(
+    "split", "", "Split of --source, e.g. 'test[9000:]' for images the run "
+    "did not train on; default the run's data.split.")
+_FIRST = flags.DEFINE_integer(
+    "first", 0, "Index of the first image taken from the split.")
+_MASK = flags.DEFINE_string(
+    "mask", "center", "inpaint: center, left_half, random_boxes, or a mask "
+    "PNG whose white pixels are the hole.")
+_FACTOR = flags.DEFINE_integer(
+    "factor", 4, "superres: the upscaling factor, 2 or 4.")
+_RESIZE = flags.DEFINE_bool(
+    "resize", False, "Resize (and convert the channels of) --input images "
+    "and mask PNGs that do not fit the model, instead of refusing them.")
+_STEPS = flags.DEFINE_integer(
+    "steps", inversion.Settings.steps, "Inversion: Adam steps per start.")
+_RESTARTS = flags.DEFINE_integer(
+    "restarts", inversion.Settings.restarts,
+    "Inversion: random starts per image; the best fit is kept.")
+_LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate", inversion.Settings.learning_rate,
+    "Inversion: Adam's learning rate on the latent.")
+_PRIOR_WEIGHT = flags.DEFINE_float(
+    "prior_weight", inversion.Settings.prior_weight,
+    "Inversion: weight of mean(z^2), which keeps z typical of N(0, I).")
+
+
+def main(argv) -> None:
+  with cli.errors_as_messages():
+    if len(argv) != 2:
+      raise UserError("give one task: python -m trainer.apply <task> "
+                      f"--workdir=<run>; tasks: {', '.join(tasks.TASKS)}")
+    task = tasks.TASKS.get(argv[1])
+    if not flags.FLAGS["workdir"].present:
+      raise UserError("--workdir is required: the run to use")
+    workdir = cli.workdir()
+    strategy = cli.create_strategy()
+    run = run_lib.load(workdir, strategy, _CHECKPOINT.value)
+    options = tasks.Options(
+        output_dir=_OUTPUT_DIR.value or tasks.default_output_dir(
+            workdir, argv[1], run.step),
+        num=_NUM.value, seed=_SEED.value, label=_LABEL.value,
+        truncation=_TRUNCATION.value, frames=_FRAMES.value,
+        input=_INPUT.value, source=_SOURCE.value, split=_SPLIT.value,
+        first=_FIRST.value, mask=_MASK.value, factor=_FACTOR.value,
+        resize=_RESIZE.value, inversion=inversion.Settings(
+            steps=_STEPS.value, restarts=_RESTARTS.value,
+            learning_rate=_LEARNING_RATE.value,
+            prior_weight=_PRIOR_WEIGHT.value))
+    report = task(run, strategy, options)
+    logging.info("%s of step %d written to %s", argv[1], run.step,
+                 options.output_dir)
+    print(tasks.summary(report))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

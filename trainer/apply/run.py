@@ -1,0 +1,72 @@
+"""A trained run, loaded for use: its saved config and a restored checkpoint."""
+
+import dataclasses
+import json
+import os
+
+import ml_collections
+import tensorflow as tf
+
+from trainer import checkpoint as checkpoint_lib
+from trainer import config as config_lib
+from trainer import state as state_lib
+from trainer.errors import UserError
+
+
+@dataclasses.dataclass
+class TrainedRun:
+  """A run's config and its networks at one checkpoint."""
+  config: ml_collections.ConfigDict
+  state: state_lib.GanState
+  checkpoint: str
+  step: int
+
+  @property
+  def num_classes(self) -> int:
+    return self.config.model.num_classes
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    model = self.config.model
+    return (model.image_size, model.image_size, model.channels)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with (<workdir>/config.json).
+
+  Raises:
+    UserError: there is no readable config.json in the workdir.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not tf.io.gfile.exists(path):
+    raise UserError(
+        f"{workdir} is not a training run's workdir: it has no config.json. "
+        "Pass the --workdir of a run of python -m trainer.main")
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      values = json.load(f)
+  except (tf.errors.OpError, json.JSONDecodeError) as e:
+    raise UserError(f"cannot read the saved config {path}: {e}") from None
+  config = ml_collections.ConfigDict(values)
+  # Runs saved before class-conditional models existed have no such field.
+  if "num_classes" not in config.model:
+    config.model.num_classes = 0
+  config_lib.validate(config)
+  return config
+
+
+def load(workdir: str, strategy: tf.distribute.Strategy,
+         checkpoint: str = "") -> TrainedRun:
+  """Builds the run's networks and restores `checkpoint` (default: latest).
+
+  Raises:
+    UserError: no config, no such checkpoint, or one that does not fit.
+  """
+  config = load_config(workdir)
+  state = state_lib.build_state(config, strategy)
+  checkpointer = checkpoint_lib.Checkpointer(
+      workdir, state.trackables(), keep=config.train.keep_checkpoints,
+      is_chief=False)
+  path = checkpointer.chosen(checkpoint)
+  checkpointer.restore(path)
+  return TrainedRun(config, state, path, int(state.step.numpy()))

@@ -1,0 +1,531 @@
+"""The tasks of `python -m trainer.apply <task>`, looked up by name.
+
+Every task takes a trained run (G_ema at one checkpoint), writes its pictures
+and a `report.json` to the output directory, and returns the report.
+
+- sample:      N images from noise (optionally truncated), a grid and a .npz.
+- interpolate: spherical interpolation between random latents: grid and GIF.
+- inpaint:     fill a masked hole by inverting G on the known pixels.
+- superres:    raise the resolution 2x or 4x by inverting G through a
+               downsampling.
+- transfer:    a class-conditional G: invert an image under its class, then
+               redraw it as every class with the same latent (the style).
+- export:      a SavedModel of G_ema that runs without this project.
+
+Images come from a PNG (`--input`) or from a data source (the run's own by
+default; pass a held-out split to measure). When the true image is known,
+the report gives PSNR and SSIM against it, next to a simple baseline.
+"""
+
+import dataclasses
+import io
+import json
+import math
+import os
+from typing import Callable
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer import distribute
+from trainer import features as features_lib
+from trainer import files
+from trainer import state as state_lib
+from trainer.apply import export as export_lib
+from trainer.apply import images as images_lib
+from trainer.apply import inversion as inversion_lib
+from trainer.apply.run import TrainedRun
+from trainer.data import pipeline
+from trainer.data import sources
+from trainer.errors import UserError
+from trainer.registry import Registry
+
+# Images per row of the grid pictures.
+_GRID_COLUMNS = 8
+# Rows of the side-by-side comparison pictures.
+_COMPARISON_ROWS = 16
+# Batch of plain generation (sampling, interpolation, transfer).
+_GENERATE_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What the user asked for (flags of trainer.apply); see README."""
+  output_dir: str
+  num: int = 16
+  seed: int = 0
+  label: int = -1  # a class for conditional models; -1: from data, or all
+  truncation: float = 0.0  # 0: none
+  frames: int = 10
+  input: str = ""  # a PNG; "" takes images from the data
+  source: str = ""  # "" means the run's data.source
+  split: str = ""  # "" means the run's data.split
+  first: int = 0  # index of the first image taken from the data
+  mask: str = "center"
+  factor: int = 4
+  resize: bool = False
+  inversion: inversion_lib.Settings = inversion_lib.Settings()
+
+
+Task = Callable[[TrainedRun, tf.distribute.Strategy, Options], dict]
+TASKS: Registry = Registry("task", "the task argument")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _generate(strategy: tf.distribute.Strategy, generator: keras.Model,
+              z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+  """G(z [N, latent_dim] | labels [N]) in inference mode -> [N, H, W, C]."""
+
+  @tf.function
+  def run(*inputs):
+    outputs = strategy.run(
+        lambda z, *labels: state_lib.generate(
+            generator, z, labels[0] if labels else None, training=False),
+        args=inputs)
+    return strategy.gather(outputs, axis=0)
+
+  replicas = strategy.num_replicas_in_sync
+  batch = math.ceil(_GENERATE_BATCH / replicas) * replicas
+  rows = (z,) if labels is None else (z, labels)
+  images = []
+  for start in range(0, len(z), batch):
+    chunk = [a[start:start + batch] for a in rows]
+    count = len(chunk[0])
+    padded = [np.resize(a, (math.ceil(count / replicas) * replicas,)
+                        + a.shape[1:]) for a in chunk]
+    images.append(run(*(distribute.distribute_rows(strategy, a)
+                        for a in padded)).numpy()[:count])
+  return np.concatenate(images)
+
+
+def _labels_for(run: TrainedRun, count: int, label: int) -> np.ndarray | None:
+  """Labels of generated images: --label, else every class in turn."""
+  if not run.num_classes:
+    if label >= 0:
+      raise UserError(f"--label={label} is for class-conditional models; "
+                      "this run's model.num_classes is 0")
+    return None
+  if label >= run.num_classes:
+    raise UserError(f"--label={label} is out of range; this model draws "
+                    f"classes 0 to {run.num_classes - 1}")
+  if label >= 0:
+    return np.full(count, label, np.int32)
+  return state_lib.balanced_labels(count, run.num_classes)
+
+
+def _write_report(options: Options, report: dict) -> dict:
+  files.write_atomically(os.path.join(options.output_dir, "report.json"),
+                         json.dumps(report, indent=2, sort_keys=True) + "\n")
+  return report
+
+
+def _write_grid(options: Options, name: str, images: np.ndarray,
+                columns: int = _GRID_COLUMNS) -> str:
+  path = os.path.join(options.output_dir, name)
+  images_lib.write_png(path, images_lib.grid(images,
+                                             min(columns, len(images))))
+  return path
+
+
+def _comparison(*columns: np.ndarray) -> np.ndarray:
+  """Per image, one row of its versions: [rows * len(columns), H, W, C]."""
+  stacked = np.stack([c[:_COMPARISON_ROWS] for c in columns], axis=1)
+  return stacked.reshape((-1,) + stacked.shape[2:])
+
+
+def _common(run: TrainedRun, options: Options) -> dict:
+  return {"checkpoint": run.checkpoint, "step": run.step,
+          "generator": "generator_ema", "seed": options.seed,
+          "output_dir": options.output_dir}
+
+
+def summary(report: dict) -> str:
+  """One JSON line for the terminal: where the results are, and the
+  headline numbers of the report."""
+  line = {k: report[k] for k in ("task", "step", "output_dir",
+                                 "target_class_accuracy",
+                                 "reconstruction_psnr") if k in report}
+  for section in ("quality", "quality_on_hole"):
+    if section in report:
+      line[section] = {
+          name: {"psnr": round(v["psnr"], 2), "ssim": round(v["ssim"], 4)}
+          for name, v in report[section].items()}
+  if "inversion" in report:
+    line["inversion_error"] = {
+        "initial": round(float(np.mean(report["inversion"]["initial_error"])),
+                         5),
+        "final": round(float(np.mean(report["inversion"]["final_error"])), 5)}
+  return json.dumps(line)
+
+
+def _latents(count: int, latent_dim: int, seed: int,
+             truncation: float) -> np.ndarray:
+  """z ~ N(0, I) [count, latent_dim]; with truncation t > 0, every value
+  beyond +-t is redrawn until it falls inside (the truncation trick)."""
+  rng = np.random.default_rng(seed)
+  z = rng.standard_normal((count, latent_dim))
+  if truncation:
+    outside = np.abs(z) > truncation
+    while outside.any():
+      z[outside] = rng.standard_normal(outside.sum())
+      outside = np.abs(z) > truncation
+  return z.astype(np.float32)
+
+
+# ------------------------------------------------------------- the targets
+
+
+@dataclasses.dataclass(frozen=True)
+class Targets:
+  """The images a task works on, with what is known about them."""
+  images: np.ndarray  # [N, H, W, C] in [-1, 1]
+  labels: np.ndarray | None  # int32 [N] for conditional models, else None
+  origin: dict  # where they came from, for the report
+
+
+def load_targets(run: TrainedRun, options: Options, *,
+             size: int | None = None) -> Targets:
+  """The images of --input, or --num images of the data from --first.
+
+  Args:
+    size: the side the images must have (default the model's); only
+      --input images are read at another size (superres's low-resolution).
+  """
+  if options.num < 1:
+    raise UserError(f"--num={options.num} is out of range; it must be >= 1")
+  if options.input:
+    return _input_targets(run, options, size or run.config.model.image_size)
+  config, data = run.config, run.config.data
+  spec, split = options.source or data.source, options.split or data.split
+  source = sources.load(spec, sources.Request(
+      split=split, image_size=config.model.image_size,
+      channels=config.model.channels, resize=options.resize,
+      tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download))
+  last = options.first + options.num
+  if options.first < 0 or last > source.num_examples:
+    raise UserError(
+        f"--first={options.first} --num={options.num} asks for images "
+        f"{options.first} to {last - 1}, but {source.description} split "
+        f"{split!r} has {source.num_examples} (0 to "
+        f"{source.num_examples - 1})")
+  if run.num_classes:
+    sources.check_classes(source, run.num_classes)
+  examples = source.read(tf.range(options.first, last, dtype=tf.int64))
+  labels = examples["label"].numpy().astype(np.int32)
+  if options.label >= 0:
+    labels = _labels_for(run, options.num, options.label)
+  return Targets(pipeline.to_unit_range(examples["image"]).numpy(),
+                 labels if run.num_classes else None,
+                 {"source": source.description, "split": split,
+                  "indices": [options.first, last - 1]})
+
+
+def _input_targets(run: TrainedRun, options: Options, size: int) -> Targets:
+  image = images_lib.read_image(options.input, image_size=size,
+                                channels=run.config.model.channels,
+                                resize=options.resize)
+  labels = None
+  if run.num_classes:
+    if options.label < 0:
+      raise UserError(
+          "this model is class-conditional: pass the class of --input with "
+          f"--label=<0 to {run.num_classes - 1}>")
+    labels = _labels_for(run, 1, options.label)
+  return Targets(images_lib.from_uint8(image[None]), labels,
+                 {"input": options.input})
+
+
+def _invert(run: TrainedRun, strategy: tf.distribute.Strategy,
+            options: Options, observed: np.ndarray, weight: np.ndarray,
+            operator: inversion_lib.Operator,
+            labels: np.ndarray | None) -> inversion_lib.Result:
+  logging.info("Inverting G for %d images: %d starts x %d steps each",
+               len(observed), options.inversion.restarts,
+               options.inversion.steps)
+  return inversion_lib.invert(
+      strategy, run.state.generator_ema, observed, weight, operator=operator,
+      labels=labels, latent_dim=run.config.model.latent_dim,
+      settings=dataclasses.replace(options.inversion, seed=options.seed))
+
+
+def _inversion_report(result: inversion_lib.Result, options: Options) -> dict:
+  return {"settings": dataclasses.asdict(
+              dataclasses.replace(options.inversion, seed=options.seed)),
+          "initial_error": result.initial_error.tolist(),
+          "final_error": result.final_error.tolist()}
+
+
+def _quality(truth: np.ndarray, candidates: dict[str, np.ndarray],
+             region: np.ndarray | None) -> dict:
+  """PSNR and SSIM of each candidate against the truth: means and lists."""
+  report = {}
+  for name, images in candidates.items():
+    psnr = images_lib.psnr(images, truth, region)
+    ssim = images_lib.ssim(images, truth, region)
+    report[name] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
+                    "psnr_per_image": psnr.tolist(),
+                    "ssim_per_image": ssim.tolist()}
+  return report
+
+
+# ------------------------------------------------------------------- tasks
+
+
+@TASKS.register("sample")
+def sample(run: TrainedRun, strategy: tf.distribute.Strategy,
+           options: Options) -> dict:
+  """--num images: images/<i>.png, grid.png and samples.npz (z, labels)."""
+  if options.num < 1:
+    raise UserError(f"--num={options.num} is out of range; it must be >= 1")
+  if options.truncation < 0:
+    raise UserError(f"--truncation={options.truncation} is out of range; "
+                    "it must be > 0, or 0 for none")
+  z = _latents(options.num, run.config.model.latent_dim, options.seed,
+               options.truncation)
+  labels = _labels_for(run, options.num, options.label)
+  images = _generate(strategy, run.state.generator_ema, z, labels)
+  for i, image in enumerate(images):
+    images_lib.write_png(
+        os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
+  _write_grid(options, "grid.png", images)
+  buffer = _npz(z=z, images=images,
+                **({} if labels is None else {"labels": labels}))
+  files.write_atomically(os.path.join(options.output_dir, "samples.npz"),
+                         buffer)
+  return _write_report(options, {
+      **_common(run, options), "task": "sample", "num": options.num,
+      "truncation": options.truncation,
+      "labels": None if labels is None else labels.tolist()})
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+  buffer = io.BytesIO()  # np.savez seeks, which GFile cannot in "wb"
+  np.savez(buffer, **arrays)
+  return buffer.getvalue()
+
+
+def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
+  """Spherical interpolation of rows z0, z1 [N, D] at times t [T] -> [N, T, D].
+
+  Gaussian latents concentrate near a sphere; a straight line between two of
+  them passes through its inside, where G has rarely been trained.
+  """
+  unit0 = z0 / np.linalg.norm(z0, axis=-1, keepdims=True)
+  unit1 = z1 / np.linalg.norm(z1, axis=-1, keepdims=True)
+  omega = np.arccos(np.clip(np.sum(unit0 * unit1, -1), -1.0, 1.0))[:, None]
+  t = t[None, :]  # [1, T]
+  sin = np.sin(omega)
+  safe = np.where(sin < 1e-6, 1.0, sin)
+  w0 = np.where(sin < 1e-6, 1 - t, np.sin((1 - t) * omega) / safe)
+  w1 = np.where(sin < 1e-6, t, np.sin(t * omega) / safe)
+  return w0[..., None] * z0[:, None] + w1[..., None] * z1[:, None]
+
+
+@TASKS.register("interpolate")
+def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
+                options: Options) -> dict:
+  """--num paths of --frames steps: grid.png (a path per row) and a GIF."""
+  if options.num < 1 or options.frames < 2:
+    raise UserError(f"--num={options.num} --frames={options.frames} is out "
+                    "of range; it needs --num >= 1 and --frames >= 2")
+  latent_dim = run.config.model.latent_dim
+  ends = _latents(2 * options.num, latent_dim, options.seed,
+                  options.truncation)
+  path = slerp(ends[:options.num], ends[options.num:],
+               np.linspace(0.0, 1.0, options.frames))  # [N, T, D]
+  labels = _labels_for(run, options.num, options.label)
+  flat_labels = None if labels is None else np.repeat(labels, options.frames)
+  images = _generate(strategy, run.state.generator_ema,
+                     path.reshape(-1, latent_dim).astype(np.float32),
+                     flat_labels)
+  _write_grid(options, "grid.png", images, columns=options.frames)
+  by_time = images.reshape((options.num, options.frames) + images.shape[1:])
+  columns = math.ceil(math.sqrt(options.num))
+  frames = [images_lib.grid(by_time[:, t], columns)
+            for t in range(options.frames)]
+  # There and back again, so that the loop has no jump.
+  frames = np.stack(frames + frames[-2:0:-1])
+  scale = max(1, 256 // max(frames.shape[1:3]))
+  images_lib.write_gif(os.path.join(options.output_dir, "interpolation.gif"),
+                       frames, scale=scale)
+  return _write_report(options, {
+      **_common(run, options), "task": "interpolate", "paths": options.num,
+      "frames": options.frames, "truncation": options.truncation,
+      "labels": None if labels is None else labels.tolist()})
+
+
+@TASKS.register("inpaint")
+def inpaint(run: TrainedRun, strategy: tf.distribute.Strategy,
+            options: Options) -> dict:
+  """Fills the hole of --mask; compares with mean and diffusion fills."""
+  targets = load_targets(run, options)
+  truth = targets.images
+  mask = images_lib.load_mask(options.mask, count=len(truth),
+                              size=run.config.model.image_size,
+                              seed=options.seed, resize=options.resize)
+  result = _invert(run, strategy, options, truth, mask, lambda x: x,
+                   targets.labels)
+  # Known pixels are kept; G's output fills only the hole.
+  filled = mask * truth + (1 - mask) * result.images
+  baselines = {"mean_fill": images_lib.mean_fill(truth, mask),
+               "diffusion_fill": images_lib.diffusion_fill(truth, mask)}
+  masked = images_lib.apply_mask(truth, mask)
+  for name, images in (("input.png", truth), ("masked.png", masked),
+                       ("result.png", filled),
+                       ("diffusion_fill.png", baselines["diffusion_fill"])):
+    _write_grid(options, name, images)
+  _write_grid(options, "comparison.png",
+              _comparison(truth, masked, filled, baselines["diffusion_fill"]),
+              columns=4)
+  hole = 1 - mask
+  return _write_report(options, {
+      **_common(run, options), "task": "inpaint", "images": targets.origin,
+      "mask": options.mask, "hole_fraction": float(hole.mean()),
+      "comparison_columns": ["input", "masked", "gan", "diffusion_fill"],
+      # On the hole only: the known pixels are copied by every method.
+      "quality_on_hole": _quality(truth, {"gan": filled, **baselines}, hole),
+      "inversion": _inversion_report(result, options)})
+
+
+@TASKS.register("superres")
+def superres(run: TrainedRun, strategy: tf.distribute.Strategy,
+             options: Options) -> dict:
+  """Raises the resolution --factor times; compares with bicubic."""
+  size = run.config.model.image_size
+  if options.factor not in (2, 4) or size % options.factor:
+    valid = [f for f in (2, 4) if size % f == 0]
+    raise UserError(f"--factor={options.factor} is not valid for "
+                    f"{size}x{size} images; valid: "
+                    f"{', '.join(map(str, valid))}")
+  low_size = size // options.factor
+  truth = None
+  given = images_lib.image_size(options.input) if options.input else None
+  if given not in (None, (size, size), (low_size, low_size)) and (
+      not options.resize):
+    raise UserError(
+        f"{options.input} is {given[1]}x{given[0]}; superres takes a "
+        f"{low_size}x{low_size} image to enlarge {options.factor}x, or a "
+        f"{size}x{size} one that it first shrinks (to compare the result "
+        f"with). Pass --resize to resize it to {low_size}x{low_size}")
+  if given not in (None, (size, size)):
+    # A low-resolution input: nothing to compare with.
+    targets = load_targets(run, options, size=low_size)
+    low = targets.images
+  else:
+    targets = load_targets(run, options)
+    truth = targets.images
+    low = images_lib.downsample(tf.constant(truth), options.factor).numpy()
+  operator = lambda x: images_lib.downsample(x, options.factor)
+  weight = np.ones(low.shape[:3] + (1,), np.float32)
+  result = _invert(run, strategy, options, low, weight, operator,
+                   targets.labels)
+  bicubic = images_lib.bicubic_upsample(low, options.factor)
+  # The low-resolution input as blocks at the full size, to look at.
+  blocks = np.repeat(np.repeat(low, options.factor, 1), options.factor, 2)
+  pictures = [("low_resolution.png", blocks), ("bicubic.png", bicubic),
+              ("result.png", result.images)]
+  columns = [blocks, bicubic, result.images]
+  if truth is not None:
+    pictures.append(("truth.png", truth))
+    columns.append(truth)
+  for name, images in pictures:
+    _write_grid(options, name, images)
+  _write_grid(options, "comparison.png", _comparison(*columns),
+              columns=len(columns))
+  report = {**_common(run, options), "task": "superres",
+            "images": targets.origin, "factor": options.factor,
+            "low_resolution": [low_size, low_size],
+            "comparison_columns": ["low_resolution", "bicubic", "gan",
+                                   "truth"][:len(columns)],
+            "inversion": _inversion_report(result, options)}
+  if truth is not None:
+    report["quality"] = _quality(truth, {"gan": result.images,
+                                         "bicubic": bicubic}, None)
+  return _write_report(options, report)
+
+
+@TASKS.register("transfer")
+def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
+             options: Options) -> dict:
+  """Redraws each image as every class, keeping its inverted latent."""
+  if not run.num_classes:
+    raise UserError(
+        "transfer needs a class-conditional model, and this run's "
+        "model.num_classes is 0; train one with configs/cgan_mnist.py")
+  targets = load_targets(run, options)
+  images, labels = targets.images, targets.labels
+  weight = np.ones(images.shape[:3] + (1,), np.float32)
+  result = _invert(run, strategy, options, images, weight, lambda x: x,
+                   labels)
+  classes = run.num_classes
+  count = len(images)
+  z = np.repeat(result.latents, classes, axis=0)  # [N * K, D]
+  to = np.tile(np.arange(classes, dtype=np.int32), count)  # [N * K]
+  redrawn = _generate(strategy, run.state.generator_ema, z, to)
+  rows = np.concatenate([images[:, None], result.images[:, None],
+                         redrawn.reshape((count, classes) + images.shape[1:])],
+                        axis=1)  # [N, 2 + K, H, W, C]
+  _write_grid(options, "transfer.png", rows.reshape((-1,) + images.shape[1:]),
+              columns=classes + 2)
+  report = {**_common(run, options), "task": "transfer",
+            "images": targets.origin, "source_labels": labels.tolist(),
+            "columns": ["input", "reconstruction"]
+                       + [f"class {k}" for k in range(classes)],
+            "reconstruction_psnr": float(np.mean(
+                images_lib.psnr(result.images, images))),
+            "inversion": _inversion_report(result, options)}
+  report.update(_classified(run, strategy, redrawn, to,
+                            np.repeat(labels, classes)))
+  return _write_report(options, report)
+
+
+def _classified(run: TrainedRun, strategy: tf.distribute.Strategy,
+                images: np.ndarray, targets: np.ndarray,
+                sources_: np.ndarray) -> dict:
+  """How often the evaluation's classifier reads the asked class.
+
+  Only for extractors whose classes are the model's (the MNIST classifier
+  for MNIST); over the transferred images, i.e. those whose class changed.
+  """
+  e = run.config.eval
+  try:
+    with strategy.scope():
+      extractor = features_lib.build(e.extractor, e.extractor_path,
+                                     run.image_shape)
+  except UserError as error:
+    logging.warning("No classifier check: %s", error)
+    return {"classifier": None}
+  if extractor.num_classes != run.num_classes:
+    return {"classifier": None}
+  probabilities = np.concatenate([
+      extractor.extract(tf.constant(images[i:i + 500]))[1].numpy()
+      for i in range(0, len(images), 500)])
+  read = probabilities.argmax(-1)
+  changed = targets != sources_
+  return {"classifier": extractor.identity,
+          "target_class_accuracy": float(np.mean(read[changed]
+                                                 == targets[changed])),
+          "same_class_accuracy": float(np.mean(read[~changed]
+                                               == targets[~changed]))}
+
+
+@TASKS.register("export")
+def export(run: TrainedRun, strategy: tf.distribute.Strategy,
+           options: Options) -> dict:
+  """A SavedModel of G_ema in --output_dir (see trainer.apply.export)."""
+  del strategy  # The SavedModel is written from the variables' values.
+  metadata = export_lib.export_generator(
+      run.state.generator_ema, options.output_dir, config=run.config,
+      step=run.step)
+  return {**_common(run, options), "task": "export", "metadata": metadata}
+
+
+def default_output_dir(workdir: str, task: str, step: int) -> str:
+  """<workdir>/apply/<task>, and <workdir>/export/step_<step> for export."""
+  if task == "export":
+    return os.path.join(workdir, "export", f"step_{step}")
+  return os.path.join(workdir, "apply", task)
