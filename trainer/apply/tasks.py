@@ -70,7 +70,7 @@ class Options:
 
 
 Task = Callable[[TrainedRun, tf.distribute.Strategy, Options], dict]
-TASKS: Registry = Registry("task", "the task argument")
+TASKS: Registry[Task] = Registry("task", "the task argument")
 
 
 # ------------------------------------------------------------------ helpers
@@ -485,7 +485,7 @@ def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
 
 def _classified(run: TrainedRun, strategy: tf.distribute.Strategy,
                 images: np.ndarray, targets: np.ndarray,
-                sources_: np.ndarray) -> dict:
+                from_labels: np.ndarray) -> dict:
   """How often the evaluation's classifier reads the asked class.
 
   Only for extractors whose classes are the model's (the MNIST classifier
@@ -505,7 +505,7 @@ def _classified(run: TrainedRun, strategy: tf.distribute.Strategy,
       extractor.extract(tf.constant(images[i:i + 500]))[1].numpy()
       for i in range(0, len(images), 500)])
   read = probabilities.argmax(-1)
-  changed = targets != sources_
+  changed = targets != from_labels
   return {"classifier": extractor.identity,
           "target_class_accuracy": float(np.mean(read[changed]
                                                  == targets[changed])),
