@@ -1,7 +1,9 @@
-"""The one place where tf.distribute strategies are made."""
+"""The one place where tf.distribute strategies are made, and how batches of
+rows are split over their replicas and gathered back."""
 
 import json
 import os
+from typing import Callable, Sequence
 
 from absl import logging
 import numpy as np
@@ -154,3 +156,34 @@ def distribute_rows(strategy: tf.distribute.Strategy, rows: np.ndarray):
     return tf.constant(rows[start:start + per_replica])
 
   return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+def replicated(strategy: tf.distribute.Strategy, fn: Callable):
+  """A tf.function running fn on each replica's rows, outputs gathered.
+
+  Its arguments are distributed values (distribute_rows) or None; its
+  outputs, a tensor or a structure of them, are concatenated over the
+  replicas in replica order.
+  """
+
+  @tf.function
+  def run(*rows):
+    outputs = strategy.run(fn, args=rows)
+    return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0),
+                                 outputs)
+
+  return run
+
+
+def run_on_rows(strategy: tf.distribute.Strategy, run,
+                rows: Sequence[np.ndarray], size: int):
+  """`run` (from replicated) on arrays of equal length, padded to `size`.
+
+  `size` must be a multiple of the replica count; padding rows repeat the
+  first ones, and the outputs (numpy) are cut back to the real rows.
+  """
+  count = len(rows[0])
+  outputs = run(*(distribute_rows(strategy,
+                                  np.resize(a, (size,) + a.shape[1:]))
+                  for a in rows))
+  return tf.nest.map_structure(lambda v: v.numpy()[:count], outputs)

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 from absl import logging
 import ml_collections
@@ -87,18 +87,6 @@ def cache_dir(config: ml_collections.ConfigDict) -> str:
           or os.path.join(os.path.expanduser("~"), ".cache", "gan_trainer"))
 
 
-def _replicated(strategy: tf.distribute.Strategy,
-                fn: Callable[..., tuple[tf.Tensor, tf.Tensor]]):
-  """fn over batches split across the replicas; outputs gathered in order."""
-
-  @tf.function
-  def run(*rows):
-    outputs = strategy.run(fn, args=rows)
-    return [strategy.gather(value, axis=0) for value in outputs]
-
-  return run
-
-
 def _map_batches(strategy: tf.distribute.Strategy, run,
                  batches: Iterator[tuple[np.ndarray, ...]],
                  batch_size: int) -> metrics_lib.Features:
@@ -109,13 +97,10 @@ def _map_batches(strategy: tf.distribute.Strategy, run,
   """
   embeddings, probabilities = [], []
   for rows in batches:
-    count = len(rows[0])
-    embedding, probability = run(*(
-        distribute.distribute_rows(
-            strategy, np.resize(array, (batch_size,) + array.shape[1:]))
-        for array in rows))
-    embeddings.append(embedding.numpy()[:count].astype(np.float64))
-    probabilities.append(probability.numpy()[:count].astype(np.float64))
+    embedding, probability = distribute.run_on_rows(strategy, run, rows,
+                                                    batch_size)
+    embeddings.append(embedding.astype(np.float64))
+    probabilities.append(probability.astype(np.float64))
   return metrics_lib.Features(np.concatenate(embeddings),
                               np.concatenate(probabilities))
 
@@ -163,8 +148,8 @@ class Evaluator:
     self._workdir = os.path.join(workdir, "eval")
     self._is_chief = is_chief
     self._writer = summaries.Writer(self._workdir if is_chief else None)
-    self._extract = _replicated(strategy, self._extractor.extract)
-    self._generate_and_extract = _replicated(
+    self._extract = distribute.replicated(strategy, self._extractor.extract)
+    self._generate_and_extract = distribute.replicated(
         strategy, lambda z, *labels: self._extractor.extract(
             state_lib.generate(state.generator_ema, z,
                                labels[0] if labels else None,

@@ -56,16 +56,11 @@ class Monitor:
               "d_probability/real": probability(images, real_labels),
               "d_probability/fake": probability(fake, fake_labels)}
 
-    @tf.function
-    def run():
-      outputs = strategy.run(replica_fn, args=self._inputs)
-      return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
-
-    self._run = run
+    self._run = distribute.replicated(strategy, replica_fn)
 
   def outputs(self) -> dict[str, np.ndarray]:
     """The grids' images and D's probabilities on the fixed batches."""
-    outputs = {k: v.numpy() for k, v in self._run().items()}
+    outputs = {k: v.numpy() for k, v in self._run(*self._inputs).items()}
     return {name: value[:self._hist_size if name.startswith("d_probability")
                         else self._grid_size]
             for name, value in outputs.items()}

@@ -141,7 +141,7 @@ def _compiled(strategy: tf.distribute.Strategy, generator: keras.Model,
   """
   beta1, beta2, epsilon = 0.9, 0.999, 1e-8
 
-  def reconstruction_error(z, observed, weight, labels):  # [b]
+  def reconstruction_error(z, observed, weight, labels=None):  # [b], images
     channels = tf.cast(tf.shape(observed)[-1], tf.float32)
     counted = tf.reduce_sum(weight, axis=[1, 2, 3]) * channels  # [b]
     images = state_lib.generate(generator, z, labels, training=False)
@@ -172,10 +172,4 @@ def _compiled(strategy: tf.distribute.Strategy, generator: keras.Model,
   def optimise(z, m, v, first, last, *data):
     return strategy.run(replica_optimise, args=(z, m, v, first, last, *data))
 
-  @tf.function
-  def evaluate(z, observed, weight, labels=None):
-    outputs = strategy.run(reconstruction_error,
-                           args=(z, observed, weight, labels))
-    return tuple(strategy.gather(value, axis=0) for value in outputs)
-
-  return optimise, evaluate
+  return optimise, distribute.replicated(strategy, reconstruction_error)

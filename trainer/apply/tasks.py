@@ -79,26 +79,17 @@ TASKS: Registry[Task] = Registry("task", "the task argument")
 def _generate(strategy: tf.distribute.Strategy, generator: keras.Model,
               z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
   """G(z [N, latent_dim] | labels [N]) in inference mode -> [N, H, W, C]."""
-
-  @tf.function
-  def run(*inputs):
-    outputs = strategy.run(
-        lambda z, *labels: state_lib.generate(
-            generator, z, labels[0] if labels else None, training=False),
-        args=inputs)
-    return strategy.gather(outputs, axis=0)
-
+  run = distribute.replicated(
+      strategy, lambda z, labels=None: state_lib.generate(
+          generator, z, labels, training=False))
   replicas = strategy.num_replicas_in_sync
   batch = math.ceil(_GENERATE_BATCH / replicas) * replicas
   rows = (z,) if labels is None else (z, labels)
   images = []
   for start in range(0, len(z), batch):
     chunk = [a[start:start + batch] for a in rows]
-    count = len(chunk[0])
-    padded = [np.resize(a, (math.ceil(count / replicas) * replicas,)
-                        + a.shape[1:]) for a in chunk]
-    images.append(run(*(distribute.distribute_rows(strategy, a)
-                        for a in padded)).numpy()[:count])
+    size = math.ceil(len(chunk[0]) / replicas) * replicas
+    images.append(distribute.run_on_rows(strategy, run, chunk, size))
   return np.concatenate(images)
 
 
