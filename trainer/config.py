@@ -95,16 +95,27 @@ def state_signature(config: ml_collections.ConfigDict | dict) -> dict:
   return signature
 
 
-def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Raises UserError if workdir's saved config defines a different model."""
+def read_saved(workdir: str) -> dict | None:
+  """The config saved in <workdir>/config.json, or None if there is none.
+
+  Raises:
+    UserError: the file exists but cannot be read as JSON.
+  """
   path = os.path.join(workdir, "config.json")
   if not tf.io.gfile.exists(path):
-    return
+    return None
   try:
     with tf.io.gfile.GFile(path) as f:
-      saved = json.load(f)
+      return json.load(f)
   except (tf.errors.OpError, json.JSONDecodeError) as e:
     raise UserError(f"cannot read the saved config {path}: {e}") from None
+
+
+def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises UserError if workdir's saved config defines a different model."""
+  saved = read_saved(workdir)
+  if saved is None:
+    return
   old, new = state_signature(saved), state_signature(config)
   diffs = [f"{k}: saved {old[k]!r}, now {new[k]!r}" for k in old
            if old[k] != new[k]]

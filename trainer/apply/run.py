@@ -1,8 +1,6 @@
 """A trained run, loaded for use: its saved config and a restored checkpoint."""
 
 import dataclasses
-import json
-import os
 
 import ml_collections
 import tensorflow as tf
@@ -37,16 +35,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   Raises:
     UserError: there is no readable config.json in the workdir.
   """
-  path = os.path.join(workdir, "config.json")
-  if not tf.io.gfile.exists(path):
+  values = config_lib.read_saved(workdir)
+  if values is None:
     raise UserError(
         f"{workdir} is not a training run's workdir: it has no config.json. "
         "Pass the --workdir of a run of python -m trainer.main")
-  try:
-    with tf.io.gfile.GFile(path) as f:
-      values = json.load(f)
-  except (tf.errors.OpError, json.JSONDecodeError) as e:
-    raise UserError(f"cannot read the saved config {path}: {e}") from None
   config = ml_collections.ConfigDict(values)
   # Runs saved before class-conditional models existed have no such field.
   if "num_classes" not in config.model:
