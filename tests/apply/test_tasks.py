@@ -49,8 +49,8 @@ def _load(runs, kind: str, replicas: int = 2) -> run_lib.TrainedRun:
 
 
 def _options(tmp_path, **overrides) -> tasks.Options:
-  return tasks.Options(output_dir=str(tmp_path / "out"), inversion=_FAST,
-                       **overrides)
+  return tasks.Options(**{"output_dir": str(tmp_path / "out"),
+                          "inversion": _FAST, **overrides})
 
 
 def _apply(runs, kind, task, options, replicas=2) -> dict:
@@ -172,6 +172,22 @@ def test_inversion_does_not_depend_on_the_replica_count(runs, mnist_dir,
                              atol=1e-4)
 
 
+def test_inverting_in_groups_gives_the_same_result(runs, mnist_dir, tmp_path):
+  run = _load(runs, "unconditional")
+  images = tasks.load_targets(run, _options(tmp_path, num=5,
+                                            **_held_out(mnist_dir))).images
+  weight = np.ones(images.shape[:3] + (1,), np.float32)
+  whole, grouped = (inversion.invert(
+      cpu_strategy(2), run.state.generator_ema, images, weight,
+      operator=lambda x: x, labels=None, latent_dim=100,
+      settings=dataclasses.replace(_FAST, max_latents=latents))
+      for latents in (1024, 4))  # 4 latents: 2 images (2 starts each) a group
+  np.testing.assert_allclose(whole.final_error, grouped.final_error,
+                             rtol=1e-4)
+  np.testing.assert_allclose(whole.latents, grouped.latents, atol=1e-4)
+  np.testing.assert_allclose(whole.images, grouped.images, atol=1e-4)
+
+
 def test_inpaint_keeps_known_pixels_and_scores_the_hole(runs, mnist_dir,
                                                         tmp_path):
   report = _apply(runs, "unconditional", "inpaint", _options(
@@ -252,6 +268,8 @@ def test_transfer_redraws_each_image_as_every_class(runs, mnist_dir,
     ("inpaint", "unconditional", {"mask": "middle"}, "center, left_half"),
     ("superres", "unconditional", {"factor": 3}, "valid: 2, 4"),
     ("inpaint", "unconditional", {"first": 995, "num": 10}, "has 1000"),
+    ("inpaint", "unconditional",
+     {"inversion": inversion.Settings(max_latents=0)}, "--max_latents=0"),
 ])
 def test_bad_options_are_refused_with_a_clear_message(
     runs, mnist_dir, tmp_path, task, kind, overrides, message):

@@ -64,6 +64,10 @@ _RESTARTS = flags.DEFINE_integer(
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", inversion.Settings.learning_rate,
     "Inversion: Adam's learning rate on the latent.")
+_MAX_LATENTS = flags.DEFINE_integer(
+    "max_latents", inversion.Settings.max_latents,
+    "Inversion: latents (images x restarts) optimised at once, which bounds "
+    "the memory; more images are done in groups.")
 _PRIOR_WEIGHT = flags.DEFINE_float(
     "prior_weight", inversion.Settings.prior_weight,
     "Inversion: weight of mean(z^2), which keeps z typical of N(0, I).")
@@ -90,6 +94,7 @@ def main(argv) -> None:
         resize=_RESIZE.value, inversion=inversion.Settings(
             steps=_STEPS.value, restarts=_RESTARTS.value,
             learning_rate=_LEARNING_RATE.value,
+            max_latents=_MAX_LATENTS.value,
             prior_weight=_PRIOR_WEIGHT.value))
     report = task(run, strategy, options)
     logging.info("%s of step %d written to %s", argv[1], run.step,

@@ -45,9 +45,12 @@ class Settings:
   # stays a plausible image instead of explaining noise.
   prior_weight: float = 0.001
   seed: int = 0
+  # Latents optimised at once (images x starts), which bounds the memory;
+  # more images are inverted in groups.
+  max_latents: int = 1024
 
   def check(self) -> None:
-    for name in ("steps", "restarts"):
+    for name in ("steps", "restarts", "max_latents"):
       if getattr(self, name) < 1:
         raise UserError(f"--{name}={getattr(self, name)} is out of range; it "
                         "must be >= 1")
@@ -90,12 +93,34 @@ def invert(strategy: tf.distribute.Strategy, generator: keras.Model,
   """
   settings.check()
   count, starts = len(observed), settings.restarts
-  # Row r * N + i is start r of image i.
-  rows = count * starts
+  # Every start of every image is drawn at once, so that the result of an
+  # image does not depend on the group it is optimised in.
+  z0 = np.random.default_rng(settings.seed).standard_normal(
+      (starts, count, latent_dim)).astype(np.float32)
+  functions = _compiled(strategy, generator, operator, settings)
+  group = max(1, settings.max_latents // starts)  # images per group
+  results = []
+  for first in range(0, count, group):
+    part = slice(first, first + group)
+    if count > group:
+      logging.info("Inverting images %d to %d of %d", first,
+                   min(first + group, count) - 1, count)
+    results.append(_invert_group(
+        strategy, functions, z0[:, part], observed[part], weight[part],
+        None if labels is None else labels[part], settings.steps))
+  return Result(*(np.concatenate([getattr(r, field.name) for r in results])
+                  for field in dataclasses.fields(Result)))
+
+
+def _invert_group(strategy: tf.distribute.Strategy, functions,
+                  z0: np.ndarray, observed: np.ndarray, weight: np.ndarray,
+                  labels: np.ndarray | None, steps: int) -> Result:
+  """Optimises the starts z0 [starts, n, latent_dim] of n images at once."""
+  starts, count, latent_dim = z0.shape
+  # Row r * n + i is start r of image i.
+  rows = starts * count
   replicas = strategy.num_replicas_in_sync
   padded = math.ceil(rows / replicas) * replicas
-  z0 = np.random.default_rng(settings.seed).standard_normal(
-      (padded, latent_dim)).astype(np.float32)
 
   def tile(array: np.ndarray) -> np.ndarray:
     return np.resize(np.tile(array, (starts,) + (1,) * (array.ndim - 1)),
@@ -105,26 +130,26 @@ def invert(strategy: tf.distribute.Strategy, generator: keras.Model,
   if labels is not None:
     data.append(tile(labels.astype(np.int32)))
   data = [distribute.distribute_rows(strategy, a) for a in data]
-  optimise, evaluate = _compiled(strategy, generator, operator, settings)
-  z = distribute.distribute_rows(strategy, z0)
+  optimise, evaluate = functions
+  z = distribute.distribute_rows(
+      strategy, np.resize(z0.reshape(rows, latent_dim), (padded, latent_dim)))
   before, _ = evaluate(z, *data)
   # Adam's moments start at zero; they stay on the replicas between calls.
   m = v = strategy.run(tf.zeros_like, args=(z,))
-  progress = summaries.Progress(total_steps=settings.steps,
-                                examples_per_step=rows, start_step=0)
-  for first in range(0, settings.steps, _STEPS_PER_CALL):
-    last = min(first + _STEPS_PER_CALL, settings.steps)
+  progress = summaries.Progress(total_steps=steps, examples_per_step=rows,
+                                start_step=0)
+  for first in range(0, steps, _STEPS_PER_CALL):
+    last = min(first + _STEPS_PER_CALL, steps)
     z, m, v = optimise(z, m, v, tf.constant(first), tf.constant(last), *data)
     rates = progress.update(last)
     logging.info("inversion step %d/%d | %.0f latents x steps/sec | time "
-                 "left %s", last, settings.steps,
-                 rates["perf/examples_per_sec"],
+                 "left %s", last, steps, rates["perf/examples_per_sec"],
                  summaries.format_duration(rates["progress/seconds_left"]))
   after, images = evaluate(z, *data)
   z = strategy.gather(z, axis=0).numpy()
   before, after, images = before.numpy(), after.numpy(), images.numpy()
   after = after[:rows].reshape(starts, count)
-  best = np.argmin(after, axis=0) * count + np.arange(count)  # rows [N]
+  best = np.argmin(after, axis=0) * count + np.arange(count)  # rows [n]
   return Result(latents=z[best], images=images[best],
                 initial_error=before[best], final_error=after.min(axis=0))
 
