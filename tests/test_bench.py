@@ -1,0 +1,72 @@
+"""`python -m trainer.bench`: real processes, real timing, checked for
+consistency (not for speed: BENCHMARKS.md has the figures)."""
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import REPO, run_command
+
+_MNIST_CONFIG = str(REPO / "configs" / "dcgan_mnist.py")
+
+
+def _bench(mnist_dir, *args: str) -> tuple[int, str, str]:
+  return run_command(
+      sys.executable, "-m", "trainer.bench", f"--config={_MNIST_CONFIG}",
+      f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
+      "--strategy=one_device", "--steps=10", "--rounds=2", *args)
+
+
+def _record(code: int, out: str, err: str) -> dict:
+  assert code == 0, err[-3000:]
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def test_step_and_tutorial_baseline(mnist_dir):
+  record = _record(*_bench(mnist_dir, "--baseline=tutorial",
+                           "--config.train.batch_size=64"))
+  assert record["strategy"] == "one_device" and record["replicas"] == 1
+  assert len(record["examples_per_sec_rounds"]) == 2
+  assert record["examples_per_sec"] > 0
+  # The seed's DCGAN: 4 G and 9 D forward passes per example of a step.
+  assert record["flops_per_example"] == pytest.approx(600.3e6, rel=1e-3)
+  peak = record["peak_flops_per_sec"]
+  assert peak["float32"] > 0 and peak["bfloat16"] > 0
+  assert record["peak_fraction"] == pytest.approx(
+      record["examples_per_sec"] * record["flops_per_example"]
+      / peak["float32"])
+  baseline = record["baseline"]
+  assert baseline["name"] == "tutorial" and baseline["batch_size"] == 256
+  assert baseline["flops_per_example"] == pytest.approx(434.7e6, rel=1e-3)
+  assert len(baseline["examples_per_sec_rounds"]) == 2
+  assert record["ratio"] == pytest.approx(
+      record["examples_per_sec"] / baseline["examples_per_sec"])
+  # A fraction of a real peak: the step cannot beat the machine.
+  assert 0 < record["peak_fraction"] < 1.2
+  assert 0 < baseline["peak_fraction"] < 1.2
+
+
+def test_pipeline_only(mnist_dir):
+  record = _record(*_bench(mnist_dir, "--pipeline_only", "--num_cpu_devices=2",
+                           "--strategy=mirrored",
+                           "--config.train.n_disc=2"))
+  assert record["pipeline_only"] and record["n_disc"] == 2
+  assert record["examples_per_sec"] > 0
+  assert "flops_per_example" not in record
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--steps=5",), "too few to measure"),
+    (("--baseline=pytorch",), "unknown baseline 'pytorch'"),
+    (("--baseline=tutorial", "--config.model.channels=3"),
+     "trains the tutorial's 28x28 grey"),
+    (("--strategy=tpu",), "cannot reach a TPU"),
+    (("--pipeline_only", "--baseline=tutorial"), "takes no --baseline"),
+])
+def test_bad_input_gives_one_error_line(mnist_dir, args, message):
+  code, _, err = _bench(mnist_dir, *args)
+  assert code == 1, err[-3000:]
+  errors = [line for line in err.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and message in errors[0], err[-3000:]
+  assert "Traceback" not in err

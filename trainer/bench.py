@@ -1,0 +1,56 @@
+r"""Measures the training step: `python -m trainer.bench --config=<config>`.
+
+Prints one JSON line: steady-state examples/sec of the step (compilation
+excluded), FLOPs per example, and the fraction of the machine's matrix-multiply
+peak (measured in the same run) that the step achieves. `--baseline=tutorial`
+times the TensorFlow DCGAN tutorial's loop in alternating rounds and adds the
+ratio ours/baseline; `--pipeline_only` times the input pipeline alone. See
+README.md, "Benchmarks".
+"""
+
+import json
+
+from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)
+from absl import app
+from absl import flags
+
+from trainer import benchmark
+from trainer.errors import UserError
+
+_STEPS = flags.DEFINE_integer(
+    "steps", 50, f"Timed training steps per round (at least "
+    f"{benchmark.MIN_STEPS}).")
+_ROUNDS = flags.DEFINE_integer(
+    "rounds", 3, "Timed rounds; the figures are medians over rounds, and "
+    "baseline rounds alternate with ours.")
+_BASELINE = flags.DEFINE_string(
+    "baseline", "", "Also time this loop in the same run: "
+    f"{', '.join(benchmark.BASELINES.names())}.")
+_PIPELINE_ONLY = flags.DEFINE_bool(
+    "pipeline_only", False, "Time the input pipeline alone.")
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  with cli.errors_as_messages():
+    config = cli.CONFIG.value
+    if _PIPELINE_ONLY.value and _BASELINE.value:
+      raise UserError("--pipeline_only times the input pipeline "
+                                "alone; it takes no --baseline")
+    strategy = cli.create_strategy()
+    if _PIPELINE_ONLY.value:
+      record = benchmark.pipeline_rate(config, strategy, steps=_STEPS.value,
+                                       rounds=_ROUNDS.value)
+    else:
+      record = benchmark.run(config, strategy, steps=_STEPS.value,
+                             rounds=_ROUNDS.value, baseline=_BASELINE.value)
+    flag_values = flags.FLAGS
+    print(json.dumps({
+        "config": flag_values["config"].serialize().partition("=")[2],
+        "strategy": flag_values.strategy,
+        "num_cpu_devices": flag_values.num_cpu_devices, **record}))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

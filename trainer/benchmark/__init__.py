@@ -1,0 +1,164 @@
+"""Speed of the training step: examples/sec, FLOPs and the machine's peak.
+
+`run` measures the project's training step (the real one, from
+trainer.train) in steady state: one call first compiles it, then rounds of
+`steps` steps are timed. With a baseline, the baseline's loop runs in the
+same process, its rounds alternating with ours so that the machine's drift
+(thermal, other jobs) falls on both; the figures are medians over rounds.
+"""
+
+import statistics
+import time
+from typing import Callable
+
+from absl import logging
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from trainer import config as config_lib
+from trainer import state as state_lib
+from trainer import train
+from trainer.benchmark import flops
+from trainer.benchmark import peak
+from trainer.benchmark import tutorial
+from trainer.data import pipeline
+from trainer.data import sources
+from trainer.errors import UserError
+from trainer.registry import Registry
+
+# Fewer timed steps than this per round measure start-up, not the step.
+MIN_STEPS = 10
+
+BASELINES: Registry = Registry("baseline", "--baseline")
+BASELINES.register("tutorial")(tutorial)
+
+# The peak that bounds a step computed under each precision policy.
+_PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16",
+               "mixed_float16": "float16"}
+
+
+def _timed(run: Callable[[int], object], steps: int, batch: int) -> float:
+  """examples/sec of run(steps), which must block until the steps are done."""
+  start = time.perf_counter()
+  run(steps)
+  return steps * batch / (time.perf_counter() - start)
+
+
+def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
+           baseline: str) -> None:
+  if steps < MIN_STEPS:
+    raise UserError(f"--steps={steps} is too few to measure a steady state; "
+                    f"use at least {MIN_STEPS}")
+  if rounds < 1:
+    raise UserError(f"--rounds={rounds} is out of range; it must be >= 1")
+  if baseline:
+    BASELINES.get(baseline)
+    model = config.model
+    if (model.image_size, model.channels, model.num_classes) != (28, 1, 0):
+      raise UserError(
+          f"--baseline={baseline} trains the tutorial's 28x28 grey "
+          "unconditional MNIST DCGAN; this config's model is "
+          f"{model.image_size}x{model.image_size}x{model.channels} with "
+          f"{model.num_classes} classes. Use configs/dcgan_mnist.py")
+
+
+def _load_source(config: ml_collections.ConfigDict) -> sources.Source:
+  data = config.data
+  return sources.load(data.source, sources.Request(
+      split=data.split, image_size=config.model.image_size,
+      channels=config.model.channels, resize=data.resize,
+      tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download))
+
+
+def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
+        *, steps: int, rounds: int, baseline: str = "") -> dict:
+  """Measures the training step (and a baseline); returns the JSON record.
+
+  Raises:
+    UserError: too few steps, an unknown baseline, or a config the
+      baseline cannot stand beside; a bad config or data source.
+  """
+  config_lib.validate(config)
+  _check(config, steps, rounds, baseline)
+  source = _load_source(config)
+  state = state_lib.build_state(config, strategy)
+  train_steps = train.make_train_steps(config, strategy, state, source, 0)
+  batch = config.train.batch_size
+  ours = lambda n: train_steps(n)[1]  # the int() of first_bad syncs
+  ours(MIN_STEPS)  # compiles
+  loop = None
+  if baseline:
+    everything = source.read(tf.range(source.num_examples, dtype=tf.int64))
+    loop = BASELINES.get(baseline).TutorialLoop(
+        pipeline.to_unit_range(everything["image"]).numpy(), seed=config.seed)
+    loop.run(2)  # compiles
+  ours_rates, base_rates = [], []
+  for r in range(rounds):
+    ours_rates.append(_timed(ours, steps, batch))
+    if loop is not None:
+      base_rates.append(_timed(loop.run, steps, tutorial.BATCH_SIZE))
+    logging.info("round %d/%d: %.1f examples/sec%s", r + 1, rounds,
+                 ours_rates[-1], f", {baseline} {base_rates[-1]:.1f}"
+                 if loop is not None else "")
+  g_forward = flops.forward_flops(state.generator)
+  d_forward = flops.forward_flops(state.discriminator)
+  step_flops = flops.gan_step_flops(g_forward, d_forward, config.train.n_disc)
+  policy = config.runtime.mixed_precision
+  peaks = {dtype: peak.matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
+  if policy == "mixed_float16":
+    peaks["float16"] = peak.matmul_peak("float16")
+  median = statistics.median(ours_rates)
+  record = {
+      "replicas": strategy.num_replicas_in_sync, "batch_size": batch,
+      "mixed_precision": policy, "jit_compile": config.runtime.jit_compile,
+      "steps": steps, "rounds": rounds,
+      "examples_per_sec": median, "examples_per_sec_rounds": ours_rates,
+      "flops_per_example": step_flops,
+      "peak_flops_per_sec": peaks,
+      "peak_fraction": median * step_flops / peaks[_PEAK_DTYPE[policy]],
+  }
+  if loop is not None:
+    base_median = statistics.median(base_rates)
+    base_flops = flops.tutorial_step_flops(
+        flops.forward_flops(loop.generator),
+        flops.forward_flops(loop.discriminator))
+    record["baseline"] = {
+        "name": baseline, "batch_size": tutorial.BATCH_SIZE,
+        "examples_per_sec": base_median,
+        "examples_per_sec_rounds": base_rates,
+        "flops_per_example": base_flops,
+        "peak_fraction": base_median * base_flops / peaks["float32"]}
+    record["ratio"] = median / base_median
+  return record
+
+
+def pipeline_rate(config: ml_collections.ConfigDict,
+                  strategy: tf.distribute.Strategy, *, steps: int,
+                  rounds: int) -> dict:
+  """examples/sec of the input pipeline alone, as the step would read it."""
+  config_lib.validate(config)
+  _check(config, steps, rounds, "")
+  source = _load_source(config)
+  train_config = config.train
+  dataset = strategy.distribute_datasets_from_function(
+      pipeline.make_input_fn(source, global_batch=train_config.batch_size,
+                             n_disc=train_config.n_disc, seed=config.seed,
+                             shuffle=config.data.shuffle, start_step=0))
+  iterator = iter(dataset)
+  examples = train_config.batch_size * train_config.n_disc
+
+  def read(n: int) -> None:
+    for _ in range(n):
+      element = next(iterator)
+    # Waits for the last element's tensors, on every replica.
+    for value in strategy.experimental_local_results(element["image"]):
+      np.asarray(value[0, 0, 0, 0])
+
+  read(MIN_STEPS)  # starts the prefetching threads
+  rates = [_timed(read, steps, examples) for _ in range(rounds)]
+  return {"pipeline_only": True, "steps": steps, "rounds": rounds,
+          "batch_size": train_config.batch_size,
+          "n_disc": train_config.n_disc,
+          "examples_per_sec": statistics.median(rates),
+          "examples_per_sec_rounds": rates}

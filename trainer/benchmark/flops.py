@@ -1,0 +1,54 @@
+"""Floating-point operations of the networks and of a training step.
+
+Counted from the layers' shapes: a multiply-add is 2 FLOPs; only dense,
+convolution and transposed-convolution layers are counted (batch norm,
+activations and the optimizer are a few percent of those). A backward pass
+through a network costs twice its forward pass (the gradients of the inputs
+and of the weights). This is the count by which the tutorial's DCGAN step
+costs 3 F_G + 6 F_D = 434 MFLOPs per example.
+"""
+
+import keras
+
+
+def _layer_flops(layer: keras.layers.Layer) -> int:
+  """Forward FLOPs of one layer for one example (0 if not counted)."""
+  if isinstance(layer, keras.layers.Dense):
+    return 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+  if isinstance(layer, keras.layers.Conv2DTranspose):
+    # Every input position scatters a kernel-sized patch of every output map.
+    _, height, width, _ = layer.input.shape
+    kh, kw, cout, cin = layer.kernel.shape
+    return 2 * height * width * kh * kw * cin * cout
+  if isinstance(layer, keras.layers.Conv2D):
+    _, height, width, _ = layer.output.shape
+    kh, kw, cin, cout = layer.kernel.shape
+    return 2 * height * width * kh * kw * cin * cout
+  return 0
+
+
+def forward_flops(model: keras.Model) -> int:
+  """FLOPs of one forward pass of `model` for one example."""
+  return sum(_layer_flops(layer) for layer in model.layers)
+
+
+def gan_step_flops(g_forward: int, d_forward: int, n_disc: int) -> int:
+  """FLOPs per example of this project's training step.
+
+  Each of the n_disc D updates draws fakes (G forward), judges a real and a
+  fake batch (2 D forwards) and backpropagates both (2 x 2 D forwards). The
+  G update draws its own fakes, judges them, and backpropagates through D
+  and G.
+  """
+  d_update = g_forward + 2 * d_forward + 4 * d_forward
+  g_update = g_forward + d_forward + 2 * d_forward + 2 * g_forward
+  return n_disc * d_update + g_update
+
+
+def tutorial_step_flops(g_forward: int, d_forward: int) -> int:
+  """FLOPs per example of the TensorFlow DCGAN tutorial's step.
+
+  One batch of fakes serves both updates: G forward, D forwards on real and
+  fake, D's backward for both, and G's backward through D on the fakes.
+  """
+  return 3 * g_forward + 6 * d_forward
