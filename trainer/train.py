@@ -293,7 +293,8 @@ def _next_stop(step: int, config: ml_collections.ConfigDict) -> int:
   return min(candidates)
 
 
-def _load_source(config: ml_collections.ConfigDict) -> sources.Source:
+def load_source(config: ml_collections.ConfigDict) -> sources.Source:
+  """The training data of the config (data.*), checked against the model."""
   data = config.data
   return sources.load(data.source, sources.Request(
       split=data.split, image_size=config.model.image_size,
@@ -328,7 +329,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   _check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
   if config.runtime.jit_compile:
     distribute.check_xla(strategy)
-  source = _load_source(config)
+  source = load_source(config)
   sources.check_classes(source, config.model.num_classes)
   config_lib.check_compatible(config, workdir)
 

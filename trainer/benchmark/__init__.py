@@ -23,7 +23,6 @@ from trainer.benchmark import flops
 from trainer.benchmark import peak
 from trainer.benchmark import tutorial
 from trainer.data import pipeline
-from trainer.data import sources
 from trainer.errors import UserError
 from trainer.registry import Registry
 
@@ -63,14 +62,6 @@ def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
           f"{model.num_classes} classes. Use configs/dcgan_mnist.py")
 
 
-def _load_source(config: ml_collections.ConfigDict) -> sources.Source:
-  data = config.data
-  return sources.load(data.source, sources.Request(
-      split=data.split, image_size=config.model.image_size,
-      channels=config.model.channels, resize=data.resize,
-      tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download))
-
-
 def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
         *, steps: int, rounds: int, baseline: str = "") -> dict:
   """Measures the training step (and a baseline); returns the JSON record.
@@ -81,7 +72,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   """
   config_lib.validate(config)
   _check(config, steps, rounds, baseline)
-  source = _load_source(config)
+  source = train.load_source(config)
   state = state_lib.build_state(config, strategy)
   train_steps = train.make_train_steps(config, strategy, state, source, 0)
   batch = config.train.batch_size
@@ -139,7 +130,7 @@ def pipeline_rate(config: ml_collections.ConfigDict,
   """examples/sec of the input pipeline alone, as the step would read it."""
   config_lib.validate(config)
   _check(config, steps, rounds, "")
-  source = _load_source(config)
+  source = train.load_source(config)
   train_config = config.train
   dataset = strategy.distribute_datasets_from_function(
       pipeline.make_input_fn(source, global_batch=train_config.batch_size,
