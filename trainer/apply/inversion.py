@@ -1,4 +1,4 @@
-"""GAN inversion by optimization: the latent whose image explains an observation.
+"""GAN inversion by optimization: the latent whose image explains what is seen.
 
 Given observations y (the known pixels of an image, or a low-resolution
 image) and the operator A that maps a full image to what was observed (a

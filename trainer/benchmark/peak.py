@@ -1,4 +1,4 @@
-"""The machine's measured matrix-multiply peak, the yardstick of a step's FLOPs."""
+"""The measured matrix-multiply peak: the yardstick of a step's FLOPs."""
 
 import time
 
