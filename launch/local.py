@@ -17,7 +17,8 @@ worker that needs longer than the grace period gets SIGKILL.
 
 The launcher sets `--strategy=multi_worker` itself and refuses a `--strategy`
 among the trainer flags. It only prepares the environment; the trainer does
-the rest.
+the rest. `--module=trainer.bench` runs the benchmark the same way (each
+worker prints its JSON line), `--module=trainer.evaluate` an evaluation.
 """
 
 import argparse
@@ -35,6 +36,8 @@ from typing import Sequence, TextIO
 
 # Seconds a worker has to exit after SIGTERM before it gets SIGKILL.
 GRACE_SECONDS = 10.0
+# The entry points that run on a multi-worker strategy.
+MODULES = ("trainer.main", "trainer.bench", "trainer.evaluate")
 # Signals to the launcher that stop the workers.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -250,11 +253,15 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   """
   parser = argparse.ArgumentParser(
       prog="python launch/local.py",
-      usage="%(prog)s [--workers=N] [--port_base=P] -- <trainer flags>",
+      usage="%(prog)s [--workers=N] [--port_base=P] [--module=M] -- "
+      "<trainer flags>",
       description="Runs N workers of `python -m trainer.main "
       "--strategy=multi_worker <trainer flags>` on this machine.")
   parser.add_argument("--workers", type=int, default=2,
                       help="number of worker processes (>= 1; default 2)")
+  parser.add_argument(
+      "--module", choices=MODULES, default="trainer.main",
+      help="the entry point each worker runs (default trainer.main)")
   parser.add_argument(
       "--port_base", type=int, default=0,
       help="worker i listens on port_base + i; 0 (default) picks free ports")
@@ -285,7 +292,7 @@ def main(argv: Sequence[str]) -> int:
   args, trainer_flags = parse_args(argv)
   ports = (list(range(args.port_base, args.port_base + args.workers))
            if args.port_base else free_ports(args.workers))
-  command = [sys.executable, "-m", "trainer.main", "--strategy=multi_worker",
+  command = [sys.executable, "-m", args.module, "--strategy=multi_worker",
              *trainer_flags]
   # Unbuffered, so that the workers' stdout lines come as they are printed.
   envs = [dict(os.environ, TF_CONFIG=tf_config(ports, i), PYTHONUNBUFFERED="1")

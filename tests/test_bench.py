@@ -27,6 +27,7 @@ def test_step_and_tutorial_baseline(mnist_dir):
   record = _record(*_bench(mnist_dir, "--baseline=tutorial",
                            "--config.train.batch_size=64"))
   assert record["strategy"] == "one_device" and record["replicas"] == 1
+  assert record["workers"] == 1
   assert len(record["examples_per_sec_rounds"]) == 2
   assert record["examples_per_sec"] > 0
   # The seed's DCGAN: 4 G and 9 D forward passes per example of a step.

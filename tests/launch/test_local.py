@@ -22,6 +22,9 @@ from launch import local
 from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, checkpoint_values,
                             run_command, saved_step, smoke_flags)
 
+# A small step for the benchmark through the launcher.
+TINY_BENCH = ("--config.model.g_width=8", "--config.model.d_width=8",
+              "--config.train.batch_size=16")
 # A worker that would outlive any test unless the launcher stops it.
 _SLEEPER = "import time; time.sleep(600)"
 _STEPS = 4
@@ -63,8 +66,11 @@ def float_variables(checkpoint: pathlib.Path) -> dict[str, np.ndarray]:
      ["--strategy=mirrored", "not allowed", "--strategy=multi_worker"]),
     (["--", "--strategy", "mirrored"], ["--strategy", "not allowed"]),
     (["--port_base=80"], ["--port_base=80", "[1024, 65534]"]),
+    (["--module=trainer.apply"], ["--module", "'trainer.apply'",
+                                  "trainer.bench"]),
 ], ids=["no_workers", "workers_not_a_number", "trainer_flag_before_separator",
-        "strategy", "strategy_separate_value", "privileged_port"])
+        "strategy", "strategy_separate_value", "privileged_port",
+        "unknown_module"])
 def test_bad_input_is_one_clear_error(args, words):
   returncode, stdout, stderr = launch(*args)
 
@@ -139,6 +145,30 @@ def test_two_workers_match_one_process_with_two_replicas(
   # The evaluation over two workers agrees with the one-process one.
   assert fid_at_the_end(workdir) == pytest.approx(fid_at_the_end(mirrored),
                                                   rel=1e-3)
+
+
+def test_two_workers_run_the_benchmark(mnist_dir):
+  code, stdout, stderr = launch(
+      "--workers=2", "--module=trainer.bench", "--",
+      f"--config={REPO / 'configs' / 'dcgan_mnist.py'}",
+      f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
+      *TINY_BENCH, "--steps=10", "--rounds=1")
+  assert code == 0, stderr[-3000:]
+  records = {}
+  for line in stdout.splitlines():
+    match = re.match(r"\[worker (\d)\] (\{.*)", line)
+    if match:
+      records[int(match.group(1))] = json.loads(match.group(2))
+  assert sorted(records) == [0, 1], stdout[-3000:]
+  for record in records.values():
+    assert record["strategy"] == "multi_worker" and record["replicas"] == 2
+    assert record["workers"] == 2 and record["examples_per_sec"] > 0
+    assert record["peak_fraction"] == pytest.approx(
+        record["examples_per_sec"] * record["flops_per_example"]
+        / (2 * record["peak_flops_per_sec"]["float32"]))
+  # The workers time the same collective steps: their rates agree.
+  rates = [r["examples_per_sec"] for r in records.values()]
+  assert max(rates) < 1.1 * min(rates), rates
 
 
 def test_workers_that_fail_stop_the_launcher(mnist_dir, tmp_path):

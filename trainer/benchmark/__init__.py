@@ -44,6 +44,16 @@ def _timed(run: Callable[[int], object], steps: int, batch: int) -> float:
   return steps * batch / (time.perf_counter() - start)
 
 
+def _num_workers(strategy: tf.distribute.Strategy) -> int:
+  """Worker processes of a multi-worker strategy; 1 otherwise."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return 1
+  spec = resolver.cluster_spec()
+  return sum(spec.num_tasks(job) for job in ("chief", "worker")
+             if job in spec.jobs)
+
+
 def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
            baseline: str) -> None:
   if steps < MIN_STEPS:
@@ -100,14 +110,18 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   if policy == "mixed_float16":
     peaks["float16"] = peak.matmul_peak("float16")
   median = statistics.median(ours_rates)
+  # Every worker measures its own peak, at about the same time (the timed
+  # rounds end together): the cluster's peak is their sum.
+  workers = _num_workers(strategy)
   record = {
       "replicas": strategy.num_replicas_in_sync, "batch_size": batch,
       "mixed_precision": policy, "jit_compile": config.runtime.jit_compile,
       "steps": steps, "rounds": rounds,
       "examples_per_sec": median, "examples_per_sec_rounds": ours_rates,
       "flops_per_example": step_flops,
-      "peak_flops_per_sec": peaks,
-      "peak_fraction": median * step_flops / peaks[_PEAK_DTYPE[policy]],
+      "workers": workers, "peak_flops_per_sec": peaks,
+      "peak_fraction": (median * step_flops
+                        / (workers * peaks[_PEAK_DTYPE[policy]])),
   }
   if loop is not None:
     base_median = statistics.median(base_rates)
