@@ -21,7 +21,6 @@ grid) and `discriminator/step_<step>.png`.
 
 import datetime
 import hashlib
-import io
 import json
 import os
 import re
@@ -208,10 +207,8 @@ class Evaluator:
                for i in range(0, count, batch))
     real = _map_batches(self._strategy, self._extract, batches, batch)
     if self._is_chief:
-      buffer = io.BytesIO()  # np.savez seeks, which GFile cannot in "wb"
-      np.savez(buffer, embeddings=real.embeddings,
-               probabilities=real.probabilities)
-      files.write_atomically(path, buffer.getvalue())
+      files.write_npz(path, embeddings=real.embeddings,
+                      probabilities=real.probabilities)
     return real
 
   def _read_real(self, indices: np.ndarray) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Writing files so that a reader never sees a half-written one."""
 
+import io
 import os
 from typing import Callable
 import uuid
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -38,3 +40,10 @@ def write_atomically(path: str, data: bytes | str) -> None:
       f.write(data)
 
   replace_atomically(path, write)
+
+
+def write_npz(path: str, **arrays: np.ndarray) -> None:
+  """Writes arrays as an .npz file through write_atomically."""
+  buffer = io.BytesIO()  # np.savez seeks, which GFile cannot in "wb"
+  np.savez(buffer, **arrays)
+  write_atomically(path, buffer.getvalue())
