@@ -270,6 +270,9 @@ def test_transfer_redraws_each_image_as_every_class(runs, mnist_dir,
     ("inpaint", "unconditional", {"first": 995, "num": 10}, "has 1000"),
     ("inpaint", "unconditional",
      {"inversion": inversion.Settings(max_latents=0)}, "--max_latents=0"),
+    ("sample", "unconditional", {"num": 0}, "--num=0 is out of range"),
+    ("interpolate", "unconditional", {"frames": 1}, "--frames=1 is out"),
+    ("sample", "unconditional", {"truncation": -1.0}, "--truncation=-1.0"),
 ])
 def test_bad_options_are_refused_with_a_clear_message(
     runs, mnist_dir, tmp_path, task, kind, overrides, message):

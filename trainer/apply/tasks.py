@@ -18,7 +18,6 @@ the report gives PSNR and SSIM against it, next to a simple baseline.
 """
 
 import dataclasses
-import io
 import json
 import math
 import os
@@ -67,6 +66,17 @@ class Options:
   factor: int = 4
   resize: bool = False
   inversion: inversion_lib.Settings = inversion_lib.Settings()
+
+  def __post_init__(self):
+    for name, minimum in (("num", 1), ("frames", 2), ("truncation", 0)):
+      if getattr(self, name) < minimum:
+        raise UserError(f"--{name}={getattr(self, name)} is out of range; "
+                        f"it must be >= {minimum}")
+
+  @property
+  def inversion_settings(self) -> inversion_lib.Settings:
+    """The inversion's settings, its random starts drawn from --seed."""
+    return dataclasses.replace(self.inversion, seed=self.seed)
 
 
 Task = Callable[[TrainedRun, tf.distribute.Strategy, Options], dict]
@@ -179,15 +189,13 @@ class Targets:
 
 
 def load_targets(run: TrainedRun, options: Options, *,
-             size: int | None = None) -> Targets:
+                 size: int | None = None) -> Targets:
   """The images of --input, or --num images of the data from --first.
 
   Args:
     size: the side the images must have (default the model's); only
       --input images are read at another size (superres's low-resolution).
   """
-  if options.num < 1:
-    raise UserError(f"--num={options.num} is out of range; it must be >= 1")
   if options.input:
     return _input_targets(run, options, size or run.config.model.image_size)
   config, data = run.config, run.config.data
@@ -240,12 +248,11 @@ def _invert(run: TrainedRun, strategy: tf.distribute.Strategy,
   return inversion_lib.invert(
       strategy, run.state.generator_ema, observed, weight, operator=operator,
       labels=labels, latent_dim=run.config.model.latent_dim,
-      settings=dataclasses.replace(options.inversion, seed=options.seed))
+      settings=options.inversion_settings)
 
 
 def _inversion_report(result: inversion_lib.Result, options: Options) -> dict:
-  return {"settings": dataclasses.asdict(
-              dataclasses.replace(options.inversion, seed=options.seed)),
+  return {"settings": dataclasses.asdict(options.inversion_settings),
           "initial_error": result.initial_error.tolist(),
           "final_error": result.final_error.tolist()}
 
@@ -270,11 +277,6 @@ def _quality(truth: np.ndarray, candidates: dict[str, np.ndarray],
 def sample(run: TrainedRun, strategy: tf.distribute.Strategy,
            options: Options) -> dict:
   """--num images: images/<i>.png, grid.png and samples.npz (z, labels)."""
-  if options.num < 1:
-    raise UserError(f"--num={options.num} is out of range; it must be >= 1")
-  if options.truncation < 0:
-    raise UserError(f"--truncation={options.truncation} is out of range; "
-                    "it must be > 0, or 0 for none")
   z = _latents(options.num, run.config.model.latent_dim, options.seed,
                options.truncation)
   labels = _labels_for(run, options.num, options.label)
@@ -283,20 +285,13 @@ def sample(run: TrainedRun, strategy: tf.distribute.Strategy,
     images_lib.write_png(
         os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
   _write_grid(options, "grid.png", images)
-  buffer = _npz(z=z, images=images,
-                **({} if labels is None else {"labels": labels}))
-  files.write_atomically(os.path.join(options.output_dir, "samples.npz"),
-                         buffer)
+  files.write_npz(os.path.join(options.output_dir, "samples.npz"), z=z,
+                  images=images,
+                  **({} if labels is None else {"labels": labels}))
   return _write_report(options, {
       **_common(run, options), "task": "sample", "num": options.num,
       "truncation": options.truncation,
       "labels": None if labels is None else labels.tolist()})
-
-
-def _npz(**arrays: np.ndarray) -> bytes:
-  buffer = io.BytesIO()  # np.savez seeks, which GFile cannot in "wb"
-  np.savez(buffer, **arrays)
-  return buffer.getvalue()
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -320,9 +315,6 @@ def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
 def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
                 options: Options) -> dict:
   """--num paths of --frames steps: grid.png (a path per row) and a GIF."""
-  if options.num < 1 or options.frames < 2:
-    raise UserError(f"--num={options.num} --frames={options.frames} is out "
-                    "of range; it needs --num >= 1 and --frames >= 2")
   latent_dim = run.config.model.latent_dim
   ends = _latents(2 * options.num, latent_dim, options.seed,
                   options.truncation)
