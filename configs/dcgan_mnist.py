@@ -13,10 +13,18 @@ On a machine without internet, read MNIST from IDX files instead:
 
 Variants (`--config=configs/dcgan_mnist.py:<variant>`):
   (none)  10,000 steps at global batch 256 (about 43 epochs of the 60k
-          training images), non-saturating loss, Adam 2e-4 / beta1 0.5, G_ema.
-          On one modern GPU: minutes; on 2 CPU cores (float32): hours.
-          Expected: clearly readable digits from G_ema after a few thousand
-          steps; measured figures live in BENCHMARKS.md.
+          training images), non-saturating loss, Adam 2e-4 / beta1 0.5, G_ema,
+          alternating updates. On one modern GPU: minutes; on 2 CPU cores
+          (float32): hours. Expected: clearly readable digits from G_ema after
+          a few thousand steps. This is the recommended MNIST recipe: at the
+          tutorial's budget of 2,000 steps it reaches well under half the
+          tutorial loop's FID (BENCHMARKS.md, "Quality at the tutorial's
+          budget").
+          Speed on a CPU: add --config.runtime.mixed_precision=mixed_bfloat16
+          where the CPU has AVX-512 BF16 or AMX, and
+          --config.train.simultaneous=True for the tutorial's cheaper step
+          (a little worse per step). XLA stays off: on the 2-core CPU these
+          defaults were measured on it is slower in every setting.
   stacked Stacked MNIST (three digits as R, G, B: 1000 modes), the
           mode-collapse benchmark: the same DCGAN with 3 channels, evaluated
           every 1000 steps by mode counting with the MNIST classifier.
@@ -80,6 +88,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.steps = 10_000
   config.train.batch_size = 256  # global, over all replicas
   config.train.n_disc = 1  # D updates per G update
+  # Both updates from one forward pass of G and D, G's loss from D's logits
+  # before D's update (the TensorFlow tutorial's step; needs n_disc = 1);
+  # False: G's update follows D's, on fresh fakes against the updated D.
+  config.train.simultaneous = False
   config.train.steps_per_loop = 20  # steps per call of the compiled loop
   config.train.log_every = 100
   config.train.checkpoint_every = 1000
@@ -117,8 +129,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.runtime = ml_collections.ConfigDict()
   # float32, mixed_bfloat16 or mixed_float16 (with loss scaling).
   config.runtime.mixed_precision = "float32"
-  # XLA for the replica step. Off: on a 2-core CPU it made the step 1.6x
-  # slower (BENCHMARKS.md); try it on GPUs.
+  # XLA for the replica step. Off: on a 2-core CPU it made the step slower
+  # in float32 and bfloat16 (BENCHMARKS.md, "XLA"); try it on GPUs.
   config.runtime.jit_compile = False
 
   if arg == "smoke":

@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from tests.conftest import REPO, run_command
 
@@ -57,6 +58,42 @@ def test_pipeline_only(mnist_dir):
   assert "flops_per_example" not in record
 
 
+def test_simultaneous_step_counts_the_tutorials_flops(mnist_dir):
+  record = _record(*_bench(mnist_dir, "--config.train.simultaneous=True",
+                           "--config.train.batch_size=64"))
+  assert record["simultaneous"] is True
+  assert record["flops_per_example"] == pytest.approx(434.7e6, rel=1e-3)
+
+
+def test_train_the_tutorial_and_evaluate_it_like_ours(mnist_dir, tmp_path):
+  record = _record(*_bench(
+      mnist_dir, "--baseline=tutorial", "--train_steps=12",
+      f"--workdir={tmp_path}", "--config.train.log_every=5",
+      "--config.eval.metrics=fid,class_coverage",
+      "--config.eval.num_samples=1000", "--config.eval.num_real=1000"))
+  assert record["train_steps"] == 12 and record["images"] == 12 * 256
+  lines = (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()
+  assert len(lines) == 1
+  written = json.loads(lines[0])
+  assert written["step"] == 12
+  assert written["fid"] == pytest.approx(record["metrics"]["fid"])
+  # 12 steps of the tutorial make no digits yet: far from the real images.
+  assert written["fid"] > 10
+  assert written["protocol"]["generator"].startswith("tutorial generator")
+  assert written["protocol"]["num_samples"] == 1000
+  # Our evaluator's TensorBoard record, with D's histograms.
+  tags = _event_tags(tmp_path / "eval")
+  assert {"metrics/fid", "d_probability/real",
+          "d_probability/fake"} <= tags
+
+
+def _event_tags(logdir) -> set[str]:
+  accumulator = event_accumulator.EventAccumulator(
+      str(logdir), size_guidance={event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  return set(accumulator.Tags()["tensors"])
+
+
 @pytest.mark.parametrize("args, message", [
     (("--steps=5",), "too few to measure"),
     (("--baseline=pytorch",), "unknown baseline 'pytorch'"),
@@ -64,6 +101,10 @@ def test_pipeline_only(mnist_dir):
      "trains the tutorial's 28x28 grey"),
     (("--strategy=tpu",), "cannot reach a TPU"),
     (("--pipeline_only", "--baseline=tutorial"), "takes no --baseline"),
+    (("--train_steps=5",), "needs --baseline"),
+    (("--train_steps=-3", "--baseline=tutorial"), "--train_steps=-3 is out"),
+    (("--train_steps=5", "--baseline=tutorial",
+      "--config.eval.metrics=fid,sharpness"), "unknown metric 'sharpness'"),
 ])
 def test_bad_input_gives_one_error_line(mnist_dir, args, message):
   code, _, err = _bench(mnist_dir, *args)

@@ -79,6 +79,65 @@ def test_one_conditional_step_each_loss(loss, mnist):
   assert _changed(before["g"], state.generator.trainable_variables)
 
 
+def _g_norm_against_initial_d(config, strategy, source) -> tuple[float, float]:
+  """(logged G gradient norm of step 1, the norm of G's loss gradient on the
+  step's first noise draw against the initial D), from one state."""
+  state = state_lib.build_state(config, strategy)
+  initial = _values(state.generator.variables)
+  z = tf.random.stateless_normal(
+      [config.train.batch_size, config.model.latent_dim],
+      state_lib.stream_seed(config.seed, state_lib.NOISE,
+                            tf.constant(0, tf.int64), 0))
+  with tf.GradientTape() as tape:
+    logits = state_lib.judge(
+        state.discriminator,
+        state_lib.generate(state.generator, z, None, training=True), None,
+        training=True)
+    g_loss = tf.reduce_mean(losses.LOSSES.get(config.model.loss).generator(
+        logits))
+  expected = tf.linalg.global_norm(
+      tape.gradient(g_loss, state.generator.trainable_variables))
+  # The forward pass above moved G's batch-norm statistics: put them back.
+  for variable, value in zip(state.generator.variables, initial):
+    variable.assign(value)
+  metrics, _ = train.make_train_steps(config, strategy, state, source, 0)(1)
+  return float(metrics["grad_norm/g"]), float(expected)
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
+def test_simultaneous_g_update_uses_ds_fakes_and_d_before_its_update(
+    loss, mnist):
+  config = load_config(**TINY, **{"model.loss": loss, "model.d_dropout": 0.0,
+                                  "train.simultaneous": True})
+  logged, expected = _g_norm_against_initial_d(config, cpu_strategy(1), mnist)
+  assert logged == pytest.approx(expected, rel=1e-4)
+  # The control: alternating updates take G's gradient on other noise,
+  # against the updated D.
+  config.train.simultaneous = False
+  logged, expected = _g_norm_against_initial_d(config, cpu_strategy(1), mnist)
+  assert logged != pytest.approx(expected, rel=1e-2)
+
+
+@pytest.mark.parametrize("loss", losses.LOSSES.names())
+def test_one_simultaneous_step_each_loss_on_two_replicas(loss, mnist):
+  config = load_config(**TINY, **{"model.loss": loss,
+                                  "train.simultaneous": True})
+  state, before, metrics, first_bad = _run_steps(cpu_strategy(2), config,
+                                                 mnist, 2)
+  assert first_bad == -1
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  assert _changed(before["d"], state.discriminator.trainable_variables)
+  assert _changed(before["g"], state.generator.trainable_variables)
+
+
+def test_simultaneous_needs_one_d_update(mnist_dir, tmp_path):
+  config = load_config(**TINY, **{"train.simultaneous": True,
+                                  "train.n_disc": 2})
+  with pytest.raises(UserError, match="needs train.n_disc=1 \\(got 2\\)"):
+    train.run(config, str(tmp_path), cpu_strategy(1))
+  assert not list(tmp_path.iterdir())
+
+
 def test_a_conditional_model_needs_labelled_data(mnist_dir, tmp_path):
   config = load_config(**TINY, **{"model.num_classes": 7,
                                   "data.source": f"idx:{mnist_dir}",

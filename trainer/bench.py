@@ -4,11 +4,14 @@ Prints one JSON line: steady-state examples/sec of the step (compilation
 excluded), FLOPs per example, and the fraction of the machine's matrix-multiply
 peak (measured in the same run) that the step achieves. `--baseline=tutorial`
 times the TensorFlow DCGAN tutorial's loop in alternating rounds and adds the
-ratio ours/baseline; `--pipeline_only` times the input pipeline alone. See
-README.md, "Benchmarks".
+ratio ours/baseline; `--pipeline_only` times the input pipeline alone.
+`--baseline=tutorial --train_steps=N` instead trains the tutorial's loop N
+steps and evaluates its generator like one of ours. See README.md,
+"Benchmarks".
 """
 
 import json
+import os
 
 from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)
 from absl import app
@@ -28,6 +31,10 @@ _BASELINE = flags.DEFINE_string(
     f"{', '.join(benchmark.BASELINES.names())}.")
 _PIPELINE_ONLY = flags.DEFINE_bool(
     "pipeline_only", False, "Time the input pipeline alone.")
+_TRAIN_STEPS = flags.DEFINE_integer(
+    "train_steps", 0, "Instead of timing: train the --baseline loop this many "
+    "steps and evaluate its generator with --config's eval settings, in "
+    "--workdir (default runs/<baseline>_<steps>_steps).")
 
 
 def main(argv) -> None:
@@ -38,6 +45,17 @@ def main(argv) -> None:
     if _PIPELINE_ONLY.value and _BASELINE.value:
       raise UserError("--pipeline_only times the input pipeline "
                                 "alone; it takes no --baseline")
+    if _TRAIN_STEPS.value:
+      if not _BASELINE.value or _PIPELINE_ONLY.value:
+        raise UserError("--train_steps trains a baseline: it needs "
+                        "--baseline and takes no --pipeline_only")
+      baseline, steps = _BASELINE.value, _TRAIN_STEPS.value
+      record = benchmark.train_baseline(
+          config, baseline=baseline, steps=steps,
+          workdir=flags.FLAGS.workdir or os.path.join(
+              "runs", f"{baseline}_{steps}_steps"))
+      print(json.dumps(record))
+      return
     strategy = cli.create_strategy()
     if _PIPELINE_ONLY.value:
       record = benchmark.pipeline_rate(config, strategy, steps=_STEPS.value,

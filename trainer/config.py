@@ -68,6 +68,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for path in ("optim.beta1", "optim.beta2", "model.ema_decay",
                "model.d_dropout"):
     _in_unit_interval(config, path)
+  if config.train.get("simultaneous") and config.train.n_disc != 1:
+    raise UserError(
+        f"train.simultaneous=True takes G's and D's updates from one forward "
+        f"pass, so it needs train.n_disc=1 (got {config.train.n_disc}); set "
+        "train.simultaneous=False for several D updates per step")
   policy = config.runtime.mixed_precision
   if policy not in MIXED_PRECISION_POLICIES:
     raise UserError(f"runtime.mixed_precision={policy!r} is not valid; valid: "

@@ -3,7 +3,8 @@
 Everything with state is built once, inside `strategy.scope()`, by
 `state.build_state`. One call of the compiled loop runs several training
 steps; each step is `strategy.run(replica_step)`: `n_disc` updates of D, one
-of G, then the moving average of G (G_ema).
+of G (after D's, or with `train.simultaneous` from the same forward pass),
+then the moving average of G (G_ema).
 """
 
 import os
@@ -138,29 +139,32 @@ def make_replica_step(state: state_lib.GanState,
     return tf.nn.compute_average_loss(per_example,
                                       global_batch_size=global_batch)
 
-  def replica_step(real: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    step = state.step.read_value()
+  def d_loss_of(images, real_labels, fake, fake_labels, step, k):
+    """D's loss on one real batch and one fake batch, and its logits."""
+    real_logits = state_lib.judge(d, images, real_labels, training=True)
+    fake_logits = state_lib.judge(d, fake, fake_labels, training=True)
+    per_example = loss.discriminator(real_logits, fake_logits)
+    if loss.gradient_penalty:
+      # Interpolates between a real image and a fake of another class are
+      # judged under the real label (as in conditional WGAN-GP).
+      per_example += config.model.gp_weight * losses_lib.gradient_penalty(
+          lambda x: state_lib.judge(d, x, real_labels, training=True),
+          tf.cast(images, fake.dtype), tf.stop_gradient(fake),
+          state_lib.stream_seed(seed, state_lib.PENALTY, step, k))
+    return average(per_example), real_logits, fake_logits
+
+  def alternating(real, step):
+    """n_disc D updates, then G's against the updated D on fresh fakes."""
     for k in range(n_disc):
-      images = real["image"][k]
       real_labels = real["label"][k] if conditional else None
       z, fake_labels = _fake_inputs(config, global_batch, step, k)
       fake = tf.stop_gradient(
           state_lib.generate(g, z, fake_labels, training=True))
       with tf.GradientTape() as tape:
-        real_logits = state_lib.judge(d, images, real_labels, training=True)
-        fake_logits = state_lib.judge(d, fake, fake_labels, training=True)
-        per_example = loss.discriminator(real_logits, fake_logits)
-        if loss.gradient_penalty:
-          # Interpolates between a real image and a fake of another class
-          # are judged under the real label (as in conditional WGAN-GP).
-          per_example += config.model.gp_weight * losses_lib.gradient_penalty(
-              lambda x: state_lib.judge(d, x, real_labels, training=True),
-              tf.cast(images, fake.dtype), fake,
-              state_lib.stream_seed(seed, state_lib.PENALTY, step, k))
-        d_loss = average(per_example)
+        d_loss, real_logits, fake_logits = d_loss_of(
+            real["image"][k], real_labels, fake, fake_labels, step, k)
         scaled = state.d_optimizer.scale_loss(d_loss)
-      d_norm = _apply(state.d_optimizer, tape, scaled,
-                      d.trainable_variables)
+      d_norm = _apply(state.d_optimizer, tape, scaled, d.trainable_variables)
     z, fake_labels = _fake_inputs(config, global_batch, step, n_disc)
     with tf.GradientTape() as tape:
       g_logits = state_lib.judge(
@@ -169,6 +173,35 @@ def make_replica_step(state: state_lib.GanState,
       g_loss = average(loss.generator(g_logits))
       scaled = state.g_optimizer.scale_loss(g_loss)
     g_norm = _apply(state.g_optimizer, tape, scaled, g.trainable_variables)
+    return d_loss, g_loss, real_logits, fake_logits, d_norm, g_norm
+
+  def simultaneous(real, step):
+    """One batch of fakes and one pass of D give both losses (n_disc = 1).
+
+    G's loss is taken from D's logits before D's update, as in the
+    TensorFlow DCGAN tutorial: G and D forward once each, a quarter less
+    work per step than `alternating` for the DCGAN.
+    """
+    real_labels = real["label"][0] if conditional else None
+    z, fake_labels = _fake_inputs(config, global_batch, step, 0)
+    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+      with d_tape.stop_recording():  # D's tape needs no path into G.
+        fake = state_lib.generate(g, z, fake_labels, training=True)
+      d_loss, real_logits, fake_logits = d_loss_of(
+          real["image"][0], real_labels, fake, fake_labels, step, 0)
+      g_loss = average(loss.generator(fake_logits))
+      d_scaled = state.d_optimizer.scale_loss(d_loss)
+      g_scaled = state.g_optimizer.scale_loss(g_loss)
+    d_norm = _apply(state.d_optimizer, d_tape, d_scaled, d.trainable_variables)
+    g_norm = _apply(state.g_optimizer, g_tape, g_scaled, g.trainable_variables)
+    return d_loss, g_loss, real_logits, fake_logits, d_norm, g_norm
+
+  update = simultaneous if config.train.simultaneous else alternating
+
+  def replica_step(real: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    step = state.step.read_value()
+    d_loss, g_loss, real_logits, fake_logits, d_norm, g_norm = update(
+        real, step)
     _update_ema(state, config.model.ema_decay, step)
     state.step.assign_add(1)
     replicas = tf.distribute.get_replica_context().num_replicas_in_sync

@@ -56,3 +56,8 @@ def test_our_step_counts_n_disc_updates_of_d():
   two = flops.gan_step_flops(100, 10, n_disc=2)
   assert one == 4 * 100 + 9 * 10
   assert two - one == 100 + 6 * 10  # one more D update
+
+
+def test_a_simultaneous_step_does_the_tutorials_work():
+  assert flops.gan_step_flops(100, 10, n_disc=1, simultaneous=True) == (
+      flops.tutorial_step_flops(100, 10))

@@ -7,6 +7,7 @@ same process, its rounds alternating with ours so that the machine's drift
 (thermal, other jobs) falls on both; the figures are medians over rounds.
 """
 
+import os
 import statistics
 import time
 from typing import Callable
@@ -17,7 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import config as config_lib
+from trainer import evaluation
 from trainer import state as state_lib
+from trainer import summaries
 from trainer import train
 from trainer.benchmark import flops
 from trainer.benchmark import peak
@@ -72,6 +75,14 @@ def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
           f"{model.num_classes} classes. Use configs/dcgan_mnist.py")
 
 
+def _baseline_loop(config: ml_collections.ConfigDict, baseline: str,
+                   source) -> "tutorial.TutorialLoop":
+  """The baseline's loop over every image of the config's data."""
+  everything = source.read(tf.range(source.num_examples, dtype=tf.int64))
+  return BASELINES.get(baseline).TutorialLoop(
+      pipeline.to_unit_range(everything["image"]).numpy(), seed=config.seed)
+
+
 def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
         *, steps: int, rounds: int, baseline: str = "") -> dict:
   """Measures the training step (and a baseline); returns the JSON record.
@@ -90,9 +101,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   ours(MIN_STEPS)  # compiles
   loop = None
   if baseline:
-    everything = source.read(tf.range(source.num_examples, dtype=tf.int64))
-    loop = BASELINES.get(baseline).TutorialLoop(
-        pipeline.to_unit_range(everything["image"]).numpy(), seed=config.seed)
+    loop = _baseline_loop(config, baseline, source)
     loop.run(2)  # compiles
   ours_rates, base_rates = [], []
   for r in range(rounds):
@@ -104,7 +113,9 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
                  if loop is not None else "")
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
-  step_flops = flops.gan_step_flops(g_forward, d_forward, config.train.n_disc)
+  step_flops = flops.gan_step_flops(
+      g_forward, d_forward, config.train.n_disc,
+      bool(config.train.get("simultaneous")))
   policy = config.runtime.mixed_precision
   peaks = {dtype: peak.matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
   if policy == "mixed_float16":
@@ -116,6 +127,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   record = {
       "replicas": strategy.num_replicas_in_sync, "batch_size": batch,
       "mixed_precision": policy, "jit_compile": config.runtime.jit_compile,
+      "simultaneous": bool(config.train.get("simultaneous")),
       "steps": steps, "rounds": rounds,
       "examples_per_sec": median, "examples_per_sec_rounds": ours_rates,
       "flops_per_example": step_flops,
@@ -167,3 +179,54 @@ def pipeline_rate(config: ml_collections.ConfigDict,
           "n_disc": train_config.n_disc,
           "examples_per_sec": statistics.median(rates),
           "examples_per_sec_rounds": rates}
+
+
+def train_baseline(config: ml_collections.ConfigDict, *, baseline: str,
+                   steps: int, workdir: str) -> dict:
+  """Trains the baseline's loop for `steps` steps and evaluates its G.
+
+  The loop runs as its authors wrote it (no distribution strategy) on every
+  image of the config's data. Its generator is then measured by the
+  project's evaluator with config.eval, exactly as a checkpoint of ours is:
+  the record goes to <workdir>/eval/metrics.jsonl, D's histograms and
+  samples to TensorBoard. The baseline keeps no moving average, so its G
+  stands where our evaluator takes G_ema.
+
+  Raises:
+    UserError: an unknown baseline, a config it cannot stand beside, too few
+      steps, or a bad eval setting (before the training).
+  """
+  config_lib.validate(config)
+  _check(config, MIN_STEPS, 1, baseline)
+  if steps < 1:
+    raise UserError(f"--train_steps={steps} is out of range; it must be >= 1")
+  source = train.load_source(config)
+  loop = _baseline_loop(config, baseline, source)
+  strategy = tf.distribute.get_strategy()  # the default: no strategy
+  state = state_lib.GanState(
+      loop.generator, loop.discriminator, loop.generator,
+      loop.g_optimizer, loop.d_optimizer, tf.Variable(0, dtype=tf.int64))
+  # Built before training, so that a bad eval setting fails at once.
+  evaluator = evaluation.Evaluator(config, strategy, state, workdir,
+                                   is_chief=True)
+  evaluator.protocol["generator"] = f"{baseline} generator (no moving average)"
+  batch = tutorial.BATCH_SIZE
+  progress = summaries.Progress(total_steps=steps, examples_per_step=batch,
+                                start_step=0)
+  start, done = time.monotonic(), 0
+  while done < steps:
+    chunk = min(config.train.log_every, steps - done)
+    g_loss, d_loss = loop.run(chunk)
+    done += chunk
+    rates = progress.update(done)
+    logging.info("%s step %d/%d | %.1f examples/sec | d_loss %.4f g_loss "
+                 "%.4f | time left %s", baseline, done, steps,
+                 rates["perf/examples_per_sec"], d_loss, g_loss,
+                 summaries.format_duration(rates["progress/seconds_left"]))
+  seconds = time.monotonic() - start
+  record = evaluator.evaluate(steps)
+  return {"baseline": baseline, "train_steps": steps, "batch_size": batch,
+          "images": steps * batch, "train_seconds": round(seconds, 1),
+          "workdir": os.fspath(workdir),
+          "metrics": {k: v for k, v in record.items()
+                      if k not in ("protocol", "time", "checkpoint")}}

@@ -32,14 +32,17 @@ def forward_flops(model: keras.Model) -> int:
   return sum(_layer_flops(layer) for layer in model.layers)
 
 
-def gan_step_flops(g_forward: int, d_forward: int, n_disc: int) -> int:
+def gan_step_flops(g_forward: int, d_forward: int, n_disc: int,
+                   simultaneous: bool = False) -> int:
   """FLOPs per example of this project's training step.
 
   Each of the n_disc D updates draws fakes (G forward), judges a real and a
   fake batch (2 D forwards) and backpropagates both (2 x 2 D forwards). The
   G update draws its own fakes, judges them, and backpropagates through D
-  and G.
+  and G. A simultaneous step (train.simultaneous) does the tutorial's work.
   """
+  if simultaneous:
+    return tutorial_step_flops(g_forward, d_forward)
   d_update = g_forward + 2 * d_forward + 4 * d_forward
   g_update = g_forward + d_forward + 2 * d_forward + 2 * g_forward
   return n_disc * d_update + g_update

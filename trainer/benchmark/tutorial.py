@@ -59,8 +59,8 @@ class TutorialLoop:
     """images: float32 [N, 28, 28, 1] in [-1, 1], the training set."""
     keras.utils.set_random_seed(seed)
     self.generator, self.discriminator = generator(), discriminator()
-    g_optimizer = keras.optimizers.Adam(LEARNING_RATE)
-    d_optimizer = keras.optimizers.Adam(LEARNING_RATE)
+    self.g_optimizer = g_optimizer = keras.optimizers.Adam(LEARNING_RATE)
+    self.d_optimizer = d_optimizer = keras.optimizers.Adam(LEARNING_RATE)
     cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True)
     g, d = self.generator, self.discriminator
     self._dataset = iter(tf.data.Dataset.from_tensor_slices(images)
