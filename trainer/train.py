@@ -7,6 +7,7 @@ of G (after D's, or with `train.simultaneous` from the same forward pass),
 then the moving average of G (G_ema).
 """
 
+import contextlib
 import os
 from typing import Callable
 
@@ -400,33 +401,42 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   any_task = make_agreement(strategy) if stop_requested else None
   while step < config.train.steps:
     stop = _next_stop(step, config)
-    try:
+    # Any collective can be the first to meet a lost peer: the training
+    # steps, a checkpoint's, an evaluation's or the stop agreement.
+    with _peer_failures(checkpointer):
       metrics, first_bad = train_steps(stop - step)
-    except _PEER_ERRORS as e:
-      raise ClusterFailure(
-          "another task of the cluster stopped or became unreachable "
-          f"({str(e).strip().splitlines()[0][:300]}). Restart the job: it "
-          f"resumes from the last checkpoint, {checkpointer.latest}") from None
-    if first_bad >= 0:
-      writer.flush()
-      last_good = (f"the last good checkpoint is {checkpointer.latest} "
-                   "(nothing was saved after it)" if checkpointer.latest
-                   else "no checkpoint had been written yet")
-      raise NonFiniteLoss(
-          f"a loss became NaN or Inf at step {first_bad}; training stopped, "
-          f"{last_good}")
-    step = stop
-    saved = _on_step(step, config, metrics, progress, writer, monitor,
-                     checkpointer, evaluator)
-    if any_task is not None and any_task(stop_requested()):
-      if not saved:
-        checkpointer.save(step)
-      writer.flush()
-      raise Preempted(
-          f"stopped on request at step {step} after saving "
-          f"{checkpointer.latest}; run the same command to resume")
+      if first_bad >= 0:
+        writer.flush()
+        last_good = (f"the last good checkpoint is {checkpointer.latest} "
+                     "(nothing was saved after it)" if checkpointer.latest
+                     else "no checkpoint had been written yet")
+        raise NonFiniteLoss(
+            f"a loss became NaN or Inf at step {first_bad}; training stopped, "
+            f"{last_good}")
+      step = stop
+      saved = _on_step(step, config, metrics, progress, writer, monitor,
+                       checkpointer, evaluator)
+      if any_task is not None and any_task(stop_requested()):
+        if not saved:
+          checkpointer.save(step)
+        writer.flush()
+        raise Preempted(
+            f"stopped on request at step {step} after saving "
+            f"{checkpointer.latest}; run the same command to resume")
   writer.flush()
   return state
+
+
+@contextlib.contextmanager
+def _peer_failures(checkpointer: checkpoint_lib.Checkpointer):
+  """Turns the collective ops' errors of a lost peer into ClusterFailure."""
+  try:
+    yield
+  except _PEER_ERRORS as e:
+    raise ClusterFailure(
+        "another task of the cluster stopped or became unreachable "
+        f"({str(e).strip().splitlines()[0][:300]}). Restart the job: it "
+        f"resumes from the last checkpoint, {checkpointer.latest}") from None
 
 
 def _on_step(step, config, metrics, progress, writer, monitor, checkpointer,
