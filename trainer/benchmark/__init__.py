@@ -65,14 +65,19 @@ def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
   if rounds < 1:
     raise UserError(f"--rounds={rounds} is out of range; it must be >= 1")
   if baseline:
-    BASELINES.get(baseline)
-    model = config.model
-    if (model.image_size, model.channels, model.num_classes) != (28, 1, 0):
-      raise UserError(
-          f"--baseline={baseline} trains the tutorial's 28x28 grey "
-          "unconditional MNIST DCGAN; this config's model is "
-          f"{model.image_size}x{model.image_size}x{model.channels} with "
-          f"{model.num_classes} classes. Use configs/dcgan_mnist.py")
+    _check_baseline(config, baseline)
+
+
+def _check_baseline(config: ml_collections.ConfigDict, baseline: str) -> None:
+  """A known baseline, and a config whose model it can stand beside."""
+  BASELINES.get(baseline)
+  model = config.model
+  if (model.image_size, model.channels, model.num_classes) != (28, 1, 0):
+    raise UserError(
+        f"--baseline={baseline} trains the tutorial's 28x28 grey "
+        "unconditional MNIST DCGAN; this config's model is "
+        f"{model.image_size}x{model.image_size}x{model.channels} with "
+        f"{model.num_classes} classes. Use configs/dcgan_mnist.py")
 
 
 def _baseline_loop(config: ml_collections.ConfigDict, baseline: str,
@@ -197,7 +202,7 @@ def train_baseline(config: ml_collections.ConfigDict, *, baseline: str,
       steps, or a bad eval setting (before the training).
   """
   config_lib.validate(config)
-  _check(config, MIN_STEPS, 1, baseline)
+  _check_baseline(config, baseline)
   if steps < 1:
     raise UserError(f"--train_steps={steps} is out of range; it must be >= 1")
   source = train.load_source(config)
