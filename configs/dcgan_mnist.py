@@ -23,8 +23,8 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           Speed on a CPU: add --config.runtime.mixed_precision=mixed_bfloat16
           where the CPU has AVX-512 BF16 or AMX, and
           --config.train.simultaneous=True for the tutorial's cheaper step
-          (a little worse per step). XLA stays off: on the 2-core CPU these
-          defaults were measured on it is slower in every setting.
+          (a little worse per step). XLA stays off: on the 2-core CPU where
+          these defaults were measured, it is slower in every setting.
   stacked Stacked MNIST (three digits as R, G, B: 1000 modes), the
           mode-collapse benchmark: the same DCGAN with 3 channels, evaluated
           every 1000 steps by mode counting with the MNIST classifier.
