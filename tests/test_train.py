@@ -130,6 +130,16 @@ def test_one_simultaneous_step_each_loss_on_two_replicas(loss, mnist):
   assert _changed(before["g"], state.generator.trainable_variables)
 
 
+def test_a_config_without_the_simultaneous_field_trains_alternating(mnist):
+  # Config files written before train.simultaneous existed still run, with
+  # the update order they had: G's gradient is not the one on D's fakes.
+  config = load_config(**TINY, **{"model.d_dropout": 0.0})
+  del config.train["simultaneous"]
+  logged, expected = _g_norm_against_initial_d(config, cpu_strategy(1), mnist)
+  assert np.isfinite(logged) and logged > 0
+  assert logged != pytest.approx(expected, rel=1e-2)
+
+
 def test_simultaneous_needs_one_d_update(mnist_dir, tmp_path):
   config = load_config(**TINY, **{"train.simultaneous": True,
                                   "train.n_disc": 2})

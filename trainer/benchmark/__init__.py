@@ -118,9 +118,9 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
                  if loop is not None else "")
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
-  step_flops = flops.gan_step_flops(
-      g_forward, d_forward, config.train.n_disc,
-      bool(config.train.get("simultaneous")))
+  simultaneous = bool(config.train.get("simultaneous", False))
+  step_flops = flops.gan_step_flops(g_forward, d_forward,
+                                    config.train.n_disc, simultaneous)
   policy = config.runtime.mixed_precision
   peaks = {dtype: peak.matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
   if policy == "mixed_float16":
@@ -132,7 +132,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   record = {
       "replicas": strategy.num_replicas_in_sync, "batch_size": batch,
       "mixed_precision": policy, "jit_compile": config.runtime.jit_compile,
-      "simultaneous": bool(config.train.get("simultaneous")),
+      "simultaneous": simultaneous,
       "steps": steps, "rounds": rounds,
       "examples_per_sec": median, "examples_per_sec_rounds": ours_rates,
       "flops_per_example": step_flops,
