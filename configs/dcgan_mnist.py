@@ -132,6 +132,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # XLA for the replica step. Off: on a 2-core CPU it made the step slower
   # in float32 and bfloat16 (BENCHMARKS.md, "XLA"); try it on GPUs.
   config.runtime.jit_compile = False
+  # Threads of TensorFlow's pools: inside one op (intra) and between ops
+  # (inter); 0 lets TensorFlow choose (one per core for both). On the 2-core
+  # CPU of BENCHMARKS.md, one thread per op made no consistent difference
+  # ("Threads"); on many-core machines shared by several jobs, set them.
+  config.runtime.intra_op_threads = 0
+  config.runtime.inter_op_threads = 0
 
   if arg == "smoke":
     config.train.steps = 40

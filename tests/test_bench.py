@@ -59,9 +59,13 @@ def test_pipeline_only(mnist_dir):
 
 
 def test_simultaneous_step_counts_the_tutorials_flops(mnist_dir):
+  # Also: the config's thread settings reach TensorFlow's pools.
   record = _record(*_bench(mnist_dir, "--config.train.simultaneous=True",
-                           "--config.train.batch_size=64"))
+                           "--config.train.batch_size=64",
+                           "--config.runtime.intra_op_threads=1",
+                           "--config.runtime.inter_op_threads=2"))
   assert record["simultaneous"] is True
+  assert record["intra_op_threads"] == 1 and record["inter_op_threads"] == 2
   assert record["flops_per_example"] == pytest.approx(434.7e6, rel=1e-3)
 
 
@@ -102,6 +106,8 @@ def _event_tags(logdir) -> set[str]:
     (("--strategy=tpu",), "cannot reach a TPU"),
     (("--pipeline_only", "--baseline=tutorial"), "takes no --baseline"),
     (("--train_steps=5",), "needs --baseline"),
+    (("--config.runtime.intra_op_threads=-1",),
+     "runtime.intra_op_threads=-1 is out of range"),
     (("--train_steps=-3", "--baseline=tutorial"), "--train_steps=-3 is out"),
     (("--train_steps=5", "--baseline=tutorial",
       "--config.eval.metrics=fid,sharpness"), "unknown metric 'sharpness'"),

@@ -50,6 +50,7 @@ def main(argv) -> None:
         raise UserError("--train_steps trains a baseline: it needs "
                         "--baseline and takes no --pipeline_only")
       baseline, steps = _BASELINE.value, _TRAIN_STEPS.value
+      cli.configure_threads()
       record = benchmark.train_baseline(
           config, baseline=baseline, steps=steps,
           workdir=flags.FLAGS.workdir or os.path.join(

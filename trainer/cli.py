@@ -72,10 +72,22 @@ def parse_flags(argv: list[str]) -> list[str]:
   return args
 
 
+def configure_threads() -> None:
+  """TensorFlow's thread pools as the config's `runtime` section says.
+
+  Configs written before these fields existed keep TensorFlow's choice.
+  """
+  runtime = CONFIG.value.get("runtime", {})
+  distribute.configure_threads(runtime.get("intra_op_threads", 0),
+                               runtime.get("inter_op_threads", 0))
+
+
 def create_strategy() -> tf.distribute.Strategy:
-  """The strategy of --strategy, after splitting the CPU if asked."""
+  """The strategy of --strategy, after setting up the CPU's threads and
+  splitting it into devices if asked."""
   # tf.distribute logs every collective it builds at INFO.
   tf.get_logger().setLevel("WARNING")
+  configure_threads()
   distribute.configure_cpu_devices(_NUM_CPU_DEVICES.value)
   return distribute.create_strategy(_STRATEGY.value, tpu=_TPU.value)
 

@@ -36,6 +36,29 @@ def configure_cpu_devices(num_cpu_devices: int) -> None:
         f"it was too late here ({e})") from None
 
 
+def configure_threads(intra_op: int, inter_op: int) -> None:
+  """Sets the threads of TensorFlow's pools; 0 keeps TensorFlow's choice.
+
+  `intra_op` threads share the work of one op, `inter_op` threads run
+  independent ops side by side. Like the devices, they are fixed when
+  TensorFlow starts.
+  """
+  for name, value in (("intra_op_threads", intra_op),
+                      ("inter_op_threads", inter_op)):
+    if value < 0:
+      raise UserError(f"runtime.{name}={value} is out of range; it must be "
+                      ">= 0 (0: TensorFlow's choice)")
+  try:
+    if intra_op:
+      tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op:
+      tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+  except RuntimeError as e:
+    raise UserError(
+        "runtime.intra_op_threads and runtime.inter_op_threads must be set "
+        f"before TensorFlow starts; it was too late here ({e})") from None
+
+
 def _local_devices() -> list[str]:
   """GPUs if there are any, else the (logical) CPU devices."""
   gpus = tf.config.list_logical_devices("GPU")

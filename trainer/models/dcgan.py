@@ -18,6 +18,7 @@ import keras
 import ml_collections
 
 from trainer.errors import UserError
+from trainer.models import layers
 
 _KERNEL = 5
 _SLOPE = 0.2
@@ -51,8 +52,8 @@ def generator(*, image_size: int, channels: int, latent_dim: int, width: int,
   conv = dict(kernel_size=_KERNEL, padding="same", use_bias=False, dtype=dtype)
 
   def norm_act(x):
-    x = keras.layers.BatchNormalization(synchronized=sync_batchnorm,
-                                        dtype=dtype)(x)
+    x = layers.BatchNormalization(synchronized=sync_batchnorm,
+                                  dtype=dtype)(x)
     return keras.layers.LeakyReLU(_SLOPE, dtype=dtype)(x)
 
   z = keras.Input((latent_dim,), name="z")
@@ -91,7 +92,7 @@ def discriminator(*, image_size: int, channels: int, width: int,
                             padding="same", dtype=dtype)(x)
     x = keras.layers.LeakyReLU(_SLOPE, dtype=dtype)(x)
     if dropout:
-      x = keras.layers.Dropout(dropout, dtype=dtype)(x)
+      x = layers.Dropout(dropout, dtype=dtype)(x)
   # Projections in float32, like the logits they add up to.
   features = keras.layers.Flatten(dtype="float32")(x)  # [B, F]
   logits = keras.layers.Dense(1, dtype="float32")(features)
