@@ -43,6 +43,11 @@ def test_the_two_halves_of_a_draw_are_independent():
   assert abs(both - 0.49) < 5 * sd
 
 
+def test_dropout_refuses_a_noise_shape():
+  with pytest.raises(ValueError, match="takes no noise_shape"):
+    layers.Dropout(0.3, noise_shape=(None, 1))
+
+
 def test_identity_off_training_and_at_rate_zero():
   x = tf.random.normal([4, 7, 7, 3])
   np.testing.assert_array_equal(layers.Dropout(0.3)(x, training=False), x)

@@ -24,6 +24,9 @@ class Dropout(keras.layers.Dropout):
   """
 
   def __init__(self, rate: float, **kwargs):
+    if kwargs.get("noise_shape") is not None:
+      raise ValueError("this Dropout draws a mask of the input's shape; it "
+                       "takes no noise_shape")
     super().__init__(rate, **kwargs)
     levels = 2**_BITS
     # Elements whose 16 bits are below the threshold are dropped; at least
@@ -66,10 +69,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
     x = inputs  # [B, H, W, C], or [B, C] seen as [B, 1, 1, C]
     if len(inputs.shape) == 2:
       x = tf.reshape(inputs, [-1, 1, 1, channels])
-    ones, zeros = tf.ones([channels]), tf.zeros([channels])
+    gamma = self.gamma if self.scale else tf.ones([channels])
+    beta = self.beta if self.center else tf.zeros([channels])
     y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-        x, self.gamma if self.scale else ones, self.beta if self.center
-        else zeros, epsilon=self.epsilon, is_training=True)
+        x, gamma, beta, epsilon=self.epsilon, is_training=True)
     # The kernel returns the variance with Bessel's correction; Keras keeps
     # the moving average of the biased one.
     count = tf.cast(tf.size(x) // channels, tf.float32)
