@@ -21,7 +21,10 @@ def matmul_peak(dtype: str) -> float:
   one thread per op (runtime.intra_op_threads=1) the chains run side by
   side.
   """
-  n, chains = _SIZE, len(os.sched_getaffinity(0))
+  # The cores this process may use (Linux); elsewhere all of the machine's.
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count() or 1)
+  n, chains = _SIZE, cores
   a = tf.cast(tf.random.stateless_normal([n, n], [0, 1]), dtype)
 
   @tf.function
