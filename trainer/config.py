@@ -33,6 +33,12 @@ def _in_unit_interval(config, path: str) -> None:
     raise UserError(f"{path}={value} is out of range; it must be in [0, 1)")
 
 
+def simultaneous(config: ml_collections.ConfigDict) -> bool:
+  """train.simultaneous; configs written before the field existed train
+  with alternating updates, as they did."""
+  return bool(config.train.get("simultaneous", False))
+
+
 def _get(config, path: str):
   value = config
   for part in path.split("."):
@@ -68,7 +74,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for path in ("optim.beta1", "optim.beta2", "model.ema_decay",
                "model.d_dropout"):
     _in_unit_interval(config, path)
-  if config.train.get("simultaneous") and config.train.n_disc != 1:
+  if simultaneous(config) and config.train.n_disc != 1:
     raise UserError(
         f"train.simultaneous=True takes G's and D's updates from one forward "
         f"pass, so it needs train.n_disc=1 (got {config.train.n_disc}); set "

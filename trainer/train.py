@@ -197,9 +197,7 @@ def make_replica_step(state: state_lib.GanState,
     g_norm = _apply(state.g_optimizer, g_tape, g_scaled, g.trainable_variables)
     return d_loss, g_loss, real_logits, fake_logits, d_norm, g_norm
 
-  # Configs written before the field existed train as they did: alternating.
-  update = (simultaneous if config.train.get("simultaneous", False)
-            else alternating)
+  update = simultaneous if config_lib.simultaneous(config) else alternating
 
   def replica_step(real: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     step = state.step.read_value()

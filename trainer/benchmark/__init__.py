@@ -118,7 +118,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
                  if loop is not None else "")
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
-  simultaneous = bool(config.train.get("simultaneous", False))
+  simultaneous = config_lib.simultaneous(config)
   step_flops = flops.gan_step_flops(g_forward, d_forward,
                                     config.train.n_disc, simultaneous)
   policy = config.runtime.mixed_precision
