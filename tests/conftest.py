@@ -10,11 +10,13 @@ import os
 import pathlib
 import subprocess
 
+# The package first: it sets TensorFlow's oneDNN switch, which TensorFlow
+# reads when it loads, so that the tests run the kernels the product runs.
+from trainer import distribute  # pylint: disable=g-bad-import-order
+
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from trainer import distribute
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MNIST_DIR = pathlib.Path(os.environ.get(

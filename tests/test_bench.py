@@ -2,6 +2,7 @@
 consistency (not for speed: BENCHMARKS.md has the figures)."""
 
 import json
+import os
 import sys
 
 import pytest
@@ -29,6 +30,8 @@ def test_step_and_tutorial_baseline(mnist_dir):
                            "--config.train.batch_size=64"))
   assert record["strategy"] == "one_device" and record["replicas"] == 1
   assert record["workers"] == 1
+  # The oneDNN switch as the package left it (trainer/__init__.py).
+  assert record["onednn_opts"] == os.environ.get("TF_ENABLE_ONEDNN_OPTS")
   assert len(record["examples_per_sec_rounds"]) == 2
   assert record["examples_per_sec"] > 0
   # The seed's DCGAN: 4 G and 9 D forward passes per example of a step.
@@ -59,14 +62,27 @@ def test_pipeline_only(mnist_dir):
 
 
 def test_simultaneous_step_counts_the_tutorials_flops(mnist_dir):
-  # Also: the config's thread settings reach TensorFlow's pools.
+  # Also: the config's thread settings reach TensorFlow's pools, and
+  # --scaling times the same step on one device of the process.
   record = _record(*_bench(mnist_dir, "--config.train.simultaneous=True",
                            "--config.train.batch_size=64",
                            "--config.runtime.intra_op_threads=1",
-                           "--config.runtime.inter_op_threads=2"))
+                           "--config.runtime.inter_op_threads=2",
+                           "--strategy=mirrored", "--num_cpu_devices=2",
+                           "--scaling"))
   assert record["simultaneous"] is True
   assert record["intra_op_threads"] == 1 and record["inter_op_threads"] == 2
   assert record["flops_per_example"] == pytest.approx(434.7e6, rel=1e-3)
+  assert record["replicas"] == 2 and "baseline" not in record
+  one = record["one_device"]
+  assert len(one["examples_per_sec_rounds"]) == 2
+  assert one["examples_per_sec"] > 0
+  assert one["examples_per_sec"] != record["examples_per_sec"]
+  assert record["scaling"] == pytest.approx(
+      record["examples_per_sec"] / one["examples_per_sec"])
+  assert one["peak_fraction"] == pytest.approx(
+      one["examples_per_sec"] * record["flops_per_example"]
+      / record["peak_flops_per_sec"]["float32"])
 
 
 def test_train_the_tutorial_and_evaluate_it_like_ours(mnist_dir, tmp_path):
@@ -105,6 +121,9 @@ def _event_tags(logdir) -> set[str]:
      "trains the tutorial's 28x28 grey"),
     (("--strategy=tpu",), "cannot reach a TPU"),
     (("--pipeline_only", "--baseline=tutorial"), "takes no --baseline"),
+    (("--pipeline_only", "--scaling", "--strategy=mirrored",
+      "--num_cpu_devices=2"), "takes no --baseline or --scaling"),
+    (("--scaling",), "it needs --strategy=mirrored with several GPUs"),
     (("--train_steps=5",), "needs --baseline"),
     (("--config.runtime.intra_op_threads=-1",),
      "runtime.intra_op_threads=-1 is out of range"),

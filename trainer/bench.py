@@ -4,7 +4,9 @@ Prints one JSON line: steady-state examples/sec of the step (compilation
 excluded), FLOPs per example, and the fraction of the machine's matrix-multiply
 peak (measured in the same run) that the step achieves. `--baseline=tutorial`
 times the TensorFlow DCGAN tutorial's loop in alternating rounds and adds the
-ratio ours/baseline; `--pipeline_only` times the input pipeline alone.
+ratio ours/baseline; `--scaling` times the same step on one device of the
+process in alternating rounds and adds ours/one device; `--pipeline_only`
+times the input pipeline alone.
 `--baseline=tutorial --train_steps=N` instead trains the tutorial's loop N
 steps and evaluates its generator like one of ours. See README.md,
 "Benchmarks".
@@ -29,6 +31,10 @@ _ROUNDS = flags.DEFINE_integer(
 _BASELINE = flags.DEFINE_string(
     "baseline", "", "Also time this loop in the same run: "
     f"{', '.join(benchmark.BASELINES.names())}.")
+_SCALING = flags.DEFINE_bool(
+    "scaling", False, "Also time the same step on one device of this process "
+    "(rounds alternating with ours) and give ours / one device; needs "
+    "several local replicas (--strategy=mirrored).")
 _PIPELINE_ONLY = flags.DEFINE_bool(
     "pipeline_only", False, "Time the input pipeline alone.")
 _TRAIN_STEPS = flags.DEFINE_integer(
@@ -42,13 +48,14 @@ def main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   with cli.errors_as_messages():
     config = cli.CONFIG.value
-    if _PIPELINE_ONLY.value and _BASELINE.value:
+    if _PIPELINE_ONLY.value and (_BASELINE.value or _SCALING.value):
       raise UserError("--pipeline_only times the input pipeline "
-                                "alone; it takes no --baseline")
+                      "alone; it takes no --baseline or --scaling")
     if _TRAIN_STEPS.value:
-      if not _BASELINE.value or _PIPELINE_ONLY.value:
+      if not _BASELINE.value or _PIPELINE_ONLY.value or _SCALING.value:
         raise UserError("--train_steps trains a baseline: it needs "
-                        "--baseline and takes no --pipeline_only")
+                        "--baseline and takes no --pipeline_only or "
+                        "--scaling")
       baseline, steps = _BASELINE.value, _TRAIN_STEPS.value
       cli.configure_threads()
       record = benchmark.train_baseline(
@@ -63,7 +70,8 @@ def main(argv) -> None:
                                        rounds=_ROUNDS.value)
     else:
       record = benchmark.run(config, strategy, steps=_STEPS.value,
-                             rounds=_ROUNDS.value, baseline=_BASELINE.value)
+                             rounds=_ROUNDS.value, baseline=_BASELINE.value,
+                             scaling=_SCALING.value)
     flag_values = flags.FLAGS
     print(json.dumps({
         "config": flag_values["config"].serialize().partition("=")[2],

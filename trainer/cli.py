@@ -15,9 +15,11 @@ from typing import Iterator
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags
 import tensorflow as tf
 
+import trainer
 from trainer import distribute
 from trainer.errors import UserError
 
@@ -87,6 +89,9 @@ def create_strategy() -> tf.distribute.Strategy:
   splitting it into devices if asked."""
   # tf.distribute logs every collective it builds at INFO.
   tf.get_logger().setLevel("WARNING")
+  logging.info("TensorFlow %s, %s=%s", tf.__version__, trainer.ONEDNN_ENV,
+               os.environ.get(trainer.ONEDNN_ENV, "(unset: TensorFlow's "
+                              "choice)"))
   configure_threads()
   distribute.configure_cpu_devices(_NUM_CPU_DEVICES.value)
   return distribute.create_strategy(_STRATEGY.value, tpu=_TPU.value)

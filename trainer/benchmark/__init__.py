@@ -5,6 +5,8 @@ trainer.train) in steady state: one call first compiles it, then rounds of
 `steps` steps are timed. With a baseline, the baseline's loop runs in the
 same process, its rounds alternating with ours so that the machine's drift
 (thermal, other jobs) falls on both; the figures are medians over rounds.
+With `scaling`, the same step on one device of the process is timed the
+same way, for the speed-up of several replicas over one.
 """
 
 import os
@@ -17,7 +19,9 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+import trainer
 from trainer import config as config_lib
+from trainer import distribute
 from trainer import evaluation
 from trainer import state as state_lib
 from trainer import summaries
@@ -88,34 +92,66 @@ def _baseline_loop(config: ml_collections.ConfigDict, baseline: str,
       pipeline.to_unit_range(everything["image"]).numpy(), seed=config.seed)
 
 
+def _check_scaling(strategy: tf.distribute.Strategy) -> None:
+  """A strategy with several replicas in this one process."""
+  if _num_workers(strategy) > 1 or strategy.num_replicas_in_sync < 2:
+    raise UserError(
+        "--scaling compares the step on several devices of this process with "
+        "one of them; it needs --strategy=mirrored with several GPUs or "
+        f"--num_cpu_devices>=2 (here: {strategy.num_replicas_in_sync} "
+        f"replica(s) over {_num_workers(strategy)} worker process(es))")
+
+
+def _our_steps(config: ml_collections.ConfigDict,
+               strategy: tf.distribute.Strategy, source
+               ) -> tuple[state_lib.GanState, Callable[[int], object]]:
+  """The project's state and run(n), compiled, on `strategy`."""
+  state = state_lib.build_state(config, strategy)
+  train_steps = train.make_train_steps(config, strategy, state, source, 0)
+  ours = lambda n: train_steps(n)[1]  # the int() of first_bad syncs
+  ours(MIN_STEPS)  # compiles
+  return state, ours
+
+
 def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
-        *, steps: int, rounds: int, baseline: str = "") -> dict:
+        *, steps: int, rounds: int, baseline: str = "",
+        scaling: bool = False) -> dict:
   """Measures the training step (and a baseline); returns the JSON record.
+
+  With `scaling`, the same step also runs on one device of this process
+  (OneDeviceStrategy, the first of the strategy's devices), in rounds that
+  alternate with the others: `scaling` is ours / one device.
 
   Raises:
     UserError: too few steps, an unknown baseline, or a config the
-      baseline cannot stand beside; a bad config or data source.
+      baseline cannot stand beside; scaling without several local replicas;
+      a bad config or data source.
   """
   config_lib.validate(config)
   _check(config, steps, rounds, baseline)
+  if scaling:
+    _check_scaling(strategy)
   source = train.load_source(config)
-  state = state_lib.build_state(config, strategy)
-  train_steps = train.make_train_steps(config, strategy, state, source, 0)
+  state, ours = _our_steps(config, strategy, source)
   batch = config.train.batch_size
-  ours = lambda n: train_steps(n)[1]  # the int() of first_bad syncs
-  ours(MIN_STEPS)  # compiles
+  # name -> (run(n), global batch), timed in this order every round.
+  timed = {"ours": (ours, batch)}
   loop = None
   if baseline:
     loop = _baseline_loop(config, baseline, source)
     loop.run(2)  # compiles
-  ours_rates, base_rates = [], []
+    timed[baseline] = (loop.run, tutorial.BATCH_SIZE)
+  if scaling:
+    one = distribute.create_strategy("one_device")
+    timed["one_device"] = (_our_steps(config, one, source)[1], batch)
+  rates = {name: [] for name in timed}
   for r in range(rounds):
-    ours_rates.append(_timed(ours, steps, batch))
-    if loop is not None:
-      base_rates.append(_timed(loop.run, steps, tutorial.BATCH_SIZE))
-    logging.info("round %d/%d: %.1f examples/sec%s", r + 1, rounds,
-                 ours_rates[-1], f", {baseline} {base_rates[-1]:.1f}"
-                 if loop is not None else "")
+    for name, (run_steps, examples) in timed.items():
+      rates[name].append(_timed(run_steps, steps, examples))
+    logging.info("round %d/%d: %s examples/sec", r + 1, rounds,
+                 ", ".join(f"{name} {values[-1]:.1f}"
+                           for name, values in rates.items()))
+  ours_rates = rates["ours"]
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
   simultaneous = config_lib.simultaneous(config)
@@ -135,6 +171,8 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
       "simultaneous": simultaneous,
       "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
       "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+      # None: unset, TensorFlow's own choice (see trainer/__init__.py).
+      "onednn_opts": os.environ.get(trainer.ONEDNN_ENV),
       "steps": steps, "rounds": rounds,
       "examples_per_sec": median, "examples_per_sec_rounds": ours_rates,
       "flops_per_example": step_flops,
@@ -142,7 +180,16 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
       "peak_fraction": (median * step_flops
                         / (workers * peaks[_PEAK_DTYPE[policy]])),
   }
+  if scaling:
+    one_median = statistics.median(rates["one_device"])
+    record["one_device"] = {
+        "examples_per_sec": one_median,
+        "examples_per_sec_rounds": rates["one_device"],
+        "peak_fraction": (one_median * step_flops
+                          / peaks[_PEAK_DTYPE[policy]])}
+    record["scaling"] = median / one_median
   if loop is not None:
+    base_rates = rates[baseline]
     base_median = statistics.median(base_rates)
     base_flops = flops.tutorial_step_flops(
         flops.forward_flops(loop.generator),
