@@ -94,12 +94,13 @@ def _baseline_loop(config: ml_collections.ConfigDict, baseline: str,
 
 def _check_scaling(strategy: tf.distribute.Strategy) -> None:
   """A strategy with several replicas in this one process."""
-  if _num_workers(strategy) > 1 or strategy.num_replicas_in_sync < 2:
+  workers = _num_workers(strategy)
+  if workers > 1 or strategy.num_replicas_in_sync < 2:
     raise UserError(
         "--scaling compares the step on several devices of this process with "
         "one of them; it needs --strategy=mirrored with several GPUs or "
         f"--num_cpu_devices>=2 (here: {strategy.num_replicas_in_sync} "
-        f"replica(s) over {_num_workers(strategy)} worker process(es))")
+        f"replica(s) over {workers} worker process(es))")
 
 
 def _our_steps(config: ml_collections.ConfigDict,
@@ -161,6 +162,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   peaks = {dtype: peak.matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
   if policy == "mixed_float16":
     peaks["float16"] = peak.matmul_peak("float16")
+  policy_peak = peaks[_PEAK_DTYPE[policy]]
   median = statistics.median(ours_rates)
   # Every worker measures its own peak, at about the same time (the timed
   # rounds end together): the cluster's peak is their sum.
@@ -177,16 +179,14 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
       "examples_per_sec": median, "examples_per_sec_rounds": ours_rates,
       "flops_per_example": step_flops,
       "workers": workers, "peak_flops_per_sec": peaks,
-      "peak_fraction": (median * step_flops
-                        / (workers * peaks[_PEAK_DTYPE[policy]])),
+      "peak_fraction": median * step_flops / (workers * policy_peak),
   }
   if scaling:
     one_median = statistics.median(rates["one_device"])
     record["one_device"] = {
         "examples_per_sec": one_median,
         "examples_per_sec_rounds": rates["one_device"],
-        "peak_fraction": (one_median * step_flops
-                          / peaks[_PEAK_DTYPE[policy]])}
+        "peak_fraction": one_median * step_flops / policy_peak}
     record["scaling"] = median / one_median
   if loop is not None:
     base_rates = rates[baseline]
