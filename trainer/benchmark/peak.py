@@ -6,10 +6,12 @@ import time
 import tensorflow as tf
 
 # Large enough for the matmul kernels to run at full speed, small enough for
-# a trial to take a few seconds on 2 CPU cores.
+# one product to take well under a second on 2 CPU cores.
 _SIZE = 2048
-_MATMULS_PER_CALL = 8
-_TRIALS = 3
+_TRIALS = 5
+# Each trial runs about this long, whatever the dtype's speed: a fixed number
+# of products took 20 seconds for bfloat16 on a CPU that emulates it.
+_TRIAL_SECONDS = 1.0
 
 
 def matmul_peak(dtype: str) -> float:
@@ -19,7 +21,8 @@ def matmul_peak(dtype: str) -> float:
   device, so the peak is the machine's whatever the thread settings: with
   TensorFlow's default threads each product is shared by all cores, with
   one thread per op (runtime.intra_op_threads=1) the chains run side by
-  side.
+  side. A first timed call of one product per chain sets the chains' length
+  so that each trial takes about _TRIAL_SECONDS.
   """
   # The cores this process may use (Linux); elsewhere all of the machine's.
   cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -28,19 +31,20 @@ def matmul_peak(dtype: str) -> float:
   a = tf.cast(tf.random.stateless_normal([n, n], [0, 1]), dtype)
 
   @tf.function
-  def products(a):
+  def products(a, length):
     totals = [tf.zeros([n, n], dtype)] * chains
-    for _ in tf.range(_MATMULS_PER_CALL):
+    for _ in tf.range(length):
       # Each product depends on the last of its chain, so none can be
       # skipped.
       totals = [tf.linalg.matmul(a, a + total * 0) for total in totals]
     return tf.add_n(totals)
 
-  products(a).numpy()  # compile
-  best = 0.0
-  for _ in range(_TRIALS):
+  def seconds(length: int) -> float:
     start = time.perf_counter()
-    products(a).numpy()
-    seconds = time.perf_counter() - start
-    best = max(best, chains * _MATMULS_PER_CALL * 2 * n**3 / seconds)
-  return best
+    products(a, tf.constant(length)).numpy()
+    return time.perf_counter() - start
+
+  seconds(1)  # compiles
+  length = max(1, round(_TRIAL_SECONDS / seconds(1)))
+  fastest = min(seconds(length) for _ in range(_TRIALS))
+  return chains * length * 2 * n**3 / fastest
