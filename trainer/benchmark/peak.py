@@ -10,7 +10,8 @@ import tensorflow as tf
 _SIZE = 2048
 _TRIALS = 5
 # Each trial runs about this long, whatever the dtype's speed: a fixed number
-# of products took 20 seconds for bfloat16 on a CPU that emulates it.
+# of products is slow where a CPU emulates bfloat16, and too short to time
+# on a fast accelerator.
 _TRIAL_SECONDS = 1.0
 
 
