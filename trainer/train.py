@@ -30,6 +30,12 @@ from trainer.data import sources
 from trainer.errors import UserError
 
 
+# What one step returns and the loop averages over its steps: float32
+# scalars, summed over the replicas.
+STEP_METRICS = ("losses/d", "losses/g", "d_output/real", "d_output/fake",
+                "grad_norm/d", "grad_norm/g")
+
+
 class NonFiniteLoss(RuntimeError):
   """A loss became NaN or Inf; the message names the step."""
 
@@ -206,14 +212,11 @@ def make_replica_step(state: state_lib.GanState,
     _update_ema(state, config.model.ema_decay, step)
     state.step.assign_add(1)
     replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    return {
-        "losses/d": d_loss,
-        "losses/g": g_loss,
-        "d_output/real": average(tf.sigmoid(real_logits)),
-        "d_output/fake": average(tf.sigmoid(fake_logits)),
-        "grad_norm/d": d_norm / replicas,
-        "grad_norm/g": g_norm / replicas,
-    }
+    values = (d_loss, g_loss, average(tf.sigmoid(real_logits)),
+              average(tf.sigmoid(fake_logits)), d_norm / replicas,
+              g_norm / replicas)
+    return {name: tf.cast(value, tf.float32)
+            for name, value in zip(STEP_METRICS, values)}
 
   if config.runtime.jit_compile:
     return tf.function(replica_step, jit_compile=True)
@@ -230,19 +233,22 @@ def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
 
   @tf.function
   def loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor):
-    sums = None
+    # Every loop variable has its final type before the loop. Otherwise
+    # autograph traces the body (the whole step) once more, only to learn
+    # the types: 40% more time to the first step (BENCHMARKS.md, "Time to
+    # the first step").
+    sums = {name: tf.constant(0.0) for name in STEP_METRICS}
     first_bad = tf.constant(-1, tf.int64)
     for i in tf.range(num_steps):
       per_replica = strategy.run(replica_step, args=(next(iterator),))
-      metrics = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value,
-                                       axis=None)
-                 for name, value in per_replica.items()}
+      metrics = {name: strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                       per_replica[name], axis=None)
+                 for name in STEP_METRICS}
       finite = tf.math.is_finite(metrics["losses/d"]) & tf.math.is_finite(
           metrics["losses/g"])
       first_bad = tf.where((first_bad < 0) & ~finite,
                            first_step + 1 + tf.cast(i, tf.int64), first_bad)
-      sums = metrics if sums is None else {
-          name: sums[name] + metrics[name] for name in sums}
+      sums = {name: sums[name] + metrics[name] for name in sums}
     count = tf.cast(num_steps, tf.float32)
     return {name: value / count for name, value in sums.items()}, first_bad
 
