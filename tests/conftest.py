@@ -27,6 +27,26 @@ MNIST_DIR = pathlib.Path(os.environ.get(
 distribute.configure_cpu_devices(2)
 
 
+# The test files that take longest, longest first (BENCHMARKS.md, "The test
+# suite's order"). pytest-xdist hands out whole files in collection order
+# (pyproject.toml: --no-loadscope-reorder), so these start first and the two
+# workers finish together, instead of one of them running a long file alone
+# at the end.
+_SLOWEST_FIRST = (
+    "tests/test_train.py", "tests/test_bench.py", "tests/test_learning.py",
+    "tests/test_main.py", "tests/test_preemption.py", "tests/test_evaluate.py",
+    "tests/test_evaluation.py", "tests/launch/test_local.py",
+    "tests/apply/test_main.py", "tests/apply/test_tasks.py",
+    "tests/launch/test_slurm.py", "tests/apply/test_export.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+  """The slowest files first; each file's tests stay together, in order."""
+  rank = {name: i for i, name in enumerate(_SLOWEST_FIRST)}
+  items.sort(key=lambda item: rank.get(
+      item.path.relative_to(REPO).as_posix(), len(rank)))
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> pathlib.Path:
   """The real MNIST IDX directory; fails (not skips) if it is missing."""
