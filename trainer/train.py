@@ -130,7 +130,7 @@ def _update_ema(state: state_lib.GanState, decay: float,
 def make_replica_step(state: state_lib.GanState,
                       config: ml_collections.ConfigDict,
                       global_batch: int):
-  """Returns replica_step(real) -> metrics.
+  """Returns replica_step(real) -> metrics, named by STEP_METRICS.
 
   `real` is one replica's element of the input pipeline: {"image": [n_disc,
   b, H, W, C], "label": [n_disc, b]}. The labels are used only by
