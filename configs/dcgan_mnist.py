@@ -75,12 +75,47 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.d_dropout = 0.3
   # Batch-norm statistics over the global batch rather than each replica's.
   config.model.sync_batchnorm = True
-  # non_saturating, minimax, hinge or wgan_gp.
+  # Spectral normalization of D's (and G's) weight layers (Miyato et al.).
+  config.model.d_spectral_norm = False
+  config.model.g_spectral_norm = False
+  # non_saturating, minimax, hinge, wgan, wgan_gp (wgan with the gp
+  # penalty) or rpgan (relativistic pairing).
   config.model.loss = "non_saturating"
-  # Weight of the gradient penalty (used by losses that have one: wgan_gp).
-  config.model.gp_weight = 10.0
   # Decay of the exponential moving average of G's weights (G_ema).
   config.model.ema_decay = 0.999
+
+  # Gradient penalties on D, by name, comma-separated: r1 (on reals), r2 (on
+  # fakes), gp (WGAN-GP's, on interpolates); "" for none. Each adds
+  # weight/2 * |grad D|^2 (gp: weight * (|grad D| - 1)^2) every `interval`
+  # steps, multiplied by the interval (lazy regularization, StyleGAN2).
+  config.penalties = ml_collections.ConfigDict()
+  config.penalties.names = ""
+  config.penalties.r1 = ml_collections.ConfigDict({"weight": 1.0,
+                                                   "interval": 16})
+  config.penalties.r2 = ml_collections.ConfigDict({"weight": 1.0,
+                                                   "interval": 16})
+  config.penalties.gp = ml_collections.ConfigDict({"weight": 10.0,
+                                                   "interval": 1})
+
+  # Augmentation of every image D sees (real and fake, in the penalties
+  # too), differentiable so that G learns through it.
+  config.augment = ml_collections.ConfigDict()
+  # "" (none), diffaugment (Zhao et al. 2020) or ada (Karras et al. 2020).
+  config.augment.name = ""
+  # The pipeline's groups to use, comma-separated; "" for all of them.
+  config.augment.groups = ""
+  # ada: how p moves. adaptive: from D's overfitting signal r_t toward
+  # `target`; fixed: p stays `p`; linear: from `p` to `p_end` over `p_kimg`
+  # thousand images.
+  config.augment.p_mode = "adaptive"
+  config.augment.p = 0.0
+  config.augment.p_end = 0.0
+  config.augment.p_kimg = 500.0
+  config.augment.target = 0.6
+  # Steps between adjustments of p, and the thousands of images over which
+  # it can move from 0 to 1.
+  config.augment.interval = 4
+  config.augment.speed_kimg = 500.0
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_lr = 2e-4

@@ -14,6 +14,8 @@ import subprocess
 # reads when it loads, so that the tests run the kernels the product runs.
 from trainer import distribute  # pylint: disable=g-bad-import-order
 
+from trainer import config as config_lib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -70,9 +72,12 @@ def cpu_strategy(replicas: int) -> tf.distribute.Strategy:
       [f"/cpu:{i}" for i in range(replicas)])
 
 
-def load_config(variant: str | None = "smoke", **overrides):
+def load_config(variant: str | None = "smoke", *, resolved: bool = True,
+                **overrides):
   """configs/dcgan_mnist.py's config, with dotted-path overrides.
 
+  Resolved (trainer.config.resolve) as the entry points resolve it, unless
+  `resolved` is False (to test what resolving refuses).
   Example: load_config("smoke", **{"model.loss": "hinge"}).
   """
   spec = importlib.util.spec_from_file_location(
@@ -86,7 +91,7 @@ def load_config(variant: str | None = "smoke", **overrides):
     for parent in parents:
       node = node[parent]
     node[leaf] = value
-  return config
+  return config_lib.resolve(config) if resolved else config
 
 
 # Generous: a TensorFlow process takes seconds; this only stops a hung one.

@@ -47,7 +47,7 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   with cli.errors_as_messages():
-    config = cli.CONFIG.value
+    config = cli.config()
     if _PIPELINE_ONLY.value and (_BASELINE.value or _SCALING.value):
       raise UserError("--pipeline_only times the input pipeline "
                       "alone; it takes no --baseline or --scaling")

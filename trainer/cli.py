@@ -16,10 +16,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+import ml_collections
 from ml_collections import config_flags
 import tensorflow as tf
 
 import trainer
+from trainer import config as config_lib
 from trainer import distribute
 from trainer.errors import UserError
 
@@ -74,14 +76,20 @@ def parse_flags(argv: list[str]) -> list[str]:
   return args
 
 
-def configure_threads() -> None:
-  """TensorFlow's thread pools as the config's `runtime` section says.
+def config() -> ml_collections.ConfigDict:
+  """--config with its overrides, resolved (trainer.config.resolve).
 
-  Configs written before these fields existed keep TensorFlow's choice.
+  Raises:
+    UserError: a field out of range or a name that is not valid.
   """
-  runtime = CONFIG.value.get("runtime", {})
-  distribute.configure_threads(runtime.get("intra_op_threads", 0),
-                               runtime.get("inter_op_threads", 0))
+  return config_lib.resolve(CONFIG.value)
+
+
+def configure_threads() -> None:
+  """TensorFlow's thread pools as the config's `runtime` section says."""
+  runtime = config().runtime
+  distribute.configure_threads(runtime.intra_op_threads,
+                               runtime.inter_op_threads)
 
 
 def create_strategy() -> tf.distribute.Strategy:

@@ -7,18 +7,117 @@ from absl import logging
 import ml_collections
 import tensorflow as tf
 
+from trainer import augment as augment_lib
 from trainer import files
+from trainer import losses as losses_lib
 from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
 
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+AUGMENT_P_MODES = ("adaptive", "fixed", "linear")
 
 # Config sections that define the shapes of the saved state: a checkpoint
 # written under one of these cannot be restored under another.
 _STATE_DEFINING = ("model.architecture", "model.image_size", "model.channels",
                    "model.latent_dim", "model.g_width", "model.d_width",
-                   "model.num_classes")
+                   "model.num_classes", "model.d_spectral_norm",
+                   "model.g_spectral_norm")
 # Defaults of state-defining fields added after runs were saved without them.
-_STATE_DEFAULTS = {"model.num_classes": 0}
+_STATE_DEFAULTS = {"model.num_classes": 0, "model.d_spectral_norm": False,
+                   "model.g_spectral_norm": False}
+
+
+def _penalty(weight: float, interval: int) -> dict:
+  return {"weight": weight, "interval": interval}
+
+
+# Fields added after runs were saved (or configs written) without them, with
+# the value that keeps such a config training as it did. Architectures add
+# their own model fields (trainer/models).
+_ADDED_FIELDS = {
+    "model.num_classes": 0,
+    "train.simultaneous": False,
+    "runtime.intra_op_threads": 0,
+    "runtime.inter_op_threads": 0,
+    "penalties": {"names": "", "r1": _penalty(1.0, 16),
+                  "r2": _penalty(1.0, 16), "gp": _penalty(10.0, 1)},
+    "augment": {"name": "", "groups": "", "p_mode": "adaptive", "p": 0.0,
+                "p_end": 0.0, "p_kimg": 500.0, "target": 0.6, "interval": 4,
+                "speed_kimg": 500.0},
+}
+
+
+def _get(config, path: str):
+  value = config
+  for part in path.split("."):
+    value = value[part]
+  return value
+
+
+def _has(config, path: str) -> bool:
+  try:
+    _get(config, path)
+  except KeyError:
+    return False
+  return True
+
+
+def _fill(config: ml_collections.ConfigDict, path: str, default) -> None:
+  """Sets config.<path> to `default` where it is missing (recursively)."""
+  *parents, leaf = path.split(".")
+  node = config
+  for part in parents:
+    if part not in node:
+      node[part] = ml_collections.ConfigDict()
+    node = node[part]
+  if isinstance(default, dict):
+    if leaf not in node:
+      node[leaf] = ml_collections.ConfigDict()
+    for key, value in default.items():
+      _fill(node[leaf], key, value)
+  elif leaf not in node:
+    node[leaf] = default
+
+
+def names(text: str, setting: str) -> list[str]:
+  """The names of a comma-separated setting; a name given twice is refused."""
+  found = [n.strip() for n in text.split(",") if n.strip()]
+  twice = sorted({n for n in found if found.count(n) > 1})
+  if twice:
+    raise UserError(f"{setting}={text!r} names {', '.join(twice)} more than "
+                    "once; name each once")
+  return found
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config every entry point works with: complete and checked.
+
+  The one place where a config (a config file's, or a run's saved
+  config.json) gets the defaults of fields added after it was written, the
+  penalties its loss implies, and every range and name check. Resolving a
+  resolved config returns an equal one.
+
+  Raises:
+    UserError: the first field that is out of range or names nothing valid.
+  """
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  if "penalties" not in resolved and _has(resolved, "model.gp_weight"):
+    # Runs saved before penalties had their own section.
+    _fill(resolved, "penalties.gp.weight", resolved.model.gp_weight)
+  for path, default in _ADDED_FIELDS.items():
+    _fill(resolved, path, default)
+  architecture = ARCHITECTURES.get(resolved.model.architecture)
+  for field, default in architecture.fields.items():
+    _fill(resolved, f"model.{field}", default)
+  loss = losses_lib.LOSSES.get(resolved.model.loss)
+  penalties = names(resolved.penalties.names, "penalties.names")
+  for name in penalties:
+    losses_lib.PENALTIES.get(name)
+  resolved.penalties.names = ",".join(
+      penalties + [n for n in loss.penalties if n not in penalties])
+  augment_lib.build(resolved.augment.name, resolved.augment.groups)
+  _validate(resolved, architecture)
+  return resolved
 
 
 def _at_least(config, path: str, minimum: float) -> None:
@@ -33,32 +132,23 @@ def _in_unit_interval(config, path: str) -> None:
     raise UserError(f"{path}={value} is out of range; it must be in [0, 1)")
 
 
-def simultaneous(config: ml_collections.ConfigDict) -> bool:
-  """train.simultaneous; configs written before the field existed train
-  with alternating updates, as they did."""
-  return bool(config.train.get("simultaneous", False))
+def _positive(config, path: str) -> None:
+  value = _get(config, path)
+  if not value > 0:
+    raise UserError(f"{path}={value} is out of range; it must be > 0")
 
 
-def _get(config, path: str):
-  value = config
-  for part in path.split("."):
-    value = value[part]
-  return value
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises UserError naming the first field that is out of range.
-
-  Names (losses, sources, architectures) are checked by their registries when
-  they are looked up; this checks numbers and fixed choices.
-  """
+def _validate(config: ml_collections.ConfigDict, architecture) -> None:
+  """Raises UserError naming the first field that is out of range."""
   for path in ("train.steps", "train.batch_size", "train.n_disc",
                "train.steps_per_loop", "train.log_every",
                "train.checkpoint_every", "train.keep_checkpoints",
                "train.image_every", "train.grid_size",
                "train.histogram_samples", "model.latent_dim",
-               "model.g_width", "model.d_width", "model.channels"):
+               "model.channels", "augment.interval"):
     _at_least(config, path, 1)
+  for field in architecture.positive:
+    _at_least(config, f"model.{field}", 1)
   for path in ("eval.num_samples", "eval.num_real", "eval.batch_size",
                "eval.kid_subsets", "eval.kid_subset_size", "eval.pr_k",
                "eval.is_splits"):
@@ -66,15 +156,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _at_least(config, "train.eval_every", 0)
   _at_least(config, "model.num_classes", 0)
   _at_least(config, "model.image_size", 8)
-  _at_least(config, "model.gp_weight", 0)
-  for path in ("optim.g_lr", "optim.d_lr"):
-    if not _get(config, path) > 0:
-      raise UserError(f"{path}={_get(config, path)} is out of range; "
-                      "it must be > 0")
-  for path in ("optim.beta1", "optim.beta2", "model.ema_decay",
-               "model.d_dropout"):
+  for name, settings in config.penalties.items():
+    if name != "names":
+      _at_least(config, f"penalties.{name}.weight", 0)
+      _at_least(config, f"penalties.{name}.interval", 1)
+  for path in ("optim.g_lr", "optim.d_lr", "augment.speed_kimg",
+               "augment.p_kimg"):
+    _positive(config, path)
+  for path in ("optim.beta1", "optim.beta2", "model.ema_decay"):
     _in_unit_interval(config, path)
-  if simultaneous(config) and config.train.n_disc != 1:
+  for field in architecture.unit_interval:
+    _in_unit_interval(config, f"model.{field}")
+  for path in ("augment.p", "augment.p_end"):
+    if not 0 <= _get(config, path) <= 1:
+      raise UserError(f"{path}={_get(config, path)} is out of range; it "
+                      "must be in [0, 1]")
+  if not 0 < config.augment.target < 1:
+    raise UserError(f"augment.target={config.augment.target} is out of "
+                    "range; it must be in (0, 1)")
+  if config.augment.p_mode not in AUGMENT_P_MODES:
+    raise UserError(f"augment.p_mode={config.augment.p_mode!r} is not valid; "
+                    f"valid: {', '.join(AUGMENT_P_MODES)}")
+  if config.train.simultaneous and config.train.n_disc != 1:
     raise UserError(
         f"train.simultaneous=True takes G's and D's updates from one forward "
         f"pass, so it needs train.n_disc=1 (got {config.train.n_disc}); set "

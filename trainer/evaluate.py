@@ -31,7 +31,7 @@ def main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   with cli.errors_as_messages(evaluation.WatchTimeout):
     evaluation.evaluate_checkpoints(
-        cli.CONFIG.value, cli.workdir(), cli.create_strategy(),
+        cli.config(), cli.workdir(), cli.create_strategy(),
         checkpoint=_CHECKPOINT.value, continuous=_CONTINUOUS.value,
         poll_seconds=_POLL_SECONDS.value, timeout_seconds=_TIMEOUT.value)
 

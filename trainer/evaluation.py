@@ -329,7 +329,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str,
       in continuous mode), or a bad config.
     WatchTimeout: see timeout_seconds.
   """
-  config_lib.validate(config)
+  config = config_lib.resolve(config)
   config_lib.check_compatible(config, workdir)
   if checkpoint and continuous:
     raise UserError("--checkpoint and --continuous exclude each other")

@@ -1,8 +1,14 @@
-"""GAN losses by name, all with one signature.
+"""GAN losses and gradient penalties, by name, each with one signature.
 
-Each loss gives per-example values [B] from D's logits (float32); the train
-step averages them over the global batch. D(x) = sigmoid(logit) is the
-probability that x is real: real images are labelled 1, generated ones 0.
+A loss gives per-example terms [B] (float32) from D's logits on real and
+generated images; the step averages them over the global batch. D(x) =
+sigmoid(logit) is the probability that x is real: real images are labelled
+1, generated ones 0.
+
+A penalty is a regularizer of D: a per-example term [B] computed from what
+it declares it needs (`PenaltyInputs`: D as a function of images, the real
+and fake batches, a seed). The step weighs it, applies it eagerly or lazily
+(`penalties.<name>.interval`) and logs its mean as `penalties/<name>`.
 """
 
 import dataclasses
@@ -12,19 +18,31 @@ import tensorflow as tf
 
 from trainer.registry import Registry
 
-PerExample = Callable[..., tf.Tensor]
+# logits [B] of real and of generated images -> per-example loss [B].
+PairLoss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
 class GanLoss:
-  """D's loss from (real_logits, fake_logits), G's from fake_logits."""
-  discriminator: PerExample
-  generator: PerExample
-  # Whether D's loss adds the WGAN-GP gradient penalty (model.gp_weight).
-  gradient_penalty: bool = False
+  """D's and G's per-example losses, both from (real_logits, fake_logits).
+
+  Attributes:
+    discriminator: D's loss.
+    generator: G's loss; its real_logits are constants (no path to D's
+      weights matters for G's update).
+    generator_needs_real: whether G's loss reads D's logits on real images
+      (relativistic losses); otherwise the step passes None and saves D's
+      pass on the reals in G's update.
+    penalties: penalties that belong to the loss (wgan_gp: gp); the config
+      resolver adds them to `penalties.names`.
+  """
+  discriminator: PairLoss
+  generator: PairLoss
+  generator_needs_real: bool = False
+  penalties: tuple[str, ...] = ()
 
 
-LOSSES: Registry = Registry("loss", "model.loss")
+LOSSES: Registry[GanLoss] = Registry("loss", "model.loss")
 
 
 def _d_cross_entropy(real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
@@ -34,37 +52,137 @@ def _d_cross_entropy(real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
 
 LOSSES.register("non_saturating")(GanLoss(
     discriminator=_d_cross_entropy,
-    generator=lambda fake: tf.nn.softplus(-fake)))  # -log D(G(z))
+    generator=lambda real, fake: tf.nn.softplus(-fake)))  # -log D(G(z))
 
 LOSSES.register("minimax")(GanLoss(
     discriminator=_d_cross_entropy,
-    generator=lambda fake: -tf.nn.softplus(fake)))  # log(1 - D(G(z)))
+    generator=lambda real, fake: -tf.nn.softplus(fake)))  # log(1 - D(G(z)))
 
 LOSSES.register("hinge")(GanLoss(
     discriminator=lambda real, fake: tf.nn.relu(1 - real) + tf.nn.relu(1 + fake),
-    generator=lambda fake: -fake))
+    generator=lambda real, fake: -fake))
 
-LOSSES.register("wgan_gp")(GanLoss(
-    discriminator=lambda real, fake: fake - real,
-    generator=lambda fake: -fake,
-    gradient_penalty=True))
+_WASSERSTEIN = dict(discriminator=lambda real, fake: fake - real,
+                    generator=lambda real, fake: -fake)
+LOSSES.register("wgan")(GanLoss(**_WASSERSTEIN))
+LOSSES.register("wgan_gp")(GanLoss(**_WASSERSTEIN, penalties=("gp",)))
+
+# Relativistic pairing (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024):
+# the i-th real is paired with the i-th fake; D wants the real to score
+# higher than its partner, G the reverse.
+LOSSES.register("rpgan")(GanLoss(
+    discriminator=lambda real, fake: tf.nn.softplus(fake - real),
+    generator=lambda real, fake: tf.nn.softplus(real - fake),
+    generator_needs_real=True))
 
 
-def gradient_penalty(discriminator: Callable[[tf.Tensor], tf.Tensor],
-                     real: tf.Tensor, fake: tf.Tensor,
-                     seed: tf.Tensor) -> tf.Tensor:
-  """Per-example (||grad D(x_hat)|| - 1)^2 on random interpolates [B].
+@dataclasses.dataclass(frozen=True)
+class PenaltyInputs:
+  """What a penalty may read; all images float32 [B, H, W, C].
 
-  Args:
-    discriminator: images [B, H, W, C] -> logits [B].
-    real, fake: images [B, H, W, C].
-    seed: stateless seed [2] for the interpolation weights.
+  Attributes:
+    judge: (images, labels) -> D's logits [B], through the step's
+      augmentation, differentiable in the images and in D's weights.
+    real, real_labels: the real batch (labels None if unconditional).
+    fake, fake_labels: generated images with no path to G.
+    seed: a stateless seed [2] for the penalty's own random draws.
   """
-  eps = tf.random.stateless_uniform([tf.shape(real)[0], 1, 1, 1], seed)
-  mixed = eps * real + (1 - eps) * fake  # [B, H, W, C]
+  judge: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
+  real: tf.Tensor
+  real_labels: tf.Tensor | None
+  fake: tf.Tensor
+  fake_labels: tf.Tensor | None
+  seed: tf.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Penalty:
+  """A regularizer of D: inputs -> unweighted per-example term [B].
+
+  The step adds `scale * weight * term` to D's loss, where `scale` is 1/2
+  for the squared-norm penalties (the papers' gamma/2) and 1 for gp.
+  """
+  term: Callable[[PenaltyInputs], tf.Tensor]
+  scale: float
+  needs_fake: bool
+
+
+PENALTIES: Registry[Penalty] = Registry("penalty", "penalties.names")
+
+
+def _input_gradient(judge, images: tf.Tensor,
+                    labels: tf.Tensor | None) -> tf.Tensor:
+  """d sum(D(images)) / d images [B, H, W, C]: each row is its own image's."""
   with tf.GradientTape() as tape:
-    tape.watch(mixed)
-    logits = discriminator(mixed)
-  grads = tape.gradient(logits, mixed)
-  norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + 1e-12)
-  return tf.square(norms - 1.0)
+    tape.watch(images)
+    total = tf.reduce_sum(judge(images, labels))  # of logits [B]
+  return tape.gradient(total, images)
+
+
+def _squared_norms(grads: tf.Tensor) -> tf.Tensor:
+  return tf.reduce_sum(tf.square(grads), axis=[1, 2, 3])  # [B]
+
+
+def _r1(inputs: PenaltyInputs) -> tf.Tensor:
+  """|grad_x D(x)|^2 at real images (Mescheder et al. 2018)."""
+  return _squared_norms(_input_gradient(inputs.judge, inputs.real,
+                                        inputs.real_labels))
+
+
+def _r2(inputs: PenaltyInputs) -> tf.Tensor:
+  """|grad_x D(x)|^2 at generated images."""
+  return _squared_norms(_input_gradient(inputs.judge, inputs.fake,
+                                        inputs.fake_labels))
+
+
+def _gp(inputs: PenaltyInputs) -> tf.Tensor:
+  """(|grad D(x_hat)| - 1)^2 on random interpolates (Gulrajani et al. 2017).
+
+  Interpolates between a real image and a fake of another class are judged
+  under the real label (as in conditional WGAN-GP).
+  """
+  real, fake = inputs.real, inputs.fake
+  eps = tf.random.stateless_uniform([tf.shape(real)[0], 1, 1, 1],
+                                    inputs.seed)  # [B, 1, 1, 1]
+  mixed = eps * real + (1 - eps) * fake  # [B, H, W, C]
+  grads = _input_gradient(inputs.judge, mixed, inputs.real_labels)
+  return tf.square(tf.sqrt(_squared_norms(grads) + 1e-12) - 1.0)
+
+
+PENALTIES.register("r1")(Penalty(term=_r1, scale=0.5, needs_fake=False))
+PENALTIES.register("r2")(Penalty(term=_r2, scale=0.5, needs_fake=True))
+PENALTIES.register("gp")(Penalty(term=_gp, scale=1.0, needs_fake=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class PenaltyGroup:
+  """D's penalties that share an interval, applied together.
+
+  Interval 1 is eager: the terms join every D update's loss. A lazy group
+  (interval N > 1) is a separate update of D on the steps whose counter is a
+  multiple of N, with the terms multiplied by N (StyleGAN2).
+  """
+  interval: int
+  penalties: tuple[tuple[str, Penalty, float], ...]  # (name, penalty, weight)
+
+
+def penalty_groups(penalties_config) -> list[PenaltyGroup]:
+  """The named penalties of a resolved config's `penalties`, by interval."""
+  by_interval: dict[int, list] = {}
+  for name in [n for n in penalties_config.names.split(",") if n]:
+    settings = penalties_config[name]
+    by_interval.setdefault(int(settings.interval), []).append(
+        (name, PENALTIES.get(name), float(settings.weight)))
+  return [PenaltyGroup(interval, tuple(entries))
+          for interval, entries in sorted(by_interval.items())]
+
+
+def lazy_ratio(groups: list[PenaltyGroup]) -> float:
+  """Optimizer steps per minibatch, inverted: 1 / (1 + sum of 1/N).
+
+  A lazy group of interval N adds one update every N steps. Scaling Adam's
+  learning rate by this ratio and raising its betas to its power keeps the
+  step size and the moments' horizons per minibatch those of an eager run
+  (StyleGAN2's mb_ratio N / (N + 1), for any number of lazy groups).
+  """
+  return 1.0 / (1.0 + sum(1.0 / g.interval for g in groups if g.interval > 1))

@@ -41,7 +41,7 @@ def main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   with cli.errors_as_messages(train.NonFiniteLoss, train.ClusterFailure):
     try:
-      train.run(cli.CONFIG.value, cli.workdir(), cli.create_strategy(),
+      train.run(cli.config(), cli.workdir(), cli.create_strategy(),
                 stop_requested=_sigterm_received())
     except train.Preempted as e:
       logging.info("%s", e)

@@ -12,10 +12,32 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from trainer import losses as losses_lib
 from trainer.models import ARCHITECTURES
 
 # Purposes of stateless random streams, folded into the config's seed.
-NOISE, PENALTY, FIXED_NOISE, EVAL_NOISE, LABELS = 1, 2, 3, 4, 5
+NOISE, PENALTY, FIXED_NOISE, EVAL_NOISE, LABELS, AUGMENT = 1, 2, 3, 4, 5, 6
+
+
+class AugmentState(tf.Module):
+  """The augmentation probability p and the overfitting signal's sums.
+
+  p is one value for the whole cluster: it is only assigned outside the
+  replicas, from sums reduced over the global batch.
+
+  Attributes:
+    p: the probability of each augmentation, float32 scalar.
+    rt_sum: sum of the per-step r_t = E[sign(D(real))] since p's last
+      adjustment; rt_count: how many steps it holds.
+  """
+
+  def __init__(self, p: float):
+    super().__init__(name="augment")
+    kwargs = dict(trainable=False,
+                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.p = tf.Variable(p, dtype=tf.float32, name="p", **kwargs)
+    self.rt_sum = tf.Variable(0.0, name="rt_sum", **kwargs)
+    self.rt_count = tf.Variable(0.0, name="rt_count", **kwargs)
 
 
 @dataclasses.dataclass
@@ -27,6 +49,7 @@ class GanState:
   g_optimizer: keras.optimizers.Optimizer
   d_optimizer: keras.optimizers.Optimizer
   step: tf.Variable
+  augment: AugmentState
 
   def trackables(self) -> dict:
     """Everything to checkpoint, by name."""
@@ -42,10 +65,30 @@ class GanState:
     return objects
 
 
+def lazy_ratios(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """{"g": ..., "d": ...}: each optimizer's lazy correction.
+
+  Lazy penalty groups add updates; each optimizer's learning rate is scaled
+  by its ratio and its betas raised to it (losses.lazy_ratio), so that a
+  lazy run moves as far per minibatch as an eager one.
+  """
+  return {"g": 1.0, "d": losses_lib.lazy_ratio(
+      losses_lib.penalty_groups(config.penalties))}
+
+
+def learning_rates(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """{"g": G's, "d": D's} Adam learning rate, lazy-corrected."""
+  ratios = lazy_ratios(config)
+  return {"g": config.optim.g_lr * ratios["g"],
+          "d": config.optim.d_lr * ratios["d"]}
+
+
 def _optimizer(lr: float, optim: ml_collections.ConfigDict,
-               loss_scaling: bool) -> keras.optimizers.Optimizer:
-  optimizer = keras.optimizers.Adam(lr, beta_1=optim.beta1,
-                                    beta_2=optim.beta2)
+               loss_scaling: bool,
+               ratio: float = 1.0) -> keras.optimizers.Optimizer:
+  # The betas' horizons in minibatches are kept: beta ** ratio per update.
+  optimizer = keras.optimizers.Adam(lr, beta_1=optim.beta1**ratio,
+                                    beta_2=optim.beta2**ratio)
   if loss_scaling:
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
@@ -53,8 +96,12 @@ def _optimizer(lr: float, optim: ml_collections.ConfigDict,
 
 def build_state(config: ml_collections.ConfigDict,
                 strategy: tf.distribute.Strategy) -> GanState:
-  """Creates networks, optimizers and the step counter in the scope."""
+  """Creates networks, optimizers and the step counter in the scope.
+
+  `config` is a resolved config (trainer.config.resolve).
+  """
   build = ARCHITECTURES.get(config.model.architecture)
+  rates, ratios = learning_rates(config), lazy_ratios(config)
   policy = config.runtime.mixed_precision
   loss_scaling = policy == "mixed_float16"
   keras.utils.set_random_seed(config.seed)
@@ -63,16 +110,18 @@ def build_state(config: ml_collections.ConfigDict,
     generator_ema = keras.models.clone_model(generator)
     for ema, var in zip(generator_ema.variables, generator.variables):
       ema.assign(var)
-    g_optimizer = _optimizer(config.optim.g_lr, config.optim, loss_scaling)
-    d_optimizer = _optimizer(config.optim.d_lr, config.optim, loss_scaling)
+    g_optimizer, d_optimizer = (
+        _optimizer(rates[net], config.optim, loss_scaling, ratios[net])
+        for net in ("g", "d"))
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
     # Only the first replica's increment counts, so all replicas agree.
     step = tf.Variable(
         0, dtype=tf.int64, trainable=False, name="step",
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    augment = AugmentState(config.augment.p)
   return GanState(generator, discriminator, generator_ema, g_optimizer,
-                  d_optimizer, step)
+                  d_optimizer, step, augment)
 
 
 def stream_seed(seed: int, purpose: int, *counters: tf.Tensor) -> tf.Tensor:

@@ -2,12 +2,20 @@
 
 Everything with state is built once, inside `strategy.scope()`, by
 `state.build_state`. One call of the compiled loop runs several training
-steps; each step is `strategy.run(replica_step)`: `n_disc` updates of D, one
-of G (after D's, or with `train.simultaneous` from the same forward pass),
-then the moving average of G (G_ema).
+steps. Each step is a sequence of phases (`make_phases`), each one
+`strategy.run`: `n_disc` updates of D with the loss and the eager penalties,
+the lazy penalties' own updates of D on their steps, one update of G (after
+D's, or with `train.simultaneous` from the same forward pass), then the
+moving average of G (G_ema). Losses and penalties are looked up by name
+(trainer/losses.py) and composed here; the augmentation
+(trainer/augment.py) sits in front of every evaluation of D. After each
+step, outside the replicas, the augmentation probability p follows
+`augment.p_mode` from metrics reduced over the global batch, so it is one
+value for the whole cluster.
 """
 
 import contextlib
+import dataclasses
 import os
 from typing import Callable
 
@@ -17,6 +25,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from trainer import augment as augment_lib
 from trainer import checkpoint as checkpoint_lib
 from trainer import config as config_lib
 from trainer import distribute
@@ -28,12 +37,6 @@ from trainer import summaries
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
-
-
-# What one step returns and the loop averages over its steps: float32
-# scalars, summed over the replicas.
-STEP_METRICS = ("losses/d", "losses/g", "d_output/real", "d_output/fake",
-                "grad_norm/d", "grad_norm/g")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -94,6 +97,9 @@ def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
   """
   context = tf.distribute.get_replica_context()
   grads = tape.gradient(scaled_loss, variables)
+  # A penalty alone does not reach every weight (R1 ignores D's last bias).
+  grads = [tf.zeros(v.shape, v.dtype) if g is None else g
+           for g, v in zip(grads, variables)]
   grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
   # With loss scaling, scale_loss(1.0) is the current scale.
   norm = tf.linalg.global_norm(grads) / optimizer.scale_loss(
@@ -127,17 +133,109 @@ def _update_ema(state: state_lib.GanState, decay: float,
   tf.distribute.get_replica_context().merge_call(update, args=(pairs, rate))
 
 
-def make_replica_step(state: state_lib.GanState,
-                      config: ml_collections.ConfigDict,
-                      global_batch: int):
-  """Returns replica_step(real) -> metrics, named by STEP_METRICS.
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One part of a training step: `strategy.run(fn, (real,))`.
+
+  Attributes:
+    fn: real -> {name: float32 scalar}, this replica's share of each metric
+      (summed over the replicas they give global-batch means).
+    metrics: the names fn returns.
+    interval: the phase runs on the steps whose counter, read before the
+      step, is a multiple of it (1: every step).
+  """
+  fn: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]
+  metrics: tuple[str, ...]
+  interval: int = 1
+
+
+def _compiled_augmentation(augmentation: augment_lib.Augmentation | None,
+                           global_batch: int):
+  """augment(images [b, ...], p, seed, first row) as one graph function.
+
+  A step evaluates D several times (reals, fakes, penalties, G's update),
+  on every replica; ADA's pipeline is a thousand ops. Traced once as a
+  function, each evaluation calls it instead of building it again, and its
+  first and second derivatives are built once too.
+  """
+  if augmentation is None:
+    return None
+
+  @tf.function
+  def augment(images, p, seed, first):
+    rows = lambda draw: tf.gather(draw, first + tf.range(images.shape[0]))
+    return augmentation(images, p,
+                        augment_lib.Draws(seed, global_batch, rows=rows))
+
+  return augment
+
+
+class _Judge:
+  """D's logits through the augmentation, with fresh draws at every call.
+
+  One is made per update inside the replica function, so every replica
+  numbers its calls alike: the k-th call of update u at step t draws from
+  (seed, AUGMENT, t, u, k), for the global batch, and keeps this replica's
+  rows. 1 and 2 replicas then augment a global batch identically.
+  """
+
+  def __init__(self, d: keras.Model, augment, p: tf.Variable, seed: int,
+               step: tf.Tensor, update: int):
+    self._d, self._augment, self._p = d, augment, p
+    self._seed, self._step, self._update, self._calls = seed, step, update, 0
+
+  def __call__(self, images: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor:
+    if self._augment is not None:
+      seed = state_lib.stream_seed(self._seed, state_lib.AUGMENT, self._step,
+                                   self._update, self._calls)
+      self._calls += 1
+      context = tf.distribute.get_replica_context()
+      first = tf.cast(context.replica_id_in_sync_group,
+                      tf.int32) * images.shape[0]
+      images = self._augment(images, self._p.read_value(), seed, first)
+    return state_lib.judge(self._d, images, labels, training=True)
+
+
+def _penalty_terms(group: losses_lib.PenaltyGroup,
+                   inputs: losses_lib.PenaltyInputs
+                   ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+  """The group's weighted per-example sum [b] and each penalty's raw term."""
+  total, raw = 0.0, {}
+  for name, penalty, weight in group.penalties:
+    term = penalty.term(inputs)  # [b]
+    raw[f"penalties/{name}"] = term
+    total += penalty.scale * weight * term
+  return total, raw
+
+
+def lazy_norm_name(group: losses_lib.PenaltyGroup) -> str:
+  """The metric of a lazy group's gradient norm: grad_norm/d_r1, ..."""
+  return "grad_norm/d_" + "_".join(name for name, _, _ in group.penalties)
+
+
+def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
+                global_batch: int) -> list[Phase]:
+  """The phases of one training step, in order, for a resolved config.
 
   `real` is one replica's element of the input pipeline: {"image": [n_disc,
-  b, H, W, C], "label": [n_disc, b]}. The labels are used only by
-  class-conditional networks. Metrics are this replica's share: summed over
-  replicas they give the global-batch means.
+  b, H, W, C], "label": [n_disc, b]}; the labels are used only by
+  class-conditional networks. The phases:
+  - D's n_disc updates, each with the eager penalties (interval 1) in its
+    loss; with `train.simultaneous`, G's update from the same pass;
+  - for each lazy penalty group (interval N), one more update of D with N
+    times the group's terms, on the steps k * N (StyleGAN2's lazy
+    regularization; the optimizer's rate and betas are corrected for it in
+    state.build_state);
+  - G's update against the updated D on fresh fakes (unless simultaneous);
+  - the moving average G_ema and the step counter.
   """
   loss = losses_lib.LOSSES.get(config.model.loss)
+  groups = losses_lib.penalty_groups(config.penalties)
+  eager = [group for group in groups if group.interval == 1]
+  lazy = [group for group in groups if group.interval > 1]
+  augment = _compiled_augmentation(
+      augment_lib.build(config.augment.name, config.augment.groups),
+      global_batch)
   g, d = state.generator, state.discriminator
   seed, n_disc = config.seed, config.train.n_disc
   conditional = bool(config.model.num_classes)
@@ -146,90 +244,234 @@ def make_replica_step(state: state_lib.GanState,
     return tf.nn.compute_average_loss(per_example,
                                       global_batch_size=global_batch)
 
-  def d_loss_of(images, real_labels, fake, fake_labels, step, k):
-    """D's loss on one real batch and one fake batch, and its logits."""
-    real_logits = state_lib.judge(d, images, real_labels, training=True)
-    fake_logits = state_lib.judge(d, fake, fake_labels, training=True)
-    per_example = loss.discriminator(real_logits, fake_logits)
-    if loss.gradient_penalty:
-      # Interpolates between a real image and a fake of another class are
-      # judged under the real label (as in conditional WGAN-GP).
-      per_example += config.model.gp_weight * losses_lib.gradient_penalty(
-          lambda x: state_lib.judge(d, x, real_labels, training=True),
-          tf.cast(images, fake.dtype), tf.stop_gradient(fake),
-          state_lib.stream_seed(seed, state_lib.PENALTY, step, k))
-    return average(per_example), real_logits, fake_logits
+  def judge_for(step, update: int) -> _Judge:
+    return _Judge(d, augment, state.augment.p, seed, step, update)
 
-  def alternating(real, step):
-    """n_disc D updates, then G's against the updated D on fresh fakes."""
+  def real_batch(real, k):
+    return real["image"][k], real["label"][k] if conditional else None
+
+  def fakes(step, k):
+    """Generated images with no path to G, their labels."""
+    z, labels = _fake_inputs(config, global_batch, step, k)
+    return tf.stop_gradient(state_lib.generate(g, z, labels,
+                                               training=True)), labels
+
+  def d_loss_of(judge, images, real_labels, fake, fake_labels, step, k):
+    """D's loss with the eager penalties; its logits and named metrics."""
+    real_logits = judge(images, real_labels)
+    fake_logits = judge(fake, fake_labels)
+    per_example = loss.discriminator(real_logits, fake_logits)
+    metrics = {}
+    for group in eager:
+      terms, raw = _penalty_terms(group, losses_lib.PenaltyInputs(
+          judge=judge, real=tf.cast(images, fake.dtype), real_labels=real_labels,
+          fake=tf.stop_gradient(fake), fake_labels=fake_labels,
+          seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k)))
+      per_example += terms
+      metrics.update({name: average(term) for name, term in raw.items()})
+    return average(per_example), real_logits, fake_logits, metrics
+
+  def d_metrics(d_loss, real_logits, fake_logits, d_norm, rt_sum, penalties):
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return {"losses/d": d_loss,
+            "d_output/real": average(tf.sigmoid(real_logits)),
+            "d_output/fake": average(tf.sigmoid(fake_logits)),
+            "grad_norm/d": d_norm / replicas,
+            # E[sign(D(real))] on the augmented reals: ADA's r_t.
+            "augment/rt": rt_sum / n_disc, **penalties}
+
+  def d_updates(real):
+    """n_disc updates of D on fresh fakes."""
+    step = state.step.read_value()
+    rt_sum = 0.0
     for k in range(n_disc):
-      real_labels = real["label"][k] if conditional else None
-      z, fake_labels = _fake_inputs(config, global_batch, step, k)
-      fake = tf.stop_gradient(
-          state_lib.generate(g, z, fake_labels, training=True))
+      images, real_labels = real_batch(real, k)
+      fake, fake_labels = fakes(step, k)
       with tf.GradientTape() as tape:
-        d_loss, real_logits, fake_logits = d_loss_of(
-            real["image"][k], real_labels, fake, fake_labels, step, k)
+        d_loss, real_logits, fake_logits, penalties = d_loss_of(
+            judge_for(step, k), images, real_labels, fake, fake_labels, step,
+            k)
         scaled = state.d_optimizer.scale_loss(d_loss)
       d_norm = _apply(state.d_optimizer, tape, scaled, d.trainable_variables)
+      rt_sum += average(tf.sign(real_logits))
+    return d_metrics(d_loss, real_logits, fake_logits, d_norm, rt_sum,
+                     penalties)
+
+  def g_update(real):
+    """G's update against the updated D on fresh fakes."""
+    step = state.step.read_value()
     z, fake_labels = _fake_inputs(config, global_batch, step, n_disc)
+    judge = judge_for(step, n_disc)
+    real_logits = None
+    if loss.generator_needs_real:
+      images, real_labels = real_batch(real, n_disc - 1)
+      real_logits = tf.stop_gradient(judge(images, real_labels))
     with tf.GradientTape() as tape:
-      g_logits = state_lib.judge(
-          d, state_lib.generate(g, z, fake_labels, training=True),
-          fake_labels, training=True)
-      g_loss = average(loss.generator(g_logits))
+      g_logits = judge(state_lib.generate(g, z, fake_labels, training=True),
+                       fake_labels)
+      g_loss = average(loss.generator(real_logits, g_logits))
       scaled = state.g_optimizer.scale_loss(g_loss)
     g_norm = _apply(state.g_optimizer, tape, scaled, g.trainable_variables)
-    return d_loss, g_loss, real_logits, fake_logits, d_norm, g_norm
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return {"losses/g": g_loss, "grad_norm/g": g_norm / replicas}
 
-  def simultaneous(real, step):
+  def simultaneous(real):
     """One batch of fakes and one pass of D give both losses (n_disc = 1).
 
     G's loss is taken from D's logits before D's update, as in the
     TensorFlow DCGAN tutorial: G and D forward once each, a quarter less
-    work per step than `alternating` for the DCGAN.
+    work per step than alternating updates for the DCGAN.
     """
-    real_labels = real["label"][0] if conditional else None
+    step = state.step.read_value()
+    images, real_labels = real_batch(real, 0)
     z, fake_labels = _fake_inputs(config, global_batch, step, 0)
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       with d_tape.stop_recording():  # D's tape needs no path into G.
         fake = state_lib.generate(g, z, fake_labels, training=True)
-      d_loss, real_logits, fake_logits = d_loss_of(
-          real["image"][0], real_labels, fake, fake_labels, step, 0)
-      g_loss = average(loss.generator(fake_logits))
+      d_loss, real_logits, fake_logits, penalties = d_loss_of(
+          judge_for(step, 0), images, real_labels, fake, fake_labels, step, 0)
+      g_loss = average(loss.generator(tf.stop_gradient(real_logits),
+                                      fake_logits))
       d_scaled = state.d_optimizer.scale_loss(d_loss)
       g_scaled = state.g_optimizer.scale_loss(g_loss)
     d_norm = _apply(state.d_optimizer, d_tape, d_scaled, d.trainable_variables)
     g_norm = _apply(state.g_optimizer, g_tape, g_scaled, g.trainable_variables)
-    return d_loss, g_loss, real_logits, fake_logits, d_norm, g_norm
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return {**d_metrics(d_loss, real_logits, fake_logits, d_norm,
+                        average(tf.sign(real_logits)), penalties),
+            "losses/g": g_loss, "grad_norm/g": g_norm / replicas}
 
-  update = simultaneous if config_lib.simultaneous(config) else alternating
+  def lazy_update(group: losses_lib.PenaltyGroup, index: int):
+    """D's update with N times the group's penalties alone."""
+    update = n_disc + 1 + index  # numbers its noise and augmentation draws
 
-  def replica_step(real: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def fn(real):
+      step = state.step.read_value()
+      images, real_labels = real_batch(real, 0)
+      fake, fake_labels = fakes(step, update)
+      with tf.GradientTape() as tape:
+        terms, raw = _penalty_terms(group, losses_lib.PenaltyInputs(
+            judge=judge_for(step, update), real=tf.cast(images, fake.dtype),
+            real_labels=real_labels, fake=fake, fake_labels=fake_labels,
+            seed=state_lib.stream_seed(seed, state_lib.PENALTY, step,
+                                       update)))
+        scaled = state.d_optimizer.scale_loss(
+            average(group.interval * terms))
+      norm = _apply(state.d_optimizer, tape, scaled, d.trainable_variables)
+      replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+      return {lazy_norm_name(group): norm / replicas,
+              **{name: average(term) for name, term in raw.items()}}
+
+    return fn
+
+  def finish(real):
+    del real
     step = state.step.read_value()
-    d_loss, g_loss, real_logits, fake_logits, d_norm, g_norm = update(
-        real, step)
     _update_ema(state, config.model.ema_decay, step)
     state.step.assign_add(1)
-    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    values = (d_loss, g_loss, average(tf.sigmoid(real_logits)),
-              average(tf.sigmoid(fake_logits)), d_norm / replicas,
-              g_norm / replicas)
-    return {name: tf.cast(value, tf.float32)
-            for name, value in zip(STEP_METRICS, values)}
+    return {}
 
-  if config.runtime.jit_compile:
-    return tf.function(replica_step, jit_compile=True)
-  return replica_step
+  jit = ((lambda fn: tf.function(fn, jit_compile=True))
+         if config.runtime.jit_compile else (lambda fn: fn))
+  d_names = ("losses/d", "d_output/real", "d_output/fake", "grad_norm/d",
+             "augment/rt") + tuple(f"penalties/{name}" for group in eager
+                                   for name, _, _ in group.penalties)
+  g_names = ("losses/g", "grad_norm/g")
+  if config.train.simultaneous:
+    phases = [Phase(jit(simultaneous), d_names + g_names)]
+  else:
+    phases = [Phase(jit(d_updates), d_names)]
+  phases += [Phase(jit(lazy_update(group, i)),
+                   (lazy_norm_name(group),) + tuple(
+                       f"penalties/{name}" for name, _, _ in group.penalties),
+                   group.interval) for i, group in enumerate(lazy)]
+  if not config.train.simultaneous:
+    phases.append(Phase(jit(g_update), g_names))
+  return phases + [Phase(finish, ())]
 
 
-def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
-  """Returns loop(iterator, num_steps, first_step) -> (metrics, first bad).
+def _adapt_p(augment: state_lib.AugmentState, settings, rt: tf.Tensor,
+             step: tf.Tensor, batch: int) -> None:
+  """ADA: every `interval` steps p moves toward the target of r_t.
+
+  r_t is the mean of the per-step E[sign(D(real))] since the last
+  adjustment; p moves by batch * interval / (speed_kimg * 1000) per
+  adjustment, so that it can cross [0, 1] in speed_kimg thousand images.
+  """
+  augment.rt_sum.assign_add(rt)
+  augment.rt_count.assign_add(1.0)
+  due = (step + 1) % settings.interval == 0
+  mean_rt = augment.rt_sum / augment.rt_count
+  speed = batch * settings.interval / (settings.speed_kimg * 1000.0)
+  moved = tf.clip_by_value(
+      augment.p + tf.sign(mean_rt - settings.target) * speed, 0.0, 1.0)
+  augment.p.assign(tf.where(due, moved, augment.p))
+  augment.rt_sum.assign(tf.where(due, 0.0, augment.rt_sum))
+  augment.rt_count.assign(tf.where(due, 0.0, augment.rt_count))
+
+
+def _linear_p(augment: state_lib.AugmentState, settings, rt: tf.Tensor,
+              step: tf.Tensor, batch: int) -> None:
+  """p from `p` to `p_end` over p_kimg thousand images, then constant."""
+  del rt
+  done = tf.cast(step + 1, tf.float32) * batch / (settings.p_kimg * 1000.0)
+  augment.p.assign(settings.p + (settings.p_end - settings.p) *
+                   tf.minimum(done, 1.0))
+
+
+# How p follows the run, by augment.p_mode (after each step, outside the
+# replicas, from metrics reduced over the global batch).
+_P_RULES = {"adaptive": _adapt_p, "linear": _linear_p,
+            "fixed": lambda augment, settings, rt, step, batch: None}
+
+
+def _run_phases(phases: list[Phase], run, element, step: tf.Tensor
+                ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+  """Runs one step's phases; returns its metrics and whether each ran (1/0).
+
+  A lazy phase runs under tf.cond, outside the replicas (its collectives
+  cannot sit in a replica's control flow); every replica and worker sees the
+  same step, so all take the same branch.
+  """
+  metrics, ran = {}, {}
+  for phase in phases:
+    if phase.interval == 1:
+      values, done = run(phase, element), tf.constant(1.0)
+    else:
+      due = step % phase.interval == 0
+      values = tf.cond(
+          due, lambda phase=phase: run(phase, element),
+          lambda phase=phase: {n: tf.constant(0.0) for n in phase.metrics})
+      done = tf.cast(due, tf.float32)
+    for name, value in values.items():
+      metrics[name] = tf.cast(value, tf.float32)
+      ran[name] = done
+  return metrics, ran
+
+
+def make_train_loop(strategy: tf.distribute.Strategy, phases: list[Phase],
+                    after_step: Callable[[dict, tf.Tensor], None]):
+  """Returns loop(iterator, num_steps, first_step) -> (sums, counts, bad).
 
   Steps are numbered as in the log and the checkpoints: step n is the n-th
   step, so this call runs steps first_step + 1 ... first_step + num_steps.
-  The first bad step is the first of them with a NaN or Inf loss, or -1.
+  `sums` and `counts` give each metric's sum over the steps it was computed
+  on (a lazy phase's metrics only on its steps) and their number. The first
+  bad step is the first of them with a NaN or Inf loss or penalty, or -1.
+  `after_step(metrics, step)` runs outside the replicas after every step,
+  with the global metrics and the step's counter as read before it.
   """
+  names = [name for phase in phases for name in phase.metrics]
+  # The losses and penalties; not the gradient norms, which are Inf on the
+  # steps where float16's loss scaling overflows (and skips the update).
+  checked = [name for name in names if name.startswith(("losses/",
+                                                        "penalties/"))]
+
+  def run(phase, element):
+    per_replica = strategy.run(phase.fn, args=(element,))
+    return {name: strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                  per_replica[name], axis=None)
+            for name in phase.metrics}
 
   @tf.function
   def loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor):
@@ -237,20 +479,22 @@ def make_train_loop(strategy: tf.distribute.Strategy, replica_step):
     # autograph traces the body (the whole step) once more, only to learn
     # the types: 40% more time to the first step (BENCHMARKS.md, "Time to
     # the first step").
-    sums = {name: tf.constant(0.0) for name in STEP_METRICS}
+    sums = {name: tf.constant(0.0) for name in names}
+    counts = {name: tf.constant(0.0) for name in names}
     first_bad = tf.constant(-1, tf.int64)
     for i in tf.range(num_steps):
-      per_replica = strategy.run(replica_step, args=(next(iterator),))
-      metrics = {name: strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                       per_replica[name], axis=None)
-                 for name in STEP_METRICS}
-      finite = tf.math.is_finite(metrics["losses/d"]) & tf.math.is_finite(
-          metrics["losses/g"])
-      first_bad = tf.where((first_bad < 0) & ~finite,
-                           first_step + 1 + tf.cast(i, tf.int64), first_bad)
-      sums = {name: sums[name] + metrics[name] for name in sums}
-    count = tf.cast(num_steps, tf.float32)
-    return {name: value / count for name, value in sums.items()}, first_bad
+      element = next(iterator)
+      step = first_step + tf.cast(i, tf.int64)
+      metrics, ran = _run_phases(phases, run, element, step)
+      after_step(metrics, step)
+      finite = tf.reduce_all([tf.math.is_finite(metrics[name])
+                              for name in checked])
+      first_bad = tf.where((first_bad < 0) & ~finite, step + 1, first_bad)
+      # New dicts, not item assignments: autograph carries only rebound
+      # names from one iteration to the next.
+      sums = {name: sums[name] + metrics[name] * ran[name] for name in names}
+      counts = {name: counts[name] + ran[name] for name in names}
+    return sums, counts, first_bad
 
   return loop
 
@@ -271,12 +515,27 @@ def make_train_steps(config: ml_collections.ConfigDict,
                              shuffle=config.data.shuffle,
                              start_step=start_step))
   iterator = iter(dataset)
-  loop = make_train_loop(strategy,
-                         make_replica_step(state, config, global_batch))
+  p_rule = _P_RULES[config.augment.p_mode]
+  augmentation = augment_lib.build(config.augment.name, config.augment.groups)
+  uses_p = augmentation is not None and augmentation.uses_p
 
-  def train_steps(num_steps: int) -> tuple[dict[str, tf.Tensor], int]:
+  def after_step(metrics: dict, step: tf.Tensor) -> None:
+    p_rule(state.augment, config.augment, metrics["augment/rt"], step,
+           global_batch)
+
+  loop = make_train_loop(strategy, make_phases(state, config, global_batch),
+                         after_step)
+
+  def train_steps(num_steps: int) -> tuple[dict[str, float], int]:
     first_step = tf.constant(int(state.step.numpy()), tf.int64)
-    metrics, first_bad = loop(iterator, tf.constant(num_steps), first_step)
+    sums, counts, first_bad = loop(iterator, tf.constant(num_steps),
+                                   first_step)
+    # The means over the steps each metric was computed on; a lazy phase
+    # that did not run in these steps has none.
+    metrics = {name: float(sums[name]) / float(counts[name])
+               for name in sums if float(counts[name])}
+    if uses_p:
+      metrics["augment/p"] = float(state.augment.p.numpy())
     return metrics, int(first_bad)
 
   return train_steps
@@ -303,15 +562,16 @@ def _set_learning_rates(state: state_lib.GanState,
   """Applies the config's learning rates over the restored ones.
 
   Keras checkpoints an optimizer's learning rate; the config decides it, so
-  that a run resumed with another rate uses that rate.
+  that a run resumed with another rate uses that rate (with the lazy
+  penalties' correction, state.learning_rates).
   """
-  for optimizer, field in ((state.g_optimizer, "g_lr"),
-                           (state.d_optimizer, "d_lr")):
-    wanted = config.optim[field]
+  rates = state_lib.learning_rates(config)
+  for optimizer, net in ((state.g_optimizer, "g"), (state.d_optimizer, "d")):
+    wanted = rates[net]
     restored = float(optimizer.learning_rate.numpy())
     if not np.isclose(restored, wanted, rtol=1e-6):
-      logging.info("optim.%s: %g from the config replaces %g from the "
-                   "checkpoint", field, wanted, restored)
+      logging.info("optim.%s_lr: %g from the config replaces %g from the "
+                   "checkpoint", net, wanted, restored)
       optimizer.learning_rate = wanted
 
 
@@ -348,7 +608,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   """Trains until `train.steps`, resuming from the workdir.
 
   Args:
-    config: the experiment config.
+    config: the experiment config (resolved here: config.resolve).
     workdir: checkpoints, summaries and config.json.
     strategy: the distribution strategy.
     stop_requested: polled after every call of the compiled loop (e.g. "was
@@ -364,8 +624,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     Preempted: stop_requested() became True; the current step was saved.
     ClusterFailure: another task stopped; the last checkpoint is intact.
   """
-  config_lib.validate(config)
-  losses_lib.LOSSES.get(config.model.loss)
+  config = config_lib.resolve(config)
   _check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
   if config.runtime.jit_compile:
     distribute.check_xla(strategy)
@@ -458,12 +717,15 @@ def _on_step(step, config, metrics, progress, writer, monitor, checkpointer,
     values = {k: float(v) for k, v in metrics.items()}
     values.update(progress.update(step))
     writer.scalars(step, values)
+    augment = f" r_t {values['augment/rt']:.3f}"
+    if "augment/p" in values:
+      augment += f" p {values['augment/p']:.3f}"
     logging.info(
         "step %d/%d | %.1f examples/sec | d_loss %.4f g_loss %.4f | "
-        "D(real) %.3f D(fake) %.3f | time left %s", step, train.steps,
+        "D(real) %.3f D(fake) %.3f |%s | time left %s", step, train.steps,
         values["perf/examples_per_sec"], values["losses/d"],
         values["losses/g"], values["d_output/real"], values["d_output/fake"],
-        summaries.format_duration(values["progress/seconds_left"]))
+        augment, summaries.format_duration(values["progress/seconds_left"]))
   if step % train.image_every == 0 or last:
     monitor.write(writer, step)
   saved = step % train.checkpoint_every == 0 or last

@@ -1,4 +1,6 @@
-"""The shared layers: Keras' dropout and batch norm with faster kernels."""
+"""The shared layers: faster dropout and batch norm, spectral normalization."""
+
+from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
@@ -201,3 +203,190 @@ def test_batch_norm_trains_through_the_fused_kernel(shape):
 
   assert "FusedBatchNormV3" in op_types(True)
   assert "FusedBatchNormV3" not in op_types(False)
+
+
+class _WeightLayer(NamedTuple):
+  """A kind of weight layer, for the spectral normalization tests."""
+  make: Callable[..., keras.layers.Layer]  # (dtype=...) -> a new layer
+  inputs: Callable[[np.random.Generator], np.ndarray]
+  output_axis: int  # of the weight
+  function: Callable  # (inputs, weight) -> outputs in plain ops
+
+
+# Without biases, which take no part in the normalization.
+_WEIGHT_LAYERS = {
+    "dense": _WeightLayer(
+        lambda **kw: keras.layers.Dense(6, use_bias=False, **kw),
+        lambda rng: rng.normal(size=(4, 9)), -1, lambda x, w: x @ w),
+    "conv2d": _WeightLayer(
+        lambda **kw: keras.layers.Conv2D(6, 3, padding="same",
+                                         use_bias=False, **kw),
+        lambda rng: rng.normal(size=(2, 5, 5, 3)), -1,
+        lambda x, w: keras.ops.conv(x, w, padding="same")),
+    # The kernel is [kh, kw, out, in]: the output channels are axis 2.
+    "conv2d_transpose": _WeightLayer(
+        lambda **kw: keras.layers.Conv2DTranspose(
+            6, 3, strides=2, padding="same", use_bias=False, **kw),
+        lambda rng: rng.normal(size=(2, 4, 4, 3)), 2,
+        lambda x, w: keras.ops.conv_transpose(x, w, strides=2,
+                                              padding="same")),
+    "embedding": _WeightLayer(
+        lambda **kw: keras.layers.Embedding(10, 6, **kw),
+        lambda rng: rng.integers(0, 10, size=(8,)), -1,
+        lambda x, w: tf.gather(w, x)),
+}
+
+
+def _spectral(kind: str, dtype: str = "float32"):
+  """A spectrally normalized layer and an input for it (float32 or int).
+
+  The weight is scaled to a largest singular value of 3, far from 1.
+  """
+  keras.utils.set_random_seed(0)  # the kernel's and u's initial draws
+  x = _WEIGHT_LAYERS[kind].inputs(np.random.default_rng(0))
+  x = tf.constant(x.astype(np.float32) if x.dtype == np.float64 else x)
+  layer = layers.SpectralNormalization(_WEIGHT_LAYERS[kind].make(dtype=dtype))
+  layer.build(x.shape)
+  weight = layer.layer.weights[0]
+  weight.assign(weight * 3.0 / _largest_singular_value(weight, kind))
+  return layer, x
+
+
+def _matrix(weight, kind: str) -> tf.Tensor:
+  """A weight [..., out, ...] as the matrix [n, out] whose norm is asked."""
+  weight = keras.ops.moveaxis(weight, _WEIGHT_LAYERS[kind].output_axis, -1)
+  return tf.reshape(weight, [-1, weight.shape[-1]])
+
+
+def _largest_singular_value(weight, kind: str) -> float:
+  matrix = _matrix(tf.cast(weight, tf.float64), kind).numpy()
+  return float(np.linalg.svd(matrix, compute_uv=False)[0])
+
+
+@pytest.mark.parametrize("kind", sorted(_WEIGHT_LAYERS))
+def test_spectral_norm_brings_the_largest_singular_value_to_one(kind):
+  layer, x = _spectral(kind)
+  for _ in range(30):  # one power iteration each
+    layer(x, training=True)
+  weight = layer.normalized_weight()
+  np.testing.assert_allclose(_largest_singular_value(weight, kind), 1.0,
+                             atol=2e-3)
+  # normalized_weight() is what the layer computes with.
+  np.testing.assert_allclose(layer(x, training=False),
+                             _WEIGHT_LAYERS[kind].function(x, weight),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(_WEIGHT_LAYERS))
+def test_spectral_norm_gradient_goes_through_sigma(kind):
+  layer, x = _spectral(kind)
+  reference = _WEIGHT_LAYERS[kind].function
+  rng = np.random.default_rng(1)
+  loss_weights = rng.normal(size=layer.compute_output_shape(x.shape))
+  with tf.GradientTape() as tape:
+    y = layer(x, training=True)
+    loss = tf.reduce_sum(y * loss_weights.astype(np.float32))
+  kernel = layer.layer.weights[0]
+  grad = tape.gradient(loss, kernel).numpy().astype(np.float64)
+  # Reference in float64: W / sigma with sigma = |M u| for the u the call
+  # stored and used, held fixed; and the same with sigma held constant, as
+  # a layer that normalizes its kernel in place would backpropagate.
+  u = tf.constant(layer.spectral_u.numpy(), tf.float64)
+  x64 = tf.cast(x, tf.float64) if x.dtype.is_floating else x
+  w = tf.cast(kernel, tf.float64)
+  grads = {}
+  for name, through_sigma in (("through_sigma", True), ("constant", False)):
+    with tf.GradientTape() as tape:
+      tape.watch(w)
+      sigma = tf.norm(tf.linalg.matvec(_matrix(w, kind), u))
+      if not through_sigma:
+        sigma = tf.stop_gradient(sigma)
+      loss = tf.reduce_sum(reference(x64, w / sigma) * loss_weights)
+    grads[name] = tape.gradient(loss, w).numpy()
+  np.testing.assert_allclose(grad, grads["through_sigma"], rtol=1e-4,
+                             atol=1e-5 * np.abs(grad).max())
+  assert not np.allclose(grad, grads["constant"], rtol=1e-2)
+  # W / sigma(W) does not change when W is scaled: no gradient along W.
+  kernel = kernel.numpy()
+  cosine = np.sum(grad * kernel) / (np.linalg.norm(grad) *
+                                   np.linalg.norm(kernel))
+  assert abs(cosine) < 1e-5
+
+
+def test_spectral_norm_inference_uses_the_stored_u():
+  layer, x = _spectral("conv2d")
+  trained = layer(x, training=True)
+  u = layer.spectral_u.numpy()
+  # With training=False or unset: no power iteration, the weight of the
+  # last training call.
+  for training in (False, None):
+    np.testing.assert_array_equal(layer(x, training=training), trained)
+    np.testing.assert_array_equal(layer.spectral_u.numpy(), u)
+
+
+def test_spectral_norm_u_starts_as_a_seeded_unit_vector():
+  def first_u(seed):
+    keras.utils.set_random_seed(seed)
+    layer = layers.SpectralNormalization(keras.layers.Dense(6))
+    layer.build((None, 9))
+    return layer.spectral_u.numpy()
+
+  u = first_u(1)
+  assert u.shape == (6,) and abs(np.linalg.norm(u) - 1.0) < 1e-6
+  np.testing.assert_array_equal(first_u(1), u)
+  assert not np.allclose(first_u(2), u)
+
+
+def test_spectral_norm_refuses_a_layer_without_a_weight_matrix():
+  with pytest.raises(TypeError, match="wraps Conv2DTranspose, Conv2D, Dense, "
+                     "Embedding; got Flatten"):
+    layers.SpectralNormalization(keras.layers.Flatten())
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("kind", ["dense", "conv2d_transpose"])
+def test_spectral_norm_under_mixed_precision(kind, policy):
+  layer, x = _spectral(kind, policy)
+  full, _ = _spectral(kind)  # the same weights in float32
+  kernel = layer.layer.weights[0].numpy()
+  for _ in range(3):
+    y = layer(tf.cast(x, layer.layer.compute_dtype), training=True)
+    full(x, training=True)
+  assert y.dtype == layer.layer.compute_dtype
+  assert np.isfinite(tf.cast(y, tf.float32).numpy()).all()
+  # The variables stay float32 and the kernel is not rewritten (nor rounded
+  # to the compute dtype); the power iteration runs in float32, as without
+  # mixed precision.
+  assert layer.spectral_u.dtype == "float32"
+  np.testing.assert_array_equal(layer.layer.weights[0].numpy(), kernel)
+  np.testing.assert_allclose(layer.spectral_u.numpy(),
+                             full.spectral_u.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_spectral_norm_under_mirrored_strategy_matches_one_replica():
+  # One training call in a replica context, inside a tf.function: every
+  # replica ends with the same u, the u of a one-replica call.
+  strategy = cpu_strategy(2)
+  single, x = _spectral("conv2d_transpose")
+  with strategy.scope():
+    mirrored = layers.SpectralNormalization(
+        keras.layers.Conv2DTranspose.from_config(single.layer.get_config()))
+    mirrored.build(x.shape)
+  mirrored.set_weights(single.get_weights())
+  initial = single.spectral_u.numpy()
+  dataset = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensor_slices(x).batch(x.shape[0]))
+
+  @tf.function
+  def step(x):
+    return strategy.run(lambda x: mirrored(x, training=True), args=(x,))
+
+  outputs = strategy.experimental_local_results(step(next(iter(dataset))))
+  expected = single(x, training=True)
+  first, second = (u.numpy() for u in strategy.experimental_local_results(
+      mirrored.spectral_u.value))
+  np.testing.assert_array_equal(first, second)
+  np.testing.assert_allclose(first, single.spectral_u.numpy(), rtol=1e-6)
+  assert not np.allclose(first, initial)  # the call did update u
+  np.testing.assert_allclose(tf.concat(outputs, 0), expected, rtol=1e-5,
+                             atol=1e-6)

@@ -40,12 +40,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise UserError(
         f"{workdir} is not a training run's workdir: it has no config.json. "
         "Pass the --workdir of a run of python -m trainer.main")
-  config = ml_collections.ConfigDict(values)
-  # Runs saved before class-conditional models existed have no such field.
-  if "num_classes" not in config.model:
-    config.model.num_classes = 0
-  config_lib.validate(config)
-  return config
+  # Runs saved before a field existed get the value they trained with.
+  return config_lib.resolve(ml_collections.ConfigDict(values))
 
 
 def load(workdir: str, strategy: tf.distribute.Strategy,

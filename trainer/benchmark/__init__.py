@@ -128,7 +128,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
       baseline cannot stand beside; scaling without several local replicas;
       a bad config or data source.
   """
-  config_lib.validate(config)
+  config = config_lib.resolve(config)
   _check(config, steps, rounds, baseline)
   if scaling:
     _check_scaling(strategy)
@@ -155,7 +155,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   ours_rates = rates["ours"]
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
-  simultaneous = config_lib.simultaneous(config)
+  simultaneous = config.train.simultaneous
   step_flops = flops.gan_step_flops(g_forward, d_forward,
                                     config.train.n_disc, simultaneous)
   policy = config.runtime.mixed_precision
@@ -208,7 +208,7 @@ def pipeline_rate(config: ml_collections.ConfigDict,
                   strategy: tf.distribute.Strategy, *, steps: int,
                   rounds: int) -> dict:
   """examples/sec of the input pipeline alone, as the step would read it."""
-  config_lib.validate(config)
+  config = config_lib.resolve(config)
   _check(config, steps, rounds, "")
   source = train.load_source(config)
   train_config = config.train
@@ -250,7 +250,7 @@ def train_baseline(config: ml_collections.ConfigDict, *, baseline: str,
     UserError: an unknown baseline, a config it cannot stand beside, too few
       steps, or a bad eval setting (before the training).
   """
-  config_lib.validate(config)
+  config = config_lib.resolve(config)
   _check_baseline(config, baseline)
   if steps < 1:
     raise UserError(f"--train_steps={steps} is out of range; it must be >= 1")
@@ -259,7 +259,8 @@ def train_baseline(config: ml_collections.ConfigDict, *, baseline: str,
   strategy = tf.distribute.get_strategy()  # the default: no strategy
   state = state_lib.GanState(
       loop.generator, loop.discriminator, loop.generator,
-      loop.g_optimizer, loop.d_optimizer, tf.Variable(0, dtype=tf.int64))
+      loop.g_optimizer, loop.d_optimizer, tf.Variable(0, dtype=tf.int64),
+      state_lib.AugmentState(0.0))
   # Built before training, so that a bad eval setting fails at once.
   evaluator = evaluation.Evaluator(config, strategy, state, workdir,
                                    is_chief=True)

@@ -1,8 +1,10 @@
 """Floating-point operations of the networks and of a training step.
 
 Counted from the layers' shapes: a multiply-add is 2 FLOPs; only dense,
-convolution and transposed-convolution layers are counted (batch norm,
-activations and the optimizer are a few percent of those). A backward pass
+convolution and transposed-convolution layers are counted, spectrally
+normalized ones too (batch norm, activations, the optimizer and spectral
+normalization's power iteration, a few matrix-vector products per weight
+and call whatever the batch, are a few percent of those). A backward pass
 through a network costs twice its forward pass (the gradients of the inputs
 and of the weights). This is the count by which the tutorial's DCGAN step
 costs 3 F_G + 6 F_D = 434 MFLOPs per example.
@@ -10,19 +12,26 @@ costs 3 F_G + 6 F_D = 434 MFLOPs per example.
 
 import keras
 
+from trainer.models import layers
+
 
 def _layer_flops(layer: keras.layers.Layer) -> int:
   """Forward FLOPs of one layer for one example (0 if not counted)."""
-  if isinstance(layer, keras.layers.Dense):
-    return 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
-  if isinstance(layer, keras.layers.Conv2DTranspose):
+  # A spectrally normalized layer computes what the layer it wraps does, on
+  # the wrapper's inputs and outputs (the wrapped layer has no nodes of its
+  # own in the model's graph).
+  weight_layer = layer.layer if isinstance(
+      layer, layers.SpectralNormalization) else layer
+  if isinstance(weight_layer, keras.layers.Dense):
+    return 2 * weight_layer.kernel.shape[0] * weight_layer.kernel.shape[1]
+  if isinstance(weight_layer, keras.layers.Conv2DTranspose):
     # Every input position scatters a kernel-sized patch of every output map.
     _, height, width, _ = layer.input.shape
-    kh, kw, cout, cin = layer.kernel.shape
+    kh, kw, cout, cin = weight_layer.kernel.shape
     return 2 * height * width * kh * kw * cin * cout
-  if isinstance(layer, keras.layers.Conv2D):
+  if isinstance(weight_layer, keras.layers.Conv2D):
     _, height, width, _ = layer.output.shape
-    kh, kw, cin, cout = layer.kernel.shape
+    kh, kw, cin, cout = weight_layer.kernel.shape
     return 2 * height * width * kh * kw * cin * cout
   return 0
 

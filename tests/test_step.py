@@ -1,0 +1,222 @@
+"""Fast checks of the training step's parts on small synthetic data.
+
+Losses x penalties x augmentations, the lazy schedule and its Adam
+correction, ADA's p, and replica equivalence with ADA and R1: each test
+builds tiny networks on 14x14 random images, in seconds, so that a change to
+the step can be checked without the slower integration tests.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import cpu_strategy, load_config
+from trainer import losses
+from trainer import state as state_lib
+from trainer import train
+from trainer.data import pipeline
+from trainer.data import sources
+
+TINY = {"model.image_size": 14, "model.g_width": 4, "model.d_width": 4,
+        "model.latent_dim": 8, "train.batch_size": 4}
+
+
+def _synthetic(channels: int = 1, count: int = 32) -> sources.Source:
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(count, 14, 14, channels), dtype=np.uint8)
+  return sources.in_memory(
+      "synthetic", images, np.arange(count) % 10, 10,
+      sources.Request(split="train", image_size=14, channels=channels,
+                      resize=False))
+
+
+@pytest.fixture(scope="module")
+def data() -> sources.Source:
+  return _synthetic()
+
+
+def _steps(config, source, replicas: int = 1):
+  strategy = cpu_strategy(replicas)
+  state = state_lib.build_state(config, strategy)
+  return state, train.make_train_steps(config, strategy, state, source, 0)
+
+
+_PENALTIES = ["", "r1", "r2", "r1,r2"]
+_AUGMENTATIONS = ["", "diffaugment", "ada"]
+
+
+@pytest.mark.parametrize("augment", _AUGMENTATIONS)
+@pytest.mark.parametrize("penalties", _PENALTIES)
+@pytest.mark.parametrize("loss", losses.LOSSES.names())
+def test_one_step_of_every_loss_penalty_and_augmentation(loss, penalties,
+                                                         augment, data):
+  config = load_config(**TINY, **{
+      "model.loss": loss, "penalties.names": penalties,
+      "penalties.r1.interval": 1, "penalties.r2.interval": 1,
+      "augment.name": augment, "augment.p": 0.5, "augment.p_mode": "fixed"})
+  state, train_steps = _steps(config, data)
+  metrics, first_bad = train_steps(1)
+  assert first_bad == -1
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  expected = {f"penalties/{n}" for n in config.penalties.names.split(",") if n}
+  assert expected <= metrics.keys()
+  assert ("augment/p" in metrics) == (augment == "ada")
+  assert int(state.step.numpy()) == 1
+
+
+def test_lazy_penalty_runs_on_the_steps_k_times_n(data):
+  config = load_config(**TINY, **{"penalties.names": "r1",
+                                  "penalties.r1.interval": 3})
+  _, train_steps = _steps(config, data)
+  ran = []
+  for step in range(7):  # the counter before each step
+    metrics, _ = train_steps(1)
+    if "penalties/r1" in metrics:
+      ran.append(step)
+      assert metrics["grad_norm/d_r1"] > 0
+  assert ran == [0, 3, 6]
+
+
+def _penalty_gradient_norm(state, config, images, gain: float) -> float:
+  """The global norm of d(gain * gamma/2 * mean R1)/d(D) by hand."""
+  d = state.discriminator
+  real = tf.cast(images, tf.float32)
+  with tf.GradientTape() as tape:
+    with tf.GradientTape() as inner:
+      inner.watch(real)
+      total = tf.reduce_sum(state_lib.judge(d, real, None, training=True))
+    r1 = tf.reduce_sum(tf.square(inner.gradient(total, real)), axis=[1, 2, 3])
+    loss = gain * 0.5 * config.penalties.r1.weight * tf.reduce_mean(r1)
+  grads = tape.gradient(loss, d.trainable_variables)
+  return float(tf.linalg.global_norm([g for g in grads if g is not None]))
+
+
+@pytest.mark.parametrize("interval", [1, 4])
+def test_lazy_update_is_the_penalty_times_its_interval(interval, data):
+  config = load_config(**TINY, **{
+      "penalties.names": "r1", "penalties.r1.interval": interval,
+      "penalties.r1.weight": 3.0, "model.d_dropout": 0.0})
+  strategy = cpu_strategy(1)
+  state = state_lib.build_state(config, strategy)
+  phases = train.make_phases(state, config, config.train.batch_size)
+  images = pipeline.to_unit_range(data.read(tf.range(4))["image"])
+  expected = _penalty_gradient_norm(state, config, images, gain=interval)
+  if interval == 1:  # eager: in D's loss, no update of its own
+    assert len(phases) == 3 and "penalties/r1" in phases[0].metrics
+    return
+  lazy = phases[1]
+  assert lazy.interval == interval
+  element = {"image": images[None], "label": tf.zeros([1, 4], tf.int32)}
+  metrics = tf.function(lambda: strategy.run(lazy.fn, args=(element,)))()
+  assert float(metrics["grad_norm/d_r1"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_adam_is_corrected_for_the_lazy_updates(data):
+  config = load_config(**TINY, **{"penalties.names": "r1,r2",
+                                  "penalties.r1.interval": 16,
+                                  "penalties.r2.interval": 16})
+  state = state_lib.build_state(config, cpu_strategy(1))
+  ratio = 16 / 17  # one group of interval 16
+  d_opt, g_opt = state.d_optimizer, state.g_optimizer
+  assert float(d_opt.learning_rate.numpy()) == pytest.approx(config.optim.d_lr * ratio)
+  assert d_opt.beta_1 == pytest.approx(config.optim.beta1**ratio)
+  assert d_opt.beta_2 == pytest.approx(config.optim.beta2**ratio)
+  # G has no lazy penalty: uncorrected. Eager penalties correct nothing.
+  assert float(g_opt.learning_rate.numpy()) == pytest.approx(config.optim.g_lr)
+  eager = state_lib.build_state(load_config(**TINY, **{
+      "penalties.names": "r1", "penalties.r1.interval": 1}), cpu_strategy(1))
+  assert float(eager.d_optimizer.learning_rate.numpy()) == pytest.approx(
+      config.optim.d_lr)
+
+
+def _set_d_bias(state, value: float) -> None:
+  """Makes D output `value` far from 0: its last bias dominates."""
+  bias = state.discriminator.trainable_variables[-1]
+  assert "bias" in bias.path and bias.shape == (1,), bias.path
+  bias.assign([value])
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+@pytest.mark.parametrize("bias,moves", [(100.0, "up"), (-100.0, "down")])
+def test_ada_p_rises_against_an_overfitting_d_and_falls_otherwise(
+    bias, moves, replicas, data):
+  # A D sure that every real is real (r_t = 1 > target) must get more
+  # augmentation; one that calls reals fake (r_t = -1) less.
+  config = load_config(**TINY, **{
+      "augment.name": "ada", "augment.p": 0.5, "augment.interval": 2,
+      "augment.speed_kimg": 0.08, "optim.d_lr": 1e-12, "optim.g_lr": 1e-12})
+  state, train_steps = _steps(config, data, replicas)
+  _set_d_bias(state, bias)
+  metrics, _ = train_steps(4)  # two adjustments of 4 * 2 / 80 = 0.1 each
+  expected = 0.7 if moves == "up" else 0.3
+  assert float(state.augment.p.numpy()) == pytest.approx(expected, abs=1e-6)
+  assert metrics["augment/rt"] == (1.0 if moves == "up" else -1.0)
+  assert metrics["augment/p"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_p_is_clamped_fixed_or_linear(data):
+  adaptive = load_config(**TINY, **{
+      "augment.name": "ada", "augment.p": 0.05, "augment.interval": 1,
+      "augment.speed_kimg": 0.04, "optim.d_lr": 1e-12})
+  state, train_steps = _steps(adaptive, data)
+  _set_d_bias(state, -100.0)
+  train_steps(3)
+  assert float(state.augment.p.numpy()) == 0.0  # never below 0
+  fixed = load_config(**TINY, **{"augment.name": "ada", "augment.p": 0.3,
+                                 "augment.p_mode": "fixed"})
+  state, train_steps = _steps(fixed, data)
+  train_steps(3)
+  assert float(state.augment.p.numpy()) == pytest.approx(0.3)
+  linear = load_config(**TINY, **{
+      "augment.name": "ada", "augment.p": 0.0, "augment.p_end": 0.5,
+      "augment.p_mode": "linear", "augment.p_kimg": 0.04})  # 10 steps of 4
+  state, train_steps = _steps(linear, data)
+  train_steps(4)
+  assert float(state.augment.p.numpy()) == pytest.approx(0.2)
+  train_steps(8)
+  assert float(state.augment.p.numpy()) == pytest.approx(0.5)
+
+
+def _weights_after(replicas: int, data, **overrides) -> list[np.ndarray]:
+  config = load_config(**TINY, **{"model.d_dropout": 0.0, **overrides})
+  state, train_steps = _steps(config, data, replicas)
+  train_steps(3)
+  variables = (state.generator.variables + state.discriminator.variables
+               + state.generator_ema.variables + state.d_optimizer.variables
+               + [state.augment.p, state.augment.rt_sum])
+  return [np.array(v.numpy()) for v in variables]
+
+
+def test_one_and_two_replicas_agree_with_ada_and_lazy_r1(data):
+  overrides = {"augment.name": "ada", "augment.p": 0.6,
+               "augment.interval": 2, "augment.speed_kimg": 0.1,
+               "penalties.names": "r1", "penalties.r1.interval": 2,
+               "model.loss": "rpgan"}
+  one = _weights_after(1, data, **overrides)
+  two = _weights_after(2, data, **overrides)
+  assert len(one) == len(two)
+  for a, b in zip(one, two):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # The control: another augmentation seed changes the result.
+  other = _weights_after(1, data, **overrides, seed=1)
+  assert any(not np.allclose(a, b, rtol=1e-4, atol=1e-5)
+             for a, b in zip(one, other))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_with_penalties_stays_finite(policy):
+  config = load_config(**TINY, **{
+      "runtime.mixed_precision": policy, "model.loss": "rpgan",
+      "penalties.names": "r1,r2,gp", "penalties.r1.interval": 1,
+      "penalties.r2.interval": 2, "augment.name": "ada", "augment.p": 0.5,
+      "model.channels": 3})
+  _, train_steps = _steps(config, _synthetic(channels=3))
+  for _ in range(2):
+    metrics, first_bad = train_steps(2)
+    assert first_bad == -1
+    # Under float16 a gradient norm is Inf on a step whose loss scale
+    # overflowed: LossScaleOptimizer skips that update and lowers the scale.
+    checked = {k: v for k, v in metrics.items()
+               if policy == "mixed_bfloat16" or not k.startswith("grad_norm")}
+    assert all(np.isfinite(v) for v in checked.values()), metrics
+    assert {"penalties/r1", "penalties/r2", "penalties/gp"} <= metrics.keys()
