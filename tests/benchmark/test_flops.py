@@ -56,12 +56,68 @@ def test_count_agrees_with_tensorflows_profiler(build):
 
 
 def test_our_step_counts_n_disc_updates_of_d():
-  one = flops.gan_step_flops(100, 10, n_disc=1)
-  two = flops.gan_step_flops(100, 10, n_disc=2)
+  one = flops.gan_step_flops(100, 10, flops.StepShape(n_disc=1))
+  two = flops.gan_step_flops(100, 10, flops.StepShape(n_disc=2))
   assert one == 4 * 100 + 9 * 10
   assert two - one == 100 + 6 * 10  # one more D update
 
 
 def test_a_simultaneous_step_does_the_tutorials_work():
-  assert flops.gan_step_flops(100, 10, n_disc=1, simultaneous=True) == (
+  assert flops.gan_step_flops(100, 10, flops.StepShape(simultaneous=True)) == (
       flops.tutorial_step_flops(100, 10))
+
+
+def test_penalties_count_their_double_backward_per_application():
+  plain = flops.gan_step_flops(100, 10, flops.StepShape(n_disc=2))
+  eager = flops.gan_step_flops(100, 10, flops.StepShape(n_disc=2,
+                                                        eager_penalties=1))
+  assert eager - plain == 2 * 7 * 10  # in each of the 2 D updates
+  # Lazy every 4 steps: R1 alone, then R1 and R2 (R2 draws fresh fakes).
+  lazy_r1 = flops.gan_step_flops(100, 10, flops.StepShape(lazy=((4, 1, False),)))
+  lazy_both = flops.gan_step_flops(100, 10,
+                                   flops.StepShape(lazy=((4, 2, True),)))
+  base = flops.gan_step_flops(100, 10, flops.StepShape())
+  assert lazy_r1 - base == 7 * 10 / 4
+  assert lazy_both - base == (2 * 7 * 10 + 100) / 4
+  # rpgan's G update judges the reals too.
+  assert flops.gan_step_flops(100, 10, flops.StepShape(
+      generator_needs_real=True)) - base == 10
+
+
+def test_step_shape_of_a_config():
+  from trainer import benchmark  # pylint: disable=g-import-not-at-top
+  config = load_config(**{"model.loss": "rpgan", "penalties.names": "r1,r2,gp",
+                          "penalties.r1.interval": 16,
+                          "penalties.r2.interval": 16,
+                          "penalties.gp.interval": 1})
+  assert benchmark.step_shape(config) == flops.StepShape(
+      n_disc=1, eager_penalties=1, lazy=((16, 2, True),),
+      generator_needs_real=True)
+
+
+def _profiled(fn, *specs) -> int:
+  graph = tf.function(fn).get_concrete_function(*specs).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return tf.compat.v1.profiler.profile(graph=graph,
+                                       options=options).total_float_ops
+
+
+def test_a_penalty_costs_what_tensorflows_profiler_counts():
+  # R1's contribution to D's update for one example: D forward, the input
+  # gradient, and the gradient of its squared norm in D's weights.
+  d = tutorial.discriminator()
+  spec = tf.TensorSpec([1, 28, 28, 1])
+
+  def penalty_update(x):
+    with tf.GradientTape() as outer:
+      with tf.GradientTape() as inner:
+        inner.watch(x)
+        total = tf.reduce_sum(d(x, training=True))
+      r1 = tf.reduce_sum(tf.square(inner.gradient(total, x)))
+    return outer.gradient(r1, d.trainable_variables)
+
+  counted = flops.PENALTY_PASSES * flops.forward_flops(d)
+  profiled = _profiled(penalty_update, spec)
+  # The profiler counts only the convolutions and products, as we do.
+  assert 0.97 * counted <= profiled <= 1.03 * counted, (counted, profiled)

@@ -23,6 +23,7 @@ import trainer
 from trainer import config as config_lib
 from trainer import distribute
 from trainer import evaluation
+from trainer import losses
 from trainer import state as state_lib
 from trainer import summaries
 from trainer import train
@@ -114,6 +115,19 @@ def _our_steps(config: ml_collections.ConfigDict,
   return state, ours
 
 
+def step_shape(config: ml_collections.ConfigDict) -> flops.StepShape:
+  """What the cost of a resolved config's step depends on (flops.StepShape)."""
+  groups = losses.penalty_groups(config.penalties)
+  return flops.StepShape(
+      n_disc=config.train.n_disc, simultaneous=config.train.simultaneous,
+      eager_penalties=sum(len(g.penalties) for g in groups if g.interval == 1),
+      lazy=tuple((g.interval, len(g.penalties),
+                  any(p.needs_fake for _, p, _ in g.penalties))
+                 for g in groups if g.interval > 1),
+      generator_needs_real=losses.LOSSES.get(
+          config.model.loss).generator_needs_real)
+
+
 def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
         *, steps: int, rounds: int, baseline: str = "",
         scaling: bool = False) -> dict:
@@ -156,8 +170,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
   simultaneous = config.train.simultaneous
-  step_flops = flops.gan_step_flops(g_forward, d_forward,
-                                    config.train.n_disc, simultaneous)
+  step_flops = flops.gan_step_flops(g_forward, d_forward, step_shape(config))
   policy = config.runtime.mixed_precision
   peaks = {dtype: peak.matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
   if policy == "mixed_float16":

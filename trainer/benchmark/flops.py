@@ -10,6 +10,8 @@ and of the weights). This is the count by which the tutorial's DCGAN step
 costs 3 F_G + 6 F_D = 434 MFLOPs per example.
 """
 
+import dataclasses
+
 import keras
 
 from trainer.models import layers
@@ -41,20 +43,58 @@ def forward_flops(model: keras.Model) -> int:
   return sum(_layer_flops(layer) for layer in model.layers)
 
 
-def gan_step_flops(g_forward: int, d_forward: int, n_disc: int,
-                   simultaneous: bool = False) -> int:
-  """FLOPs per example of this project's training step.
+# One evaluation of a gradient penalty per example, in D forwards: D's
+# forward (1), the gradient to its input (1: no weight gradients), then D's
+# update differentiates both (a double backward, 5). TensorFlow's profiler
+# counts 7.0 for the tutorial's D (tests/benchmark/test_flops.py).
+PENALTY_PASSES = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class StepShape:
+  """What a step's cost depends on, beside the networks' forward costs.
+
+  Attributes:
+    n_disc: D updates per step.
+    simultaneous: train.simultaneous (the tutorial's structure).
+    eager_penalties: penalties in every D update's loss.
+    lazy: (interval, penalties, whether they need fresh fakes) of each lazy
+      group, a separate update of D every `interval` steps.
+    generator_needs_real: G's loss reads D on the reals (rpgan), a D
+      forward more in an alternating G update.
+  """
+  n_disc: int = 1
+  simultaneous: bool = False
+  eager_penalties: int = 0
+  lazy: tuple[tuple[int, int, bool], ...] = ()
+  generator_needs_real: bool = False
+
+
+def gan_step_flops(g_forward: int, d_forward: int,
+                   shape: StepShape) -> float:
+  """FLOPs per example of this project's training step, lazy ones averaged.
 
   Each of the n_disc D updates draws fakes (G forward), judges a real and a
-  fake batch (2 D forwards) and backpropagates both (2 x 2 D forwards). The
-  G update draws its own fakes, judges them, and backpropagates through D
-  and G. A simultaneous step (train.simultaneous) does the tutorial's work.
+  fake batch (2 D forwards) and backpropagates both (2 x 2 D forwards), plus
+  PENALTY_PASSES D forwards per eager penalty. The G update draws its own
+  fakes, judges them, and backpropagates through D and G. A simultaneous
+  step (train.simultaneous) does the tutorial's work plus its penalties. A
+  lazy group of interval N adds, every N steps, its penalties and (for a
+  penalty on fakes) a G forward.
   """
-  if simultaneous:
-    return tutorial_step_flops(g_forward, d_forward)
-  d_update = g_forward + 2 * d_forward + 4 * d_forward
-  g_update = g_forward + d_forward + 2 * d_forward + 2 * g_forward
-  return n_disc * d_update + g_update
+  penalties = shape.eager_penalties * PENALTY_PASSES * d_forward
+  if shape.simultaneous:
+    total = tutorial_step_flops(g_forward, d_forward) + penalties
+  else:
+    d_update = g_forward + 2 * d_forward + 4 * d_forward + penalties
+    g_update = g_forward + d_forward + 2 * d_forward + 2 * g_forward
+    if shape.generator_needs_real:
+      g_update += d_forward
+    total = shape.n_disc * d_update + g_update
+  for interval, count, needs_fake in shape.lazy:
+    total += (count * PENALTY_PASSES * d_forward
+              + (g_forward if needs_fake else 0)) / interval
+  return total
 
 
 def tutorial_step_flops(g_forward: int, d_forward: int) -> int:

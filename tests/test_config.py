@@ -1,0 +1,128 @@
+"""The config resolver: defaults of later fields, and bad values refused
+with one message before anything is written."""
+
+import hashlib
+import json
+import sys
+
+import ml_collections
+import pytest
+
+from tests.conftest import cpu_strategy, load_config, run_command, smoke_flags
+from trainer import config as config_lib
+from trainer import train
+from trainer.errors import UserError
+
+TINY = {"model.g_width": 8, "model.d_width": 8, "train.batch_size": 8}
+
+
+def test_resolving_twice_changes_nothing():
+  once = load_config()
+  assert config_lib.resolve(once).to_dict() == once.to_dict()
+
+
+def test_a_config_saved_before_penalties_and_augmentation_resolves():
+  # A run's config.json from before this version: wgan_gp with its weight in
+  # model.gp_weight, no penalties or augment sections, no spectral norm.
+  old = load_config(resolved=False).to_dict()
+  for section in ("penalties", "augment"):
+    del old[section]
+  for field in ("d_spectral_norm", "g_spectral_norm"):
+    del old["model"][field]
+  old["model"].update(loss="wgan_gp", gp_weight=5.0)
+  resolved = config_lib.resolve(ml_collections.ConfigDict(old))
+  assert resolved.penalties.names == "gp"  # the loss's own penalty
+  assert resolved.penalties.gp.weight == 5.0
+  assert resolved.augment.name == ""
+  assert not resolved.model.d_spectral_norm
+
+
+def test_wgan_gp_adds_gp_once():
+  assert load_config(**{"model.loss": "wgan_gp"}).penalties.names == "gp"
+  assert load_config(**{"model.loss": "wgan_gp",
+                        "penalties.names": "r1,gp"}).penalties.names == "r1,gp"
+
+
+_BAD = [
+    ({"model.loss": "lsgan"},
+     "unknown loss 'lsgan' in model.loss; valid: hinge, minimax, "
+     "non_saturating, rpgan, wgan, wgan_gp"),
+    ({"penalties.names": "r1,r3"},
+     "unknown penalty 'r3' in penalties.names; valid: gp, r1, r2"),
+    ({"penalties.names": "r1, r2,r1"},
+     "penalties.names='r1, r2,r1' names r1 more than once"),
+    ({"penalties.r1.weight": -1.0},
+     r"penalties.r1.weight=-1.0 is out of range; it must be >= 0"),
+    ({"penalties.r2.interval": 0},
+     "penalties.r2.interval=0 is out of range; it must be >= 1"),
+    ({"augment.name": "stylegan"},
+     "unknown augmentation 'stylegan' in augment.name; valid: ada, "
+     "diffaugment"),
+    ({"augment.name": "ada", "augment.groups": "xflip,blur"},
+     "unknown group 'blur' of augmentation 'ada' in augment.groups; valid: "
+     "aniso, brightness"),
+    ({"augment.name": "diffaugment", "augment.groups": "cutout,cutout"},
+     "cutout"),
+    ({"augment.target": 1.0},
+     r"augment.target=1.0 is out of range; it must be in \(0, 1\)"),
+    ({"augment.target": 0.0}, r"augment.target=0.0 is out of range"),
+    ({"augment.p": 1.5}, r"augment.p=1.5 is out of range; it must be in"),
+    ({"augment.p_mode": "cosine"},
+     "augment.p_mode='cosine' is not valid; valid: adaptive, fixed, linear"),
+    ({"augment.interval": 0}, "augment.interval=0 is out of range"),
+    ({"augment.speed_kimg": 0.0}, "augment.speed_kimg=0.0 is out of range"),
+    ({"model.architecture": "resnet"},
+     "unknown architecture 'resnet' in model.architecture; valid: dcgan"),
+    ({"model.d_width": 0}, "model.d_width=0 is out of range"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", _BAD,
+                         ids=[next(iter(o)) + "=" + str(next(iter(o.values())))
+                              for o, _ in _BAD])
+def test_a_bad_value_is_refused_by_name(overrides, message):
+  with pytest.raises(UserError, match=message):
+    load_config(**overrides)
+
+
+def _snapshot(directory) -> dict[str, str]:
+  return {str(p.relative_to(directory)): hashlib.sha256(
+      p.read_bytes()).hexdigest()
+          for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_dir):
+  """A workdir with a finished run's checkpoints (2 steps)."""
+  workdir = tmp_path_factory.mktemp("trained")
+  train.run(load_config(**TINY, **{
+      "data.source": f"idx:{mnist_dir}", "data.split": "test",
+      "train.steps": 2, "train.checkpoint_every": 1}), str(workdir),
+            cpu_strategy(1))
+  return workdir
+
+
+@pytest.mark.parametrize("overrides,message", _BAD[:6])
+def test_bad_values_leave_a_runs_workdir_alone(overrides, message, trained,
+                                               mnist_dir):
+  before = _snapshot(trained)
+  config = load_config(resolved=False, **TINY, **{
+      "data.source": f"idx:{mnist_dir}", "data.split": "test",
+      "train.steps": 4, **overrides})
+  with pytest.raises(UserError, match=message):
+    train.run(config, str(trained), cpu_strategy(1))
+  assert _snapshot(trained) == before
+
+
+def test_the_command_line_prints_one_error_line(trained, mnist_dir):
+  before = _snapshot(trained)
+  code, _, stderr = run_command(
+      sys.executable, "-m", "trainer.main", f"--workdir={trained}",
+      "--strategy=one_device", *smoke_flags(mnist_dir,
+                                            "--config.penalties.names=r1,r1"))
+  assert code == 1
+  assert stderr.strip().splitlines()[-1] == (
+      "error: penalties.names='r1,r1' names r1 more than once; name each once")
+  assert _snapshot(trained) == before
+  saved = json.loads((trained / "config.json").read_text())
+  assert saved["penalties"]["names"] == ""  # the run's own, untouched
