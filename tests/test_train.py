@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
 
 from tests.conftest import checkpoint_values, cpu_strategy, load_config
 from trainer import config as config_lib
@@ -209,11 +210,31 @@ def test_per_replica_batchnorm_makes_two_replicas_differ(mnist):
              for a, b in zip(one, two))
 
 
-def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir):
+# The modern parts whose state a resume must carry: ADA's p and its running
+# r_t (adjusted every 2 steps, fast), a lazy R1 (its schedule follows the
+# step), the power-iteration vectors of spectral normalization.
+MODERN = {"model.loss": "rpgan", "penalties.names": "r1,r2",
+          "penalties.r1.interval": 2, "penalties.r2.interval": 1,
+          "augment.name": "ada", "augment.p": 0.2, "augment.interval": 2,
+          "augment.speed_kimg": 0.08, "model.d_spectral_norm": True,
+          "model.g_spectral_norm": True}
+
+
+def _scalar_tags(logdir) -> set[str]:
+  reader = event_accumulator.EventAccumulator(
+      str(logdir), size_guidance={event_accumulator.SCALARS: 0,
+                                  event_accumulator.TENSORS: 0})
+  reader.Reload()
+  return set(reader.Tags()["scalars"]) | set(reader.Tags()["tensors"])
+
+
+@pytest.mark.parametrize("parts", [{}, MODERN], ids=["dcgan", "modern"])
+def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir,
+                                                       parts):
   overrides = {**TINY, "data.source": f"idx:{mnist_dir}",
                "data.split": "test", "train.checkpoint_every": 3,
                "train.steps_per_loop": 2, "train.log_every": 3,
-               "train.image_every": 100}
+               "train.image_every": 100, **parts}
   strategy = cpu_strategy(2)
   straight = tmp_path / "straight"
   train.run(load_config(**overrides, **{"train.steps": 6}), str(straight),
@@ -239,6 +260,15 @@ def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir):
     np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6,
                                err_msg=name)
   assert any(not np.array_equal(saved[k], b[k]) for k in saved)
+  if parts:
+    # p moved, and it and the vectors are in the checkpoint.
+    assert a["augment/p/.ATTRIBUTES/VARIABLE_VALUE"] != 0.2
+    assert "augment/rt_sum/.ATTRIBUTES/VARIABLE_VALUE" in a
+    assert any("spectral_u" in k for k in a)
+    # TensorBoard shows each penalty and ADA's p and r_t beside the losses.
+    tags = _scalar_tags(straight / "train")
+    assert {"penalties/r1", "penalties/r2", "grad_norm/d_r1", "augment/p",
+            "augment/rt", "losses/d", "losses/g"} <= tags, tags
 
 
 def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(

@@ -146,10 +146,12 @@ class SpectralNormalization(keras.layers.Wrapper):
   The wrapper runs in float32 without autocasting, so sigma comes from the
   float32 W and u whatever the wrapped layer's policy; the wrapped layer
   casts W / sigma to its compute dtype and its output keeps that dtype. u is
-  created with aggregation ONLY_FIRST_REPLICA: its update in a replica
-  context under a MirroredStrategy then writes the first replica's u to
-  every replica (they compute the same one, from the same mirrored W). u is
-  a non-trainable variable of the model, so checkpoints hold it.
+  created without aggregation: under a MirroredStrategy each replica writes
+  its own copy, and the copies stay equal because every replica computes the
+  same u from the same mirrored W and u (tested). ONLY_FIRST_REPLICA would
+  do the same through a merge_call, a synchronisation of the replicas at
+  every call of every normalized layer. u is a non-trainable variable of the
+  model, so checkpoints hold it.
 
   Why not keras.layers.SpectralNormalization (Keras 3.15): each training
   call assigns W / sigma to the kernel in place, and the gradient reaches
@@ -176,7 +178,7 @@ class SpectralNormalization(keras.layers.Wrapper):
     self.spectral_u = self.add_weight(
         name="spectral_u", shape=(weight.shape[self._output_axis],),
         initializer=_unit_normal, trainable=False,
-        aggregation="only_first_replica")
+        aggregation="none")
 
   def call(self, inputs, training=None):
     weight = self._weight()
