@@ -192,3 +192,23 @@ def test_labels_travel_with_their_images(mnist_source, replicas):
       images, pipeline.to_unit_range(expected["image"]).numpy().reshape(
           images.shape))
   assert len(set(labels.ravel())) > 5  # real digits, not a constant
+
+
+@pytest.mark.parametrize("n_disc", [1, 2], ids=["n_disc1", "n_disc2"])
+def test_two_pipelines_feed_what_one_feeds_to_the_same_replicas(n_disc):
+  # Workers (one pipeline each) get the rows that replicas of one process
+  # get: what is drawn per row meets the same example either way.
+  steps, source = 7, _ids_source()
+  one = _run(source, replicas=2, steps=steps, n_disc=n_disc)
+  input_fn = pipeline.make_input_fn(
+      source, global_batch=GLOBAL_BATCH, n_disc=n_disc, seed=SEED,
+      shuffle=True, start_step=0)
+  for worker in (0, 1):
+    context = tf.distribute.InputContext(num_input_pipelines=2,
+                                         input_pipeline_id=worker,
+                                         num_replicas_in_sync=2)
+    elements = list(input_fn(context).take(steps).as_numpy_iterator())
+    for step, element in enumerate(elements):
+      np.testing.assert_array_equal(_to_ids(element["image"]),
+                                    _to_ids(one[step][worker]),
+                                    err_msg=f"worker {worker}, step {step}")

@@ -28,6 +28,11 @@ TINY_BENCH = ("--config.model.g_width=8", "--config.model.d_width=8",
 # A worker that would outlive any test unless the launcher stops it.
 _SLEEPER = "import time; time.sleep(600)"
 _STEPS = 4
+# ADA adjusting p every step by 0.1 (8 * 1 / 80) and a lazy R1 every 2
+# steps: p must be one value for the whole cluster, from the global r_t.
+ADA_AND_R1 = ("--config.augment.name=ada", "--config.augment.p=0.3",
+              "--config.augment.interval=1", "--config.augment.speed_kimg=0.08",
+              "--config.penalties.names=r1", "--config.penalties.r1.interval=2")
 
 
 def tiny_args(mnist_dir: pathlib.Path, workdir: pathlib.Path,
@@ -106,7 +111,7 @@ def two_workers(mnist_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("two_workers")
   workdir = root / "run"
   return (*launch("--workers=2", "--", *tiny_args(mnist_dir, workdir),
-                  *eval_args(root / "cache")), workdir)
+                  *ADA_AND_R1, *eval_args(root / "cache")), workdir)
 
 
 def test_two_workers_train(two_workers):
@@ -120,6 +125,13 @@ def test_two_workers_train(two_workers):
   unprefixed = [line for line in stdout.splitlines()
                 if not re.match(r"\[worker [01]\] ", line)]
   assert not unprefixed, unprefixed
+  # Both workers log the same global r_t and p at the last step, and p moved.
+  augment = [re.search(rf"^\[worker {i}\] .*step {_STEPS}/{_STEPS} .*"
+                       r"\| (r_t \S+ p (\S+)) \|", stdout, re.MULTILINE)
+             for i in (0, 1)]
+  assert all(augment), stdout
+  assert augment[0].group(1) == augment[1].group(1)
+  assert float(augment[0].group(2)) != 0.3
 
 
 def test_two_workers_match_one_process_with_two_replicas(
@@ -130,7 +142,7 @@ def test_two_workers_match_one_process_with_two_replicas(
 
   returncode, _, stderr = run_command(
       sys.executable, "-m", "trainer.main", "--strategy=mirrored",
-      "--num_cpu_devices=2", *tiny_args(mnist_dir, mirrored),
+      "--num_cpu_devices=2", *tiny_args(mnist_dir, mirrored), *ADA_AND_R1,
       *eval_args(tmp_path / "cache"))
 
   assert returncode == 0, stderr

@@ -6,9 +6,13 @@ example fed to any replica since step 0) maps to epoch p // N, and a run
 resumed at step s starts at position s * global_batch * n_disc: no example is
 replayed and none skipped, and skipping costs nothing.
 
-Sharding: input pipeline i of k takes positions i, i + k, i + 2k, ... Within
-one pipeline, per-replica batches go to its replicas in turn, so with one
-pipeline the global batch is the same for any number of replicas.
+Sharding: row j of a D update's global batch is the example at position
+start + j, and the replica with global id r holds rows r * b ... (r + 1) * b
+- 1 (b per replica), whatever the number of input pipelines: pipeline i of
+k feeds replicas i * R ... (i + 1) * R - 1 (R = replicas per pipeline) and
+reads only their examples. A global batch is then split alike over
+replicas of one process and over workers, so everything drawn per row (the
+noise, the augmentation's parameters) meets the same example in both.
 """
 
 import numpy as np
@@ -58,15 +62,15 @@ def make_input_fn(source: Source, *, global_batch: int, n_disc: int, seed: int,
     start = start_step * global_batch * n_disc
     indices = index_stream(source.num_examples, seed=seed, shuffle=shuffle,
                            start=start)
-    indices = indices.shard(context.num_input_pipelines,
-                            context.input_pipeline_id)
-    # One step of this pipeline is [n_disc, replicas, per_replica] indices:
-    # each D update gets the same global batch for any number of replicas.
-    steps = indices.batch(n_disc * replicas * per_replica,
-                          drop_remainder=True)
+    pipelines, pipeline = (context.num_input_pipelines,
+                           context.input_pipeline_id)
+    # One step is [n_disc, pipelines, replicas, per_replica] indices; this
+    # pipeline keeps its block of each D update's global batch (indices are
+    # cheap: only its own examples are read).
+    steps = indices.batch(n_disc * global_batch, drop_remainder=True)
     per_replica_indices = steps.map(lambda idx: tf.transpose(
-        tf.reshape(idx, [n_disc, replicas, per_replica]), [1, 0, 2])
-    ).unbatch()  # [n_disc, per_replica], one replica after the other
+        tf.reshape(idx, [n_disc, pipelines, replicas, per_replica])[:, pipeline],
+        [1, 0, 2])).unbatch()  # [n_disc, per_replica], replica after replica
 
     def read(idx: tf.Tensor) -> dict[str, tf.Tensor]:
       example = source.read(tf.reshape(idx, [-1]))
