@@ -55,13 +55,22 @@ def test_one_step_of_every_loss_penalty_and_augmentation(loss, penalties,
       "penalties.r1.interval": 1, "penalties.r2.interval": 1,
       "augment.name": augment, "augment.p": 0.5, "augment.p_mode": "fixed"})
   state, train_steps = _steps(config, data)
+  before = [v.numpy() for v in state.discriminator.trainable_variables
+            + state.generator.trainable_variables]
   metrics, first_bad = train_steps(1)
   assert first_bad == -1
   assert all(np.isfinite(v) for v in metrics.values()), metrics
   expected = {f"penalties/{n}" for n in config.penalties.names.split(",") if n}
   assert expected <= metrics.keys()
   assert ("augment/p" in metrics) == (augment == "ada")
+  assert metrics["grad_norm/d"] > 0 and metrics["grad_norm/g"] > 0
+  assert 0 < metrics["d_output/real"] < 1 and 0 < metrics["d_output/fake"] < 1
   assert int(state.step.numpy()) == 1
+  # Every kernel of both networks moved (a bias may get a zero gradient).
+  after = state.discriminator.trainable_variables + (
+      state.generator.trainable_variables)
+  assert all(not np.array_equal(b, a.numpy())
+             for b, a in zip(before, after) if "kernel" in a.path)
 
 
 def test_lazy_penalty_runs_on_the_steps_k_times_n(data):

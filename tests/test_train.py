@@ -49,8 +49,15 @@ def _changed(before, variables) -> bool:
              if "kernel" in v.path)
 
 
+# Every loss with every penalty set and augmentation is checked on small
+# synthetic data in tests/test_step.py; these run real MNIST through the
+# strategies with the losses whose steps differ in structure (rpgan's G
+# reads D on the reals, wgan_gp adds its penalty).
+_STRUCTURES = ["non_saturating", "rpgan", "wgan_gp"]
+
+
 @pytest.mark.parametrize("strategy_name", ["one_device", "mirrored"])
-@pytest.mark.parametrize("loss", losses.LOSSES.names())
+@pytest.mark.parametrize("loss", _STRUCTURES)
 def test_one_step_each_loss(strategy_name, loss, mnist):
   config = load_config(**TINY, **{"model.loss": loss})
   state, before, metrics, first_bad = _run_steps(
@@ -65,7 +72,7 @@ def test_one_step_each_loss(strategy_name, loss, mnist):
   assert _changed(before["g"], state.generator.trainable_variables)
 
 
-@pytest.mark.parametrize("loss", losses.LOSSES.names())
+@pytest.mark.parametrize("loss", _STRUCTURES)
 def test_one_conditional_step_each_loss(loss, mnist):
   config = load_config(**TINY, **{"model.loss": loss,
                                   "model.num_classes": 10})
@@ -120,7 +127,7 @@ def test_simultaneous_g_update_uses_ds_fakes_and_d_before_its_update(
   assert logged != pytest.approx(expected, rel=1e-2)
 
 
-@pytest.mark.parametrize("loss", losses.LOSSES.names())
+@pytest.mark.parametrize("loss", _STRUCTURES)
 def test_one_simultaneous_step_each_loss_on_two_replicas(loss, mnist):
   config = load_config(**TINY, **{"model.loss": loss,
                                   "train.simultaneous": True})

@@ -276,16 +276,24 @@ def _read_lines(path: str) -> list[str]:
     return [line for line in f.read().splitlines() if line.strip()]
 
 
-def evaluated_steps(workdir: str) -> set[int]:
-  """The steps that <workdir>/eval/metrics.jsonl already holds."""
-  steps = set()
+def read_records(workdir: str) -> list[dict]:
+  """The evaluations in <workdir>/eval/metrics.jsonl, malformed lines left
+  out (with a warning)."""
+  records = []
   for line in _read_lines(os.path.join(workdir, "eval", "metrics.jsonl")):
     try:
-      steps.add(int(json.loads(line)["step"]))
+      record = json.loads(line)
+      record["step"] = int(record["step"])
+      records.append(record)
     except (ValueError, KeyError, TypeError):
       logging.warning("Ignoring a malformed line of metrics.jsonl: %s",
                       line[:200])
-  return steps
+  return records
+
+
+def evaluated_steps(workdir: str) -> set[int]:
+  """The steps that <workdir>/eval/metrics.jsonl already holds."""
+  return {record["step"] for record in read_records(workdir)}
 
 
 # ------------------------------------------------------------- checkpoints ---
