@@ -34,6 +34,20 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           8,000 steps on, and a KL that keeps falling with longer training:
           0.058 at 24,000 steps (add --config.train.steps=24000; about 1.7
           hours on 2 CPU cores).
+  limited Limited data, as the DiffAugment and ADA papers measure it: the
+          first 1,000 images only (data.split, e.g. 'test[:1000]' offline),
+          evaluated by FID against the whole split every 500 steps;
+          4,000 steps at batch 64; D without dropout, ADA in front of it
+          (augment.speed_kimg=100, so that p can move within the run).
+          Offline:
+            python -m trainer.main --config=configs/dcgan_mnist.py:limited \
+                --strategy=one_device --workdir=runs/limited \
+                --config.data.source=idx:../shared/data/mnist \
+                --config.data.split='test[:1000]' \
+                --config.eval.source=idx:../shared/data/mnist \
+                --config.eval.split=test
+          Measured (BENCHMARKS.md, "Limited data"): see there for FID
+          against images seen with no augmentation, diffaugment and ada.
   short   3,000 steps at batch 64 (about 10 minutes on 2 CPU cores): the
           budget of the apply tools' quality figures in BENCHMARKS.md.
   smoke   40 steps at batch 64 with frequent logs, images and checkpoints:
@@ -194,12 +208,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.steps = 3000
     config.train.batch_size = 64
     config.train.checkpoint_every = 500
+  elif arg == "limited":
+    config.data.split = "train[:1000]"
+    config.eval.split = "train"
+    config.eval.metrics = "fid,kid"
+    config.model.d_dropout = 0.0
+    config.augment.name = "ada"
+    config.augment.speed_kimg = 100.0
+    config.train.steps = 4000
+    config.train.batch_size = 64
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
   elif arg == "stacked":
     config.data.source = "stacked_mnist:tfds:mnist"
     config.model.channels = 3
     config.train.eval_every = 1000
   elif arg:
     raise ValueError(
-        f"unknown variant {arg!r} of dcgan_mnist; valid: short, smoke, "
-        "stacked")
+        f"unknown variant {arg!r} of dcgan_mnist; valid: limited, short, "
+        "smoke, stacked")
   return config
