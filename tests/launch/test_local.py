@@ -20,9 +20,7 @@ import pytest
 
 from launch import local
 from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, checkpoint_values,
-                            cpu_strategy, load_config, run_command,
-                            saved_step, smoke_flags)
-from trainer import train
+                            run_command, saved_step, smoke_flags)
 
 # A small step for the benchmark through the launcher.
 TINY_BENCH = ("--config.model.g_width=8", "--config.model.d_width=8",
@@ -32,27 +30,20 @@ _SLEEPER = "import time; time.sleep(600)"
 _STEPS = 4
 # ADA adjusting p every step by 0.1 (8 * 1 / 80) and a lazy R1 every 2
 # steps: p must be one value for the whole cluster, from the global r_t.
-_ADA_AND_R1 = {"augment.name": "ada", "augment.p": 0.3,
-               "augment.interval": 1, "augment.speed_kimg": 0.08,
-               "penalties.names": "r1", "penalties.r1.interval": 2}
-# The tiny run's config besides smoke_flags(): no dropout, so that the run
-# does not depend on how the batch is split.
-_TINY_RUN = {"model.d_dropout": 0.0, "train.steps": _STEPS,
-             "train.checkpoint_every": _STEPS}
-# An evaluation at the last step, with small sample counts.
-_EVAL = {"train.eval_every": _STEPS, "eval.num_samples": 200,
-         "eval.num_real": 200, "eval.kid_subsets": 5,
-         "eval.kid_subset_size": 100, "eval.batch_size": 100}
-
-
-def config_flags(overrides: dict) -> list[str]:
-  return [f"--config.{k}={v}" for k, v in overrides.items()]
+ADA_AND_R1 = ("--config.augment.name=ada", "--config.augment.p=0.3",
+              "--config.augment.interval=1", "--config.augment.speed_kimg=0.08",
+              "--config.penalties.names=r1", "--config.penalties.r1.interval=2")
 
 
 def tiny_args(mnist_dir: pathlib.Path, workdir: pathlib.Path,
               *overrides: str) -> list[str]:
-  """Trainer flags: the smoke config, tiny, on the real MNIST test split."""
-  return smoke_flags(mnist_dir, *config_flags(_TINY_RUN),
+  """Trainer flags: the smoke config, tiny, on the real MNIST test split.
+
+  No dropout, so that the run does not depend on how the batch is split.
+  """
+  return smoke_flags(mnist_dir, "--config.model.d_dropout=0.0",
+                     f"--config.train.steps={_STEPS}",
+                     f"--config.train.checkpoint_every={_STEPS}",
                      f"--workdir={workdir}", *overrides)
 
 
@@ -97,7 +88,11 @@ def test_bad_input_is_one_clear_error(args, words):
 
 
 def eval_args(cache_dir: pathlib.Path) -> list[str]:
-  return [*config_flags(_EVAL), f"--config.eval.cache_dir={cache_dir}"]
+  """An evaluation at the last step, with small sample counts."""
+  return [f"--config.train.eval_every={_STEPS}",
+          "--config.eval.num_samples=200", "--config.eval.num_real=200",
+          "--config.eval.kid_subsets=5", "--config.eval.kid_subset_size=100",
+          "--config.eval.batch_size=100", f"--config.eval.cache_dir={cache_dir}"]
 
 
 def fid_at_the_end(workdir: pathlib.Path) -> float:
@@ -116,8 +111,7 @@ def two_workers(mnist_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("two_workers")
   workdir = root / "run"
   return (*launch("--workers=2", "--", *tiny_args(mnist_dir, workdir),
-                  *config_flags(_ADA_AND_R1), *eval_args(root / "cache")),
-          workdir)
+                  *ADA_AND_R1, *eval_args(root / "cache")), workdir)
 
 
 def test_two_workers_train(two_workers):
@@ -146,15 +140,12 @@ def test_two_workers_match_one_process_with_two_replicas(
   assert returncode == 0, stdout + stderr
   mirrored = tmp_path / "mirrored"
 
-  # The same config, trained as `trainer.main --strategy=mirrored
-  # --num_cpu_devices=2` trains it (in this process), with its own cache.
-  train.run(load_config("smoke", **{
-      "data.source": f"idx:{mnist_dir}", "data.split": "test",
-      "model.g_width": 8, "model.d_width": 8, "train.batch_size": 8,
-      **_TINY_RUN, **_ADA_AND_R1, **_EVAL,
-      "eval.cache_dir": str(tmp_path / "cache")}),
-            str(mirrored), cpu_strategy(2))
+  returncode, _, stderr = run_command(
+      sys.executable, "-m", "trainer.main", "--strategy=mirrored",
+      "--num_cpu_devices=2", *tiny_args(mnist_dir, mirrored), *ADA_AND_R1,
+      *eval_args(tmp_path / "cache"))
 
+  assert returncode == 0, stderr
   assert saved_step(mirrored / "checkpoints") == _STEPS
   expected = float_variables(mirrored / "checkpoints")
   actual = float_variables(workdir / "checkpoints")
