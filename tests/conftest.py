@@ -35,12 +35,12 @@ distribute.configure_cpu_devices(2)
 # workers finish together, instead of one of them running a long file alone
 # at the end.
 _SLOWEST_FIRST = (
-    "tests/test_train.py", "tests/test_step.py", "tests/test_bench.py",
-    "tests/test_learning.py",
-    "tests/test_main.py", "tests/test_preemption.py", "tests/test_evaluate.py",
-    "tests/test_evaluation.py", "tests/launch/test_local.py",
-    "tests/apply/test_main.py", "tests/apply/test_tasks.py",
-    "tests/launch/test_slurm.py", "tests/apply/test_export.py")
+    "tests/test_step.py", "tests/test_train.py", "tests/test_bench.py",
+    "tests/test_evaluation.py", "tests/test_learning.py",
+    "tests/launch/test_local.py", "tests/test_preemption.py",
+    "tests/test_main.py", "tests/apply/test_tasks.py",
+    "tests/test_evaluate.py", "tests/launch/test_slurm.py",
+    "tests/apply/test_export.py", "tests/apply/test_main.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

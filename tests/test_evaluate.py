@@ -1,4 +1,9 @@
-"""`python -m trainer.evaluate` as a user runs it: real processes and files."""
+"""`python -m trainer.evaluate` as a user runs it: real processes and files.
+
+The runs it evaluates are trained in this process (trainer.train.run, as
+`trainer.main` runs it); what the evaluation library refuses is checked in
+this process too, and once through the command line.
+"""
 
 import json
 import pathlib
@@ -12,27 +17,37 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, run_command,
-                            smoke_flags)
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, cpu_strategy,
+                            load_config, run_command, smoke_flags)
+from trainer import evaluation
+from trainer import train
+from trainer.errors import UserError
+
+# Small sample counts: these runs check behaviour, not image quality.
+_EVAL = {"eval.num_samples": 400, "eval.num_real": 400,
+         "eval.kid_subsets": 10, "eval.kid_subset_size": 200,
+         "eval.batch_size": 200, "train.histogram_samples": 64}
 
 
-def _eval_flags(cache_dir: pathlib.Path) -> list[str]:
-  """Small sample counts: these runs check behaviour, not image quality."""
-  return ["--config.eval.num_samples=400", "--config.eval.num_real=400",
-          "--config.eval.kid_subsets=10", "--config.eval.kid_subset_size=200",
-          "--config.eval.batch_size=200", "--config.train.histogram_samples=64",
-          f"--config.eval.cache_dir={cache_dir}"]
+def _config(mnist_dir, cache_dir: pathlib.Path, **overrides):
+  """The tiny smoke config of smoke_flags() with _EVAL, in this process."""
+  return load_config("smoke", **{
+      "data.source": f"idx:{mnist_dir}", "data.split": "test",
+      "model.g_width": 8, "model.d_width": 8, "train.batch_size": 8,
+      **_EVAL, "eval.cache_dir": str(cache_dir), **overrides})
 
 
 def _flags(mnist_dir, cache_dir, workdir, *extra) -> list[str]:
-  return [*smoke_flags(mnist_dir), *_eval_flags(cache_dir),
-          f"--workdir={workdir}", "--num_cpu_devices=2", *extra]
+  """_config() on the command line, on 2 replicas."""
+  return [*smoke_flags(mnist_dir),
+          *(f"--config.{k}={v}" for k, v in _EVAL.items()),
+          f"--config.eval.cache_dir={cache_dir}", f"--workdir={workdir}",
+          "--num_cpu_devices=2", *extra]
 
 
-def _train(mnist_dir, cache_dir, workdir, *extra) -> None:
-  code, _, err = run_command(sys.executable, "-m", "trainer.main",
-                             *_flags(mnist_dir, cache_dir, workdir, *extra))
-  assert code == 0, err[-3000:]
+def _train(mnist_dir, cache_dir, workdir) -> None:
+  """The smoke run (checkpoints at steps 20 and 40), as _flags() trains."""
+  train.run(_config(mnist_dir, cache_dir), str(workdir), cpu_strategy(2))
 
 
 def _evaluate(mnist_dir, cache_dir, workdir, *extra) -> tuple[int, str]:
@@ -54,15 +69,24 @@ def trained(mnist_dir, tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
   return root / "run", root / "cache"
 
 
+def _copy(trained, tmp_path) -> pathlib.Path:
+  workdir = tmp_path / "run"
+  shutil.copytree(trained[0], workdir)
+  return workdir
+
+
+def _checkpoint_files(workdir: pathlib.Path) -> list[str]:
+  return sorted(p.name for p in (workdir / "checkpoints").iterdir())
+
+
 _METRICS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std",
             "precision", "recall", "modes", "mode_kl")
 
 
 def test_latest_checkpoint_is_evaluated_into_jsonl_tensorboard_and_png(
     trained, mnist_dir, tmp_path):
-  source, cache = trained
-  workdir = tmp_path / "run"
-  shutil.copytree(source, workdir)
+  _, cache = trained
+  workdir = _copy(trained, tmp_path)
   code, err = _evaluate(mnist_dir, cache, workdir)
   assert code == 0, err[-3000:]
 
@@ -97,31 +121,39 @@ def test_latest_checkpoint_is_evaluated_into_jsonl_tensorboard_and_png(
   assert tf.io.decode_png(png).shape[-1] in (3, 4)
 
 
-# More bad settings are checked in-process in test_evaluation.py.
-@pytest.mark.parametrize("extra, message", [
-    (("--config.model.g_width=16",), "holds a run of a different model"),
-    (("--config.eval.num_samples=100",), "eval.num_samples"),
-    (("--checkpoint=/missing/ckpt-7",), "no such checkpoint"),
-])
-def test_bad_input_gives_one_error_line(trained, mnist_dir, tmp_path, extra,
-                                        message):
-  source, cache = trained
-  workdir = tmp_path / "run"
-  shutil.copytree(source, workdir)
-  code, err = _evaluate(mnist_dir, cache, workdir, *extra)
+def test_bad_input_gives_one_error_line(trained, mnist_dir, tmp_path):
+  _, cache = trained
+  workdir = _copy(trained, tmp_path)
+  code, err = _evaluate(mnist_dir, cache, workdir,
+                        "--checkpoint=/missing/ckpt-7")
   assert code == 1, err[-3000:]
   assert "Traceback" not in err, err[-3000:]
   errors = [line for line in err.splitlines() if line.startswith("error: ")]
-  assert len(errors) == 1 and message in errors[0], err[-3000:]
+  assert len(errors) == 1 and "no such checkpoint" in errors[0], err[-3000:]
   assert not (workdir / "eval").exists()
-  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == sorted(
-      p.name for p in (source / "checkpoints").iterdir())
+  assert _checkpoint_files(workdir) == _checkpoint_files(trained[0])
+
+
+# More bad settings are checked in-process in test_evaluation.py.
+@pytest.mark.parametrize("overrides, message", [
+    ({"model.g_width": 16}, "holds a run of a different model"),
+    ({"eval.num_samples": 100}, "eval.num_samples"),
+])
+def test_bad_settings_are_refused_untouched(trained, mnist_dir, tmp_path,
+                                            overrides, message):
+  _, cache = trained
+  workdir = _copy(trained, tmp_path)
+  with pytest.raises(UserError, match=message):
+    evaluation.evaluate_checkpoints(_config(mnist_dir, cache, **overrides),
+                                    str(workdir), cpu_strategy(2))
+  assert not (workdir / "eval").exists()
+  assert _checkpoint_files(workdir) == _checkpoint_files(trained[0])
 
 
 def test_a_workdir_without_checkpoints_is_refused(mnist_dir, tmp_path):
-  code, err = _evaluate(mnist_dir, tmp_path / "cache", tmp_path / "empty")
-  assert code == 1 and "Traceback" not in err
-  assert "has no checkpoint" in err.splitlines()[-1], err[-3000:]
+  with pytest.raises(UserError, match="has no checkpoint"):
+    evaluation.evaluate_checkpoints(_config(mnist_dir, tmp_path / "cache"),
+                                    str(tmp_path / "empty"), cpu_strategy(2))
 
 
 def _start_watcher(mnist_dir, cache, workdir, *extra) -> subprocess.Popen:

@@ -1,13 +1,19 @@
 """The command line, `python -m trainer.main`, run as a user runs it.
 
-Every test starts real processes (about 5 s of TensorFlow start-up each). Bad
-input must give one clear message that says what was wrong and what is valid,
-as the last thing printed, with no traceback and a non-zero exit, before any
-training and without writing to the workdir.
+Bad input must give one clear message that says what was wrong and what is
+valid, as the last thing printed, with no traceback and a non-zero exit,
+before any training and without writing to the workdir.
+
+Each real process costs seconds of TensorFlow start-up, so real processes
+check what only the command line does: its flags, the default workdir, the
+log, and that a refusal is the last line printed. What the library decides
+(a config value, the data, the workdir's model, resuming) is checked by
+calling `trainer.train.run` in this process, as `trainer.main` calls it.
 """
 
 import hashlib
 import json
+import logging
 import pathlib
 import re
 import shutil
@@ -15,9 +21,15 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, run_command, smoke_flags
+from tests.conftest import (REPO, cpu_strategy, load_config, run_command,
+                            smoke_flags)
+from trainer import train
+from trainer.errors import UserError
 
 TWO_REPLICAS = ("--strategy=mirrored", "--num_cpu_devices=2")
+# The config of smoke_flags() (the smoke variant, tiny, on the real MNIST test
+# split) as overrides of tests.conftest.load_config, for in-process runs.
+_TINY = {"model.g_width": 8, "model.d_width": 8, "train.batch_size": 8}
 
 
 def run_main(*args: str, cwd: pathlib.Path = REPO) -> tuple[int, str, str]:
@@ -35,11 +47,23 @@ def smoke_args(mnist_dir: pathlib.Path, *overrides: str,
   return smoke_flags(mnist_dir, *workdir_flags, *overrides)
 
 
+def smoke_config(mnist_dir: pathlib.Path, **overrides):
+  """In-process, the config that smoke_args() gives the command line."""
+  return load_config("smoke", **{
+      "data.source": f"idx:{mnist_dir}", "data.split": "test", **_TINY,
+      **overrides})
+
+
 def last_message(stderr: str) -> str:
   """The last line printed, not counting absl's hint about --helpshort."""
   lines = [line for line in stderr.splitlines()
            if line.strip() and not line.startswith("Pass --helpshort")]
   return lines[-1] if lines else ""
+
+
+def assert_has_words(message: str, words: list[str]) -> None:
+  missing = [w for w in words if w.lower() not in message.lower()]
+  assert not missing, f"{missing} not in the message {message!r}"
 
 
 def assert_clear_error(returncode: int, stderr: str, words: list[str]) -> None:
@@ -49,8 +73,7 @@ def assert_clear_error(returncode: int, stderr: str, words: list[str]) -> None:
   assert "Training from step" not in stderr, stderr
   message = last_message(stderr)
   assert "error" in message.lower(), stderr
-  missing = [w for w in words if w.lower() not in message.lower()]
-  assert not missing, f"{missing} not in the message {message!r}:\n{stderr}"
+  assert_has_words(message, words)
 
 
 def snapshot(directory: pathlib.Path) -> dict[str, tuple[str, int]]:
@@ -62,56 +85,15 @@ def snapshot(directory: pathlib.Path) -> dict[str, tuple[str, int]]:
           for path in files}
 
 
-# (flags after the smoke flags, words the message must hold). "{tmp}" is a
-# fresh temporary directory. A case with its own --config= runs without the
-# smoke flags.
-BAD_INPUT = [
+# What the command line itself refuses, while it parses its flags: (flags,
+# words the message must hold). A case with its own --config= runs without
+# the smoke flags.
+BAD_FLAGS = [
     pytest.param(
         ["--strategy=nope"],
         ["--strategy=nope", "default", "mirrored", "multi_worker",
          "one_device", "tpu"],
         id="unknown_strategy"),
-    pytest.param(
-        ["--config.model.loss=nope"],
-        ["'nope'", "model.loss", "non_saturating", "minimax", "hinge",
-         "wgan_gp"],
-        id="unknown_loss"),
-    pytest.param(
-        ["--config.data.source=nope:x"],
-        ["'nope'", "data.source", "folder", "idx", "tfds"],
-        id="unknown_source_kind"),
-    pytest.param(
-        ["--config.data.source=idx:/no/such/dir"],
-        ["/no/such/dir", "no such directory"],
-        id="missing_idx_dir"),
-    # Offline (as on this machine) the host check fails within seconds.
-    pytest.param(
-        ["--config.data.source=tfds:mnist",
-         "--config.data.tfds_data_dir={tmp}"],
-        ["tfds:mnist", "not prepared", "{tmp}", "cannot be downloaded",
-         "idx:", "folder:"],
-        id="tfds_offline"),
-    pytest.param(
-        ["--config.model.image_size=32"],
-        ["28x28", "32x32", "model.image_size=28", "data.resize"],
-        id="image_size_mismatch"),
-    pytest.param(
-        [*TWO_REPLICAS, "--config.train.batch_size=7"],
-        ["train.batch_size=7", "not divisible", "2 replicas"],
-        id="batch_not_divisible"),
-    pytest.param(
-        ["--config.train.steps=0"],
-        ["train.steps=0", ">= 1"],
-        id="steps_out_of_range"),
-    pytest.param(
-        ["--config.optim.beta1=1.5"],
-        ["optim.beta1=1.5", "[0, 1)"],
-        id="beta1_out_of_range"),
-    pytest.param(
-        ["--config.runtime.mixed_precision=float64"],
-        ["runtime.mixed_precision", "float64", "float32", "mixed_bfloat16",
-         "mixed_float16"],
-        id="unknown_precision"),
     pytest.param(
         ["--config=configs/dcgan_mnist.py:nope"],
         ["'nope'", "smoke"],
@@ -125,20 +107,11 @@ BAD_INPUT = [
         ["--config=configs/nope.py", "--config.train.steps=2"],
         ["configs/nope.py", "no such file"],
         id="missing_config_file_with_override"),
-    pytest.param(
-        [*TWO_REPLICAS, "--config.runtime.jit_compile=True"],
-        ["jit_compile", "logical CPU devices", "--num_cpu_devices=1",
-         "jit_compile=False"],
-        id="xla_on_logical_cpus"),
 ]
 
 
-@pytest.mark.parametrize("flags,words", BAD_INPUT)
-def test_bad_input_is_one_clear_error(flags, words, mnist_dir, tmp_path):
-  scratch = tmp_path / "scratch"
-  scratch.mkdir()
-  flags = [f.format(tmp=scratch) for f in flags]
-  words = [w.format(tmp=scratch) for w in words]
+@pytest.mark.parametrize("flags,words", BAD_FLAGS)
+def test_bad_flags_are_one_clear_error(flags, words, mnist_dir, tmp_path):
   workdir = tmp_path / "run"
   if flags[0].startswith("--config="):
     args = [*flags, f"--workdir={workdir}"]
@@ -152,53 +125,111 @@ def test_bad_input_is_one_clear_error(flags, words, mnist_dir, tmp_path):
   assert not workdir.exists()
 
 
-@pytest.fixture(scope="module")
-def trained_workdir(mnist_dir, tmp_path_factory) -> pathlib.Path:
-  """A workdir with a real 2-step run of the tiny smoke model (g_width 8)."""
-  workdir = tmp_path_factory.mktemp("trained") / "run"
-  returncode, _, stderr = run_main(*smoke_args(
-      mnist_dir, "--config.train.steps=2", "--config.train.checkpoint_every=2",
-      workdir=workdir))
-  assert returncode == 0, stderr
-  assert list((workdir / "checkpoints").glob("ckpt-2.*")), stderr
-  return workdir
+# What the library refuses before training: (config overrides, replicas,
+# words the message must hold). "{tmp}" is a fresh temporary directory.
+# trainer.main prints the message as its one `error:` line (checked with a
+# real process in test_other_models_workdir_is_refused_untouched).
+BAD_CONFIG = [
+    pytest.param(
+        {"model.loss": "nope"}, 1,
+        ["'nope'", "model.loss", "non_saturating", "minimax", "hinge",
+         "wgan_gp"],
+        id="unknown_loss"),
+    pytest.param(
+        {"data.source": "nope:x"}, 1,
+        ["'nope'", "data.source", "folder", "idx", "tfds"],
+        id="unknown_source_kind"),
+    pytest.param(
+        {"data.source": "idx:/no/such/dir"}, 1,
+        ["/no/such/dir", "no such directory"],
+        id="missing_idx_dir"),
+    # Offline (as on this machine) the host check fails within seconds.
+    pytest.param(
+        {"data.source": "tfds:mnist", "data.tfds_data_dir": "{tmp}"}, 1,
+        ["tfds:mnist", "not prepared", "{tmp}", "cannot be downloaded",
+         "idx:", "folder:"],
+        id="tfds_offline"),
+    pytest.param(
+        {"model.image_size": 32}, 1,
+        ["28x28", "32x32", "model.image_size=28", "data.resize"],
+        id="image_size_mismatch"),
+    pytest.param(
+        {"train.batch_size": 7}, 2,
+        ["train.batch_size=7", "not divisible", "2 replicas"],
+        id="batch_not_divisible"),
+    pytest.param(
+        {"train.steps": 0}, 1,
+        ["train.steps=0", ">= 1"],
+        id="steps_out_of_range"),
+    pytest.param(
+        {"optim.beta1": 1.5}, 1,
+        ["optim.beta1=1.5", "[0, 1)"],
+        id="beta1_out_of_range"),
+    pytest.param(
+        {"runtime.mixed_precision": "float64"}, 1,
+        ["runtime.mixed_precision", "float64", "float32", "mixed_bfloat16",
+         "mixed_float16"],
+        id="unknown_precision"),
+    pytest.param(
+        {"runtime.jit_compile": True}, 2,
+        ["jit_compile", "logical CPU devices", "--num_cpu_devices=1",
+         "jit_compile=False"],
+        id="xla_on_logical_cpus"),
+]
 
 
-@pytest.mark.parametrize("keep_config_json,words", [
-    (True, ["holds a run of a different model", "model.g_width", "saved 8",
-            "now 16", "--workdir"]),
-    # Without config.json only the checkpoint itself can tell.
-    (False, ["checkpoint", "cannot be restored", "--workdir"]),
-], ids=["config_json_tells", "checkpoint_tells"])
-def test_other_models_workdir_is_refused_untouched(
-    keep_config_json, words, trained_workdir, mnist_dir, tmp_path):
+@pytest.mark.parametrize("overrides,replicas,words", BAD_CONFIG)
+def test_bad_config_is_refused_before_training(overrides, replicas, words,
+                                               mnist_dir, tmp_path):
+  scratch = tmp_path / "scratch"
+  scratch.mkdir()
+  overrides = {k: v.format(tmp=scratch) if isinstance(v, str) else v
+               for k, v in overrides.items()}
+  words = [w.format(tmp=scratch) for w in words]
   workdir = tmp_path / "run"
-  shutil.copytree(trained_workdir, workdir)
-  if not keep_config_json:
-    (workdir / "config.json").unlink()
-  before = snapshot(workdir)
 
-  returncode, _, stderr = run_main(*smoke_args(
-      mnist_dir, "--config.train.steps=2", "--config.train.checkpoint_every=2",
-      "--config.model.g_width=16", workdir=workdir))
+  # The config is built inside: checking it may already refuse it, as the
+  # command line's check of --config does.
+  with pytest.raises(UserError) as raised:
+    train.run(smoke_config(mnist_dir, **{"train.steps": 2, **overrides}),
+              str(workdir), cpu_strategy(replicas))
 
-  assert_clear_error(returncode, stderr, words)
-  assert snapshot(workdir) == before  # same files, bytes and mtimes
+  assert_has_words(str(raised.value), words)
+  assert not workdir.exists()
 
 
 _LOG_LINE = re.compile(
     r"step (\d+)/(\d+) \| [\d.]+ examples/sec \|.*\| time left "
     r"(\d+:\d\d:\d\d|\?)$", re.MULTILINE)
+# The run of `trained`.
+_STEPS, _LOG_EVERY = 4, 2
 
 
-def test_trains_resumes_and_does_not_repeat(mnist_dir, tmp_path):
-  workdir = tmp_path / "run"
-  args = smoke_args(mnist_dir, *TWO_REPLICAS, "--config.train.steps=4",
-                    "--config.train.log_every=2", workdir=workdir)
+@pytest.fixture(scope="module")
+def trained(mnist_dir, tmp_path_factory) -> tuple[pathlib.Path, str]:
+  """(workdir, stderr) of a real 4-step run on 2 replicas without --workdir.
 
-  returncode, _, stderr = run_main(*args)
+  It runs in a fresh directory, so its workdir is the default one there.
+  """
+  cwd = tmp_path_factory.mktemp("trained")
+  returncode, _, stderr = run_main(*smoke_args(
+      mnist_dir, *TWO_REPLICAS, f"--config.train.steps={_STEPS}",
+      f"--config.train.log_every={_LOG_EVERY}", workdir=None), cwd=cwd)
   assert returncode == 0, stderr
+  return cwd / "runs" / "dcgan_mnist_smoke", stderr
+
+
+def trained_config(mnist_dir, **overrides):
+  """In-process, the config of the `trained` run."""
+  return smoke_config(mnist_dir, **{"train.steps": _STEPS,
+                                    "train.log_every": _LOG_EVERY,
+                                    **overrides})
+
+
+def test_trains_logs_and_writes_its_config(trained, mnist_dir):
+  workdir, stderr = trained
   assert "Training from step 0 to 4" in stderr, stderr
+  assert "Strategy mirrored with 2 replica(s)" in stderr, stderr
   assert [m[:2] for m in _LOG_LINE.findall(stderr)] == [
       ("2", "4"), ("4", "4")], stderr
   saved = json.loads((workdir / "config.json").read_text())
@@ -207,32 +238,71 @@ def test_trains_resumes_and_does_not_repeat(mnist_dir, tmp_path):
   assert (saved["model"]["g_width"], saved["model"]["d_width"]) == (8, 8)
   assert saved["train"]["batch_size"] == 8
   assert (saved["train"]["steps"], saved["train"]["log_every"]) == (4, 2)
+
+
+def test_default_workdir_is_under_runs_in_the_cwd(trained):
+  workdir, _ = trained  # <cwd>/runs/dcgan_mnist_smoke
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["train"]["steps"] == 4
+  assert list((workdir / "checkpoints").glob("ckpt-4.*"))
+
+
+def test_runs_again_without_repeating_and_resumes_for_more_steps(
+    trained, mnist_dir, tmp_path, caplog):
+  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")
+  workdir = tmp_path / "run"
+  shutil.copytree(trained[0], workdir)
   checkpoints = snapshot(workdir / "checkpoints")
 
-  # The same command again: already done, nothing trained or saved.
-  returncode, _, stderr = run_main(*args)
-  assert returncode == 0, stderr
-  assert "Already trained to step 4" in stderr, stderr
-  assert "Training from step" not in stderr, stderr
+  # The same config again: already done, nothing trained or saved.
+  state = train.run(trained_config(mnist_dir), str(workdir), cpu_strategy(2))
+  assert int(state.step.numpy()) == 4
+  assert "Already trained to step 4" in caplog.text, caplog.text
+  assert "Training from step" not in caplog.text, caplog.text
   assert snapshot(workdir / "checkpoints") == checkpoints
 
   # More steps: resumes from the saved step.
-  returncode, _, stderr = run_main(*args, "--config.train.steps=6")
-  assert returncode == 0, stderr
-  assert "Restored" in stderr and "ckpt-4" in stderr, stderr
-  assert "Training from step 4 to 6" in stderr, stderr
-  assert [m[:2] for m in _LOG_LINE.findall(stderr)] == [("6", "6")], stderr
+  caplog.clear()
+  train.run(trained_config(mnist_dir, **{"train.steps": 6}), str(workdir),
+            cpu_strategy(2))
+  assert "Restored" in caplog.text and "ckpt-4" in caplog.text, caplog.text
+  assert "Training from step 4 to 6" in caplog.text, caplog.text
+  assert [m[:2] for m in _LOG_LINE.findall(caplog.text)] == [("6", "6")]
   assert json.loads(
       (workdir / "config.json").read_text())["train"]["steps"] == 6
 
 
-def test_default_workdir_is_under_runs_in_the_cwd(mnist_dir, tmp_path):
-  args = smoke_args(mnist_dir, "--config.train.steps=2", workdir=None)
+def test_other_models_workdir_is_refused_untouched(trained, mnist_dir,
+                                                   tmp_path):
+  # Without config.json only the checkpoint itself can tell. This is a real
+  # process: TensorFlow's warnings about the values that failed to restore
+  # must not come after the message.
+  workdir = tmp_path / "run"
+  shutil.copytree(trained[0], workdir)
+  (workdir / "config.json").unlink()
+  before = snapshot(workdir)
 
-  returncode, _, stderr = run_main(*args, cwd=tmp_path)
+  returncode, _, stderr = run_main(*smoke_args(
+      mnist_dir, "--config.train.steps=4", "--config.model.g_width=16",
+      workdir=workdir))
 
-  assert returncode == 0, stderr
-  workdir = tmp_path / "runs" / "dcgan_mnist_smoke"
-  saved = json.loads((workdir / "config.json").read_text())
-  assert saved["train"]["steps"] == 2
-  assert list((workdir / "checkpoints").glob("ckpt-2.*"))
+  assert_clear_error(returncode, stderr,
+                     ["checkpoint", "cannot be restored", "--workdir"])
+  assert snapshot(workdir) == before  # same files, bytes and mtimes
+
+
+def test_other_models_workdir_is_told_by_its_config_json(trained, mnist_dir,
+                                                         tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(trained[0], workdir)
+  before = snapshot(workdir)
+
+  with pytest.raises(UserError) as raised:
+    train.run(trained_config(mnist_dir, **{"model.g_width": 16}),
+              str(workdir), cpu_strategy(1))
+
+  assert_has_words(str(raised.value), [
+      "holds a run of a different model", "model.g_width", "saved 8",
+      "now 16", "--workdir"])
+  assert snapshot(workdir) == before  # same files, bytes and mtimes

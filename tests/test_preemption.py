@@ -1,10 +1,12 @@
 """Preemption and crashes, with real processes: SIGTERM saves, SIGKILL fails fast.
 
-A run is started with far more steps than it will take, interrupted once it
-has trained a few steps, then restarted to a step count just past the one it
-stopped at; the checkpoints say where it stopped and where it ended.
+A run is started with far more steps than it will take and interrupted once
+it has trained a few steps; a restart then goes on from where it stopped.
+The checkpoints say where it stopped and where it ended. The last restart of
+each test runs in this process (trainer.train.run, as trainer.main runs it).
 """
 
+import logging
 import os
 import pathlib
 import re
@@ -16,19 +18,32 @@ import time
 import pytest
 
 from launch import local
-from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, saved_step,
-                            smoke_flags)
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, cpu_strategy,
+                            load_config, saved_step, smoke_flags)
+from trainer import train
 
 _PREEMPTED_EXIT_CODE = 143
+# Far more steps than a run takes before it is interrupted.
+_MANY_STEPS = 100_000
+_CHECKPOINT_EVERY = 20
+# The runs' config, besides the tiny smoke config of smoke_flags().
+_OVERRIDES = {"train.steps_per_loop": 5, "train.log_every": 5,
+              "train.checkpoint_every": _CHECKPOINT_EVERY,
+              "train.image_every": 100000}
 
 
 def _flags(mnist_dir, workdir, steps: int) -> list[str]:
   return smoke_flags(mnist_dir, f"--config.train.steps={steps}",
-                     "--config.train.steps_per_loop=5",
-                     "--config.train.log_every=5",
-                     "--config.train.checkpoint_every=20",
-                     "--config.train.image_every=100000",
+                     *(f"--config.{k}={v}" for k, v in _OVERRIDES.items()),
                      f"--workdir={workdir}")
+
+
+def _config(mnist_dir, steps: int):
+  """In-process, the config of _flags()."""
+  return load_config("smoke", **{
+      "data.source": f"idx:{mnist_dir}", "data.split": "test",
+      "model.g_width": 8, "model.d_width": 8, "train.batch_size": 8,
+      "train.steps": steps, **_OVERRIDES})
 
 
 def _start(args: list[str], log: pathlib.Path, tf_config: str | None = None):
@@ -42,6 +57,7 @@ def _start(args: list[str], log: pathlib.Path, tf_config: str | None = None):
 
 
 def _start_workers(count: int, flags: list[str], logs: pathlib.Path):
+  logs.mkdir(exist_ok=True)
   ports = local.free_ports(count)
   return [_start(["--strategy=multi_worker", *flags], logs / f"w{i}.log",
                  local.tf_config(ports, i)) for i in range(count)]
@@ -72,71 +88,84 @@ def _finish(processes) -> list[int]:
   return [p.wait(timeout=PROCESS_TIMEOUT_SECONDS) for p in processes]
 
 
-def _resume_and_check(mnist_dir, workdir, stopped_at: int, logs,
-                      workers: int) -> None:
-  """Restarts to `stopped_at + 10` steps; checks it started and ended right."""
-  flags = _flags(mnist_dir, workdir, stopped_at + 10)
-  if workers == 1:
-    processes = [_start(["--strategy=mirrored", "--num_cpu_devices=2",
-                         *flags], logs / "resume.log")]
-  else:
-    processes = _start_workers(workers, flags, logs)
-  assert _finish(processes) == [0] * workers
-  log = (logs / ("resume.log" if workers == 1 else "w0.log")).read_text()
-  assert f"Training from step {stopped_at} to {stopped_at + 10}" in log
+def _stopped_at(log: str) -> list[int]:
+  return [int(s) for s in re.findall(r"stopped on request at step (\d+)",
+                                     log)]
+
+
+def _resume_here(mnist_dir, workdir, stopped_at: int, caplog) -> None:
+  """Restarts to `stopped_at + 10` steps; checks it started and ended right.
+
+  The restart runs in this process, as trainer.main runs it: what is checked
+  is where it resumes, not the command line.
+  """
+  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")
+  train.run(_config(mnist_dir, stopped_at + 10), str(workdir),
+            cpu_strategy(2))
+  assert (f"Training from step {stopped_at} to {stopped_at + 10}"
+          in caplog.text), caplog.text
   assert _checkpoint_steps(workdir)[-1] == stopped_at + 10
   assert _saved_step(workdir, stopped_at + 10) == stopped_at + 10
 
 
 def test_sigterm_saves_the_current_step_and_a_restart_resumes_there(
-    tmp_path, mnist_dir):
+    tmp_path, mnist_dir, caplog):
   workdir = tmp_path / "run"
   process = _start(["--strategy=mirrored", "--num_cpu_devices=2",
-                    *_flags(mnist_dir, workdir, 100_000)], tmp_path / "a.log")
+                    *_flags(mnist_dir, workdir, _MANY_STEPS)],
+                   tmp_path / "a.log")
   _wait_for_training(tmp_path / "a.log", past_step=5)
   process.send_signal(signal.SIGTERM)
   assert _finish([process]) == [_PREEMPTED_EXIT_CODE]
   log = (tmp_path / "a.log").read_text()
   assert "Traceback" not in log
-  (stopped_at,) = map(int, re.findall(r"stopped on request at step (\d+)",
-                                      log))
+  (stopped_at,) = _stopped_at(log)
   # Saved at the step where it stopped, not only at the periodic ones.
   assert stopped_at in _checkpoint_steps(workdir)
   assert _saved_step(workdir, stopped_at) == stopped_at
   assert stopped_at % 5 == 0  # the end of a loop call
-  _resume_and_check(mnist_dir, workdir, stopped_at, tmp_path, workers=1)
+
+  _resume_here(mnist_dir, workdir, stopped_at, caplog)
 
 
-def test_sigterm_to_one_worker_stops_all_at_one_saved_step(tmp_path,
-                                                           mnist_dir):
+def test_two_workers_sigterm_stops_all_at_one_step_sigkill_fails_fast(
+    tmp_path, mnist_dir, caplog):
+  """One cluster of two workers: preempted, restarted, crashed, restarted."""
   workdir = tmp_path / "run"
-  workers = _start_workers(2, _flags(mnist_dir, workdir, 100_000), tmp_path)
-  _wait_for_training(tmp_path / "w0.log", past_step=5)
-  workers[1].send_signal(signal.SIGTERM)  # only the non-chief is preempted
+  flags = _flags(mnist_dir, workdir, _MANY_STEPS)
+
+  # SIGTERM to the non-chief only: both save one step and stop.
+  logs = tmp_path / "sigterm"
+  workers = _start_workers(2, flags, logs)
+  _wait_for_training(logs / "w0.log", past_step=5)
+  workers[1].send_signal(signal.SIGTERM)
   assert _finish(workers) == [_PREEMPTED_EXIT_CODE] * 2
-  stops = [re.findall(r"stopped on request at step (\d+)",
-                      (tmp_path / f"w{i}.log").read_text()) for i in (0, 1)]
+  stops = [_stopped_at((logs / f"w{i}.log").read_text()) for i in (0, 1)]
   assert stops[0] == stops[1] and len(stops[0]) == 1
-  stopped_at = int(stops[0][0])
+  stopped_at = stops[0][0]
   assert _checkpoint_steps(workdir)[-1] == stopped_at
   assert _saved_step(workdir, stopped_at) == stopped_at
-  _resume_and_check(mnist_dir, workdir, stopped_at, tmp_path, workers=2)
 
-
-def test_sigkill_of_a_worker_makes_the_other_fail_and_a_restart_completes(
-    tmp_path, mnist_dir):
-  workdir = tmp_path / "run"
-  workers = _start_workers(2, _flags(mnist_dir, workdir, 100_000), tmp_path)
-  # Past the first periodic checkpoint (every 20 steps).
-  _wait_for_training(tmp_path / "w0.log", past_step=25)
+  # The restarted cluster resumes there; SIGKILL to a worker once it is
+  # past its next periodic checkpoint makes the other one fail by itself.
+  logs = tmp_path / "sigkill"
+  workers = _start_workers(2, flags, logs)
+  periodic = (stopped_at // _CHECKPOINT_EVERY + 1) * _CHECKPOINT_EVERY
+  _wait_for_training(logs / "w0.log", past_step=periodic + 5)
   workers[1].send_signal(signal.SIGKILL)
   # The survivor must end by itself (the wait is bounded): no hang.
   code = workers[0].wait(timeout=PROCESS_TIMEOUT_SECONDS)
   workers[1].wait(timeout=PROCESS_TIMEOUT_SECONDS)
-  log = (tmp_path / "w0.log").read_text()
+  log = (logs / "w0.log").read_text()
+  assert f"Training from step {stopped_at} to {_MANY_STEPS}" in log
   assert code not in (0, _PREEMPTED_EXIT_CODE)
   assert "error: another task of the cluster stopped" in log
   assert "Traceback" not in log
   last = _checkpoint_steps(workdir)[-1]
-  assert last >= 20 and last % 20 == 0  # periodic checkpoints only
-  _resume_and_check(mnist_dir, workdir, last, tmp_path, workers=2)
+  # Periodic checkpoints only, none where it was killed.
+  assert last >= periodic and last % _CHECKPOINT_EVERY == 0
+
+  # What the crash left is a run that a restart completes (a restart of two
+  # workers was checked above; this one runs here, on 2 replicas).
+  _resume_here(mnist_dir, workdir, last, caplog)

@@ -1,4 +1,9 @@
-"""`python -m trainer.apply` as a user runs it: real processes."""
+"""`python -m trainer.apply` as a user runs it: real processes.
+
+What the library behind it refuses (the task, the run, the images) is
+checked by calling it in this process, as trainer/apply/__main__.py calls
+it; the command line's own refusal is checked with a real process.
+"""
 
 import json
 import pathlib
@@ -9,7 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_command, smoke_flags
+from tests.conftest import cpu_strategy, load_config, run_command
+from trainer import train
+from trainer.apply import run as run_lib
+from trainer.apply import tasks
+from trainer.errors import UserError
 
 
 def _apply(*args: str) -> tuple[int, str, str]:
@@ -18,12 +27,12 @@ def _apply(*args: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def run(mnist_dir, tmp_path_factory) -> pathlib.Path:
-  """A finished tiny smoke run of the unconditional DCGAN."""
+  """A finished tiny smoke run of the unconditional DCGAN (20 steps)."""
   workdir = tmp_path_factory.mktemp("apply") / "run"
-  code, _, err = run_command(
-      sys.executable, "-m", "trainer.main", f"--workdir={workdir}",
-      *smoke_flags(mnist_dir, "--config.train.steps=20"))
-  assert code == 0, err[-3000:]
+  train.run(load_config("smoke", **{
+      "data.source": f"idx:{mnist_dir}", "data.split": "test",
+      "model.g_width": 8, "model.d_width": 8, "train.batch_size": 8,
+      "train.steps": 20}), str(workdir), cpu_strategy(1))
   return workdir
 
 
@@ -49,9 +58,10 @@ def test_export_from_the_command_line(run, tmp_path):
   metadata = json.loads((tmp_path / "model" / "gan_metadata.json").read_text())
   assert metadata["latent_dim"] == 100 and metadata["image_size"] == 28
   # A second export to the same place is refused; the first one stays.
-  code, _, err = _apply("export", f"--workdir={run}",
-                        f"--output_dir={tmp_path / 'model'}")
-  assert code == 1 and "Traceback" not in err
+  with pytest.raises(UserError, match="already exists and is not empty"):
+    tasks.TASKS.get("export")(
+        run_lib.load(str(run), cpu_strategy(1)), cpu_strategy(1),
+        tasks.Options(output_dir=str(tmp_path / "model")))
   assert (tmp_path / "model" / "saved_model.pb").exists()
 
 
@@ -61,24 +71,40 @@ def _error_line(err: str) -> str:
   return errors[0]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("paint",), "unknown task 'paint'"),
-    ((), "give one task"),
-    (("transfer",), "needs a class-conditional model"),
-    (("inpaint", "--input=<run>/wrong.png"),
+def test_no_task_gives_one_error_line(run):
+  code, _, err = _apply(f"--workdir={run}")
+  assert code == 1, err[-3000:]
+  assert "give one task" in _error_line(err)
+  assert "sample" in _error_line(err)  # the valid tasks are listed
+
+
+def _apply_in_process(workdir: pathlib.Path, task: str, **options) -> dict:
+  """What `python -m trainer.apply <task> --workdir=<workdir>` runs."""
+  run_task = tasks.TASKS.get(task)
+  strategy = cpu_strategy(1)
+  loaded = run_lib.load(str(workdir), strategy, options.pop("checkpoint", ""))
+  return run_task(loaded, strategy, tasks.Options(
+      output_dir=tasks.default_output_dir(str(workdir), task, loaded.step),
+      **options))
+
+
+@pytest.mark.parametrize("task, options, message", [
+    ("paint", {}, "unknown task 'paint'"),
+    ("transfer", {}, "needs a class-conditional model"),
+    ("inpaint", {"input": "<run>/wrong.png"},
      "is 32x32 but the model takes 28x28"),
-    (("inpaint", "--input=<run>/missing.png"), "does not exist"),
-    (("sample", "--checkpoint=<run>/checkpoints/ckpt-7"),
+    ("inpaint", {"input": "<run>/missing.png"}, "does not exist"),
+    ("sample", {"checkpoint": "<run>/checkpoints/ckpt-7"},
      "no such checkpoint"),
 ])
-def test_bad_input_gives_one_error_line(run, tmp_path, args, message):
+def test_bad_input_is_refused_untouched(run, tmp_path, task, options,
+                                        message):
   workdir = tmp_path / "run"
   shutil.copytree(run, workdir, ignore=shutil.ignore_patterns("apply"))
   Image.fromarray(np.zeros((32, 32), np.uint8)).save(workdir / "wrong.png")
-  args = [a.replace("<run>", str(workdir)) for a in args]
-  code, _, err = _apply(*args, f"--workdir={workdir}")
-  assert code == 1, err[-3000:]
-  assert message in _error_line(err)
+  options = {k: v.replace("<run>", str(workdir)) for k, v in options.items()}
+  with pytest.raises(UserError, match=message):
+    _apply_in_process(workdir, task, **options)
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == sorted(
       p.name for p in (run / "checkpoints").iterdir())
   assert not (workdir / "apply").exists()
@@ -90,8 +116,6 @@ def test_a_workdir_that_is_not_a_trained_run_is_refused(run, tmp_path, make):
   if make == "no_checkpoint":
     shutil.copytree(run, workdir)
     shutil.rmtree(workdir / "checkpoints")
-  code, _, err = _apply("sample", f"--workdir={workdir}")
-  assert code == 1
-  line = _error_line(err)
-  assert ("has no config.json" if make == "missing"
-          else "has no checkpoint") in line, line
+  with pytest.raises(UserError, match=("has no config.json" if make == "missing"
+                                       else "has no checkpoint")):
+    _apply_in_process(workdir, "sample")
