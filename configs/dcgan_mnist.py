@@ -61,6 +61,8 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
 
 import ml_collections
 
+from trainer import schedules
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the config; `arg` names a variant (see the module docstring)."""
@@ -99,8 +101,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # non_saturating, minimax, hinge, wgan, wgan_gp (wgan with the gp
   # penalty) or rpgan (relativistic pairing).
   config.model.loss = "non_saturating"
-  # Decay of the exponential moving average of G's weights (G_ema).
+  # Decay of the exponential moving average of G's weights (G_ema) per step.
   config.model.ema_decay = 0.999
+  # G_ema's half-life in thousands of images instead (StyleGAN2's ema_kimg),
+  # when > 0; ema_rampup > 0 caps it at that fraction of the images seen so
+  # far, so that early G_ema follows G closely.
+  config.model.ema_kimg = 0.0
+  config.model.ema_rampup = 0.0
 
   # Gradient penalties on D, by name, comma-separated: r1 (on reals), r2 (on
   # fakes), gp (WGAN-GP's, on interpolates); "" for none. Each adds
@@ -123,12 +130,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The pipeline's groups to use, comma-separated; "" for all of them.
   config.augment.groups = ""
   # ada: how p moves. adaptive: from D's overfitting signal r_t toward
-  # `target`; fixed: p stays `p`; linear: from `p` to `p_end` over `p_kimg`
-  # thousand images.
+  # `target`; fixed: p stays `p`, or follows schedules.augment.p.
   config.augment.p_mode = "adaptive"
   config.augment.p = 0.0
-  config.augment.p_end = 0.0
-  config.augment.p_kimg = 500.0
   config.augment.target = 0.6
   # Steps between adjustments of p, and the thousands of images over which
   # it can move from 0 to 1.
@@ -140,6 +144,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim.d_lr = 2e-4
   config.optim.beta1 = 0.5
   config.optim.beta2 = 0.999
+
+  # Values that move during the run, from their value above to an end value:
+  # "linear(end, kimg)" or "cosine(end, kimg)" over kimg thousand images;
+  # "" keeps one constant. E.g. schedules.optim.g_lr="cosine(5e-5, 20000)".
+  # Schedulable: learning rates, betas, penalty weights, model.ema_decay or
+  # model.ema_kimg, augment.p (README, "Schedules").
+  config.schedules = schedules.default_config()
 
   config.train = ml_collections.ConfigDict()
   config.train.steps = 10_000

@@ -37,6 +37,29 @@ def test_a_config_saved_before_penalties_and_augmentation_resolves():
   assert not resolved.model.d_spectral_norm
 
 
+def test_a_run_saved_with_a_linear_p_gets_it_as_a_schedule():
+  # augment.p_mode=linear, with augment.p_end and p_kimg, was the one
+  # scheduled value before schedules; such a run goes on with the same p.
+  old = load_config(resolved=False).to_dict()
+  del old["schedules"]
+  old["augment"].update(name="ada", p_mode="linear", p=0.1, p_end=0.5,
+                        p_kimg=40.0)
+  resolved = config_lib.resolve(ml_collections.ConfigDict(old))
+  assert resolved.augment.p_mode == "fixed"
+  assert resolved.schedules.augment.p == "linear(0.5, 40.0)"
+  assert "p_end" not in resolved.augment
+  assert config_lib.resolve(resolved).to_dict() == resolved.to_dict()
+
+
+def test_an_unknown_schedule_is_refused_with_the_valid_ones():
+  config = load_config(resolved=False)
+  config.schedules.optim["momentum"] = "linear(0.1, 10)"
+  with pytest.raises(UserError, match=(
+      "schedules.optim.momentum is not a schedulable value; valid: "
+      "optim.g_lr, optim.d_lr, optim.beta1, optim.beta2, model.ema_decay")):
+    config_lib.resolve(config)
+
+
 def test_wgan_gp_adds_gp_once():
   assert load_config(**{"model.loss": "wgan_gp"}).penalties.names == "gp"
   assert load_config(**{"model.loss": "wgan_gp",
@@ -68,7 +91,28 @@ _BAD = [
     ({"augment.target": 0.0}, r"augment.target=0.0 is out of range"),
     ({"augment.p": 1.5}, r"augment.p=1.5 is out of range; it must be in"),
     ({"augment.p_mode": "cosine"},
-     "augment.p_mode='cosine' is not valid; valid: adaptive, fixed, linear"),
+     "augment.p_mode='cosine' is not valid; valid: adaptive, fixed"),
+    ({"schedules.optim.g_lr": "exp(1e-5, 100)"},
+     r"schedules.optim.g_lr='exp\(1e-5, 100\)': unknown kind 'exp'; valid: "
+     "linear, cosine"),
+    ({"schedules.optim.g_lr": "cosine to 1e-5"},
+     r"schedules.optim.g_lr='cosine to 1e-5' is not a schedule; write "
+     r"kind\(end, kimg\)"),
+    ({"schedules.optim.g_lr": "linear(1e-5, lots)"}, "is not a schedule"),
+    ({"schedules.optim.d_lr": "linear(1e-5, 0)"},
+     r"schedules.optim.d_lr='linear\(1e-5, 0\)': kimg=0 is out of range; "
+     "it must be > 0"),
+    ({"schedules.optim.beta2": "linear(1.0, 100)"},
+     r"schedules.optim.beta2='linear\(1.0, 100\)' ends out of range: "
+     r"optim.beta2=1.0 is out of range; it must be in \[0, 1\)"),
+    ({"schedules.penalties.r1.weight": "cosine(-0.5, 10)"},
+     "ends out of range: penalties.r1.weight=-0.5 is out of range"),
+    ({"schedules.augment.p": "linear(0.5, 100)"},
+     "schedules.augment.p is set, but augment.p_mode='adaptive' moves p by "
+     "its own rule; set augment.p_mode=fixed"),
+    ({"schedules.model.ema_kimg": "linear(10.0, 100)"},
+     "schedules.model.ema_kimg is set, but model.ema_kimg=0"),
+    ({"model.ema_kimg": -1.0}, "model.ema_kimg=-1.0 is out of range"),
     ({"augment.interval": 0}, "augment.interval=0 is out of range"),
     ({"augment.speed_kimg": 0.0}, "augment.speed_kimg=0.0 is out of range"),
     ({"model.architecture": "resnet"},

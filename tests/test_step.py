@@ -163,7 +163,7 @@ def test_ada_p_rises_against_an_overfitting_d_and_falls_otherwise(
   assert metrics["augment/p"] == pytest.approx(expected, abs=1e-6)
 
 
-def test_p_is_clamped_fixed_or_linear(data):
+def test_p_is_clamped_fixed_or_scheduled(data):
   adaptive = load_config(**TINY, **{
       "augment.name": "ada", "augment.p": 0.05, "augment.interval": 1,
       "augment.speed_kimg": 0.04, "optim.d_lr": 1e-12})
@@ -177,11 +177,11 @@ def test_p_is_clamped_fixed_or_linear(data):
   train_steps(3)
   assert float(state.augment.p.numpy()) == pytest.approx(0.3)
   linear = load_config(**TINY, **{
-      "augment.name": "ada", "augment.p": 0.0, "augment.p_end": 0.5,
-      "augment.p_mode": "linear", "augment.p_kimg": 0.04})  # 10 steps of 4
+      "augment.name": "ada", "augment.p": 0.0, "augment.p_mode": "fixed",
+      "schedules.augment.p": "linear(0.5, 0.04)"})  # 10 steps of 4
   state, train_steps = _steps(linear, data)
-  train_steps(4)
-  assert float(state.augment.p.numpy()) == pytest.approx(0.2)
+  train_steps(4)  # the 4th step ran after 12 images: p = 0.5 * 12 / 40
+  assert float(state.augment.p.numpy()) == pytest.approx(0.15)
   train_steps(8)
   assert float(state.augment.p.numpy()) == pytest.approx(0.5)
 

@@ -219,12 +219,19 @@ def test_per_replica_batchnorm_makes_two_replicas_differ(mnist):
 
 # The modern parts whose state a resume must carry: ADA's p and its running
 # r_t (adjusted every 2 steps, fast), a lazy R1 (its schedule follows the
-# step), the power-iteration vectors of spectral normalization.
+# step), the power-iteration vectors of spectral normalization; scheduled
+# values (from the step) for a rate, a beta, a penalty weight and G_ema's
+# half-life, which ramps up with the images seen.
 MODERN = {"model.loss": "rpgan", "penalties.names": "r1,r2",
           "penalties.r1.interval": 2, "penalties.r2.interval": 1,
           "augment.name": "ada", "augment.p": 0.2, "augment.interval": 2,
           "augment.speed_kimg": 0.08, "model.d_spectral_norm": True,
-          "model.g_spectral_norm": True}
+          "model.g_spectral_norm": True,
+          "schedules.optim.d_lr": "cosine(5e-5, 0.04)",
+          "schedules.optim.beta2": "linear(0.99, 0.04)",
+          "schedules.penalties.r2.weight": "linear(0.1, 0.04)",
+          "model.ema_kimg": 0.5, "model.ema_rampup": 0.05,
+          "schedules.model.ema_kimg": "linear(1.0, 0.04)"}
 
 
 def _scalar_tags(logdir) -> set[str]:
@@ -275,7 +282,9 @@ def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir,
     # TensorBoard shows each penalty and ADA's p and r_t beside the losses.
     tags = _scalar_tags(straight / "train")
     assert {"penalties/r1", "penalties/r2", "grad_norm/d_r1", "augment/p",
-            "augment/rt", "losses/d", "losses/g"} <= tags, tags
+            "augment/rt", "losses/d", "losses/g", "schedule/optim.d_lr",
+            "schedule/optim.beta2", "schedule/penalties.r2.weight",
+            "schedule/model.ema_kimg"} <= tags, tags
 
 
 def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(

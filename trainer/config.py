@@ -10,11 +10,12 @@ import tensorflow as tf
 from trainer import augment as augment_lib
 from trainer import files
 from trainer import losses as losses_lib
+from trainer import schedules as schedules_lib
 from trainer.errors import UserError
 from trainer.models import ARCHITECTURES
 
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
-AUGMENT_P_MODES = ("adaptive", "fixed", "linear")
+AUGMENT_P_MODES = ("adaptive", "fixed")
 
 # Config sections that define the shapes of the saved state: a checkpoint
 # written under one of these cannot be restored under another.
@@ -36,14 +37,16 @@ def _penalty(weight: float, interval: int) -> dict:
 # their own model fields (trainer/models).
 _ADDED_FIELDS = {
     "model.num_classes": 0,
+    "model.ema_kimg": 0.0,
+    "model.ema_rampup": 0.0,
     "train.simultaneous": False,
     "runtime.intra_op_threads": 0,
     "runtime.inter_op_threads": 0,
     "penalties": {"names": "", "r1": _penalty(1.0, 16),
                   "r2": _penalty(1.0, 16), "gp": _penalty(10.0, 1)},
     "augment": {"name": "", "groups": "", "p_mode": "adaptive", "p": 0.0,
-                "p_end": 0.0, "p_kimg": 500.0, "target": 0.6, "interval": 4,
-                "speed_kimg": 500.0},
+                "target": 0.6, "interval": 4, "speed_kimg": 500.0},
+    "schedules": schedules_lib.default_config().to_dict(),
 }
 
 
@@ -106,6 +109,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _fill(resolved, "penalties.gp.weight", resolved.model.gp_weight)
   for path, default in _ADDED_FIELDS.items():
     _fill(resolved, path, default)
+  _from_linear_p(resolved)
   architecture = ARCHITECTURES.get(resolved.model.architecture)
   for field, default in architecture.fields.items():
     _fill(resolved, f"model.{field}", default)
@@ -117,7 +121,73 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       penalties + [n for n in loss.penalties if n not in penalties])
   augment_lib.build(resolved.augment.name, resolved.augment.groups)
   _validate(resolved, architecture)
+  _validate_schedules(resolved, architecture)
   return resolved
+
+
+def _from_linear_p(config: ml_collections.ConfigDict) -> None:
+  """A run saved with augment.p_mode=linear: its p as a schedule of augment.p.
+
+  p_mode=linear (from augment.p to augment.p_end over augment.p_kimg) was
+  the one scheduled value before schedules were general.
+  """
+  augment = config.augment
+  end, kimg = augment.get("p_end", 0.0), augment.get("p_kimg", 500.0)
+  if augment.p_mode == "linear" and not config.schedules.augment.p:
+    config.schedules.augment.p = f"linear({end!r}, {kimg!r})"
+    augment.p_mode = "fixed"
+  for legacy in ("p_end", "p_kimg"):
+    if legacy in augment:
+      del augment[legacy]
+
+
+def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
+
+
+def _validate_schedules(config: ml_collections.ConfigDict,
+                        architecture) -> None:
+  """Each schedule names a schedulable value and ends inside its range."""
+  unknown = [p for p in _leaves(config.schedules)
+             if p not in schedules_lib.SCHEDULABLE]
+  if unknown:
+    raise UserError(f"schedules.{unknown[0]} is not a schedulable value; "
+                    f"valid: {', '.join(schedules_lib.SCHEDULABLE)}")
+  for path in schedules_lib.SCHEDULABLE:
+    spec = _get(config.schedules, path)
+    if not isinstance(spec, str):
+      raise UserError(f"schedules.{path}={spec!r} is not a schedule; write "
+                      "a string, kind(end, kimg), or \"\" for a constant")
+  for path, schedule in schedules_lib.from_config(config).items():
+    # The end value must pass the checks the value itself passes.
+    probe = ml_collections.ConfigDict(config.to_dict())
+    *parents, leaf = path.split(".")
+    _get(probe, ".".join(parents))[leaf] = schedule.end
+    try:
+      _validate(probe, architecture)
+    except UserError as e:
+      raise UserError(f"schedules.{path}={_get(config.schedules, path)!r} "
+                      f"ends out of range: {e}") from None
+  scheduled = schedules_lib.specs(config)
+  if "augment.p" in scheduled and config.augment.p_mode != "fixed":
+    raise UserError(
+        f"schedules.augment.p is set, but augment.p_mode="
+        f"{config.augment.p_mode!r} moves p by its own rule; set "
+        "augment.p_mode=fixed to schedule p")
+  kimg = config.model.ema_kimg
+  if "model.ema_kimg" in scheduled and not kimg > 0:
+    raise UserError(
+        "schedules.model.ema_kimg is set, but model.ema_kimg=0 means G_ema "
+        "uses model.ema_decay; give model.ema_kimg the start value (> 0)")
+  if "model.ema_decay" in scheduled and kimg > 0:
+    raise UserError(
+        f"schedules.model.ema_decay is set, but model.ema_kimg={kimg} gives "
+        "G_ema a half-life in images instead; schedule model.ema_kimg, or "
+        "set model.ema_kimg=0")
 
 
 def _at_least(config, path: str, minimum: float) -> None:
@@ -160,17 +230,17 @@ def _validate(config: ml_collections.ConfigDict, architecture) -> None:
     if name != "names":
       _at_least(config, f"penalties.{name}.weight", 0)
       _at_least(config, f"penalties.{name}.interval", 1)
-  for path in ("optim.g_lr", "optim.d_lr", "augment.speed_kimg",
-               "augment.p_kimg"):
+  for path in ("optim.g_lr", "optim.d_lr", "augment.speed_kimg"):
     _positive(config, path)
+  for path in ("model.ema_kimg", "model.ema_rampup"):
+    _at_least(config, path, 0)
   for path in ("optim.beta1", "optim.beta2", "model.ema_decay"):
     _in_unit_interval(config, path)
   for field in architecture.unit_interval:
     _in_unit_interval(config, f"model.{field}")
-  for path in ("augment.p", "augment.p_end"):
-    if not 0 <= _get(config, path) <= 1:
-      raise UserError(f"{path}={_get(config, path)} is out of range; it "
-                      "must be in [0, 1]")
+  if not 0 <= config.augment.p <= 1:
+    raise UserError(f"augment.p={config.augment.p} is out of range; it must "
+                    "be in [0, 1]")
   if not 0 < config.augment.target < 1:
     raise UserError(f"augment.target={config.augment.target} is out of "
                     "range; it must be in (0, 1)")

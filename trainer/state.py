@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import losses as losses_lib
+from trainer import schedules as schedules_lib
 from trainer.models import ARCHITECTURES
 
 # Purposes of stateless random streams, folded into the config's seed.
@@ -50,11 +51,15 @@ class GanState:
   d_optimizer: keras.optimizers.Optimizer
   step: tf.Variable
   augment: AugmentState
+  # Not checkpointed: the step and the config determine its values.
+  schedules: schedules_lib.ScheduledValues = dataclasses.field(
+      metadata={"checkpoint": False})
 
   def trackables(self) -> dict:
     """Everything to checkpoint, by name."""
     objects = {f.name: getattr(self, f.name)
-               for f in dataclasses.fields(self)}
+               for f in dataclasses.fields(self)
+               if f.metadata.get("checkpoint", True)}
     # Keras 3 does not expose the state of its random seed generators (D's
     # dropout) to tf.train.Checkpoint; without it a resumed run would draw
     # other dropout masks. Variables it does track are stored once anyway.
@@ -83,12 +88,40 @@ def learning_rates(config: ml_collections.ConfigDict) -> dict[str, float]:
           "d": config.optim.d_lr * ratios["d"]}
 
 
+def _read_at_use(name: str) -> property:
+  """An attribute that, holding a callable, returns what it returns."""
+  private = "_" + name
+
+  def get(self):
+    value = getattr(self, private)
+    return value() if callable(value) else value
+
+  return property(get, lambda self, value: setattr(self, private, value))
+
+
+class Adam(keras.optimizers.Adam):
+  """Adam whose betas may be callables, read at every update (schedules).
+
+  Keras' Adam casts its betas to tensors; a variable there would become part
+  of the checkpoint, which the scheduled values are not.
+  """
+  beta_1 = _read_at_use("beta_1")
+  beta_2 = _read_at_use("beta_2")
+
+
 def _optimizer(lr: float, optim: ml_collections.ConfigDict,
-               loss_scaling: bool,
+               loss_scaling: bool, schedules: schedules_lib.ScheduledValues,
                ratio: float = 1.0) -> keras.optimizers.Optimizer:
+  """Adam; `lr` is already lazy-corrected, the betas are raised to `ratio`."""
+
   # The betas' horizons in minibatches are kept: beta ** ratio per update.
-  optimizer = keras.optimizers.Adam(lr, beta_1=optim.beta1**ratio,
-                                    beta_2=optim.beta2**ratio)
+  def beta(name: str):
+    value = schedules.get(f"optim.{name}", optim[name])
+    if not isinstance(value, tf.Variable):
+      return value**ratio
+    return lambda: value.read_value()**ratio
+
+  optimizer = Adam(lr, beta_1=beta("beta1"), beta_2=beta("beta2"))
   if loss_scaling:
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
@@ -106,12 +139,15 @@ def build_state(config: ml_collections.ConfigDict,
   loss_scaling = policy == "mixed_float16"
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
+    schedules = schedules_lib.ScheduledValues(
+        schedules_lib.from_config(config), config.train.batch_size)
     generator, discriminator = build(config.model, policy)
     generator_ema = keras.models.clone_model(generator)
     for ema, var in zip(generator_ema.variables, generator.variables):
       ema.assign(var)
     g_optimizer, d_optimizer = (
-        _optimizer(rates[net], config.optim, loss_scaling, ratios[net])
+        _optimizer(rates[net], config.optim, loss_scaling, schedules,
+                   ratios[net])
         for net in ("g", "d"))
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
@@ -120,8 +156,14 @@ def build_state(config: ml_collections.ConfigDict,
         0, dtype=tf.int64, trainable=False, name="step",
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     augment = AugmentState(config.augment.p)
+    for optimizer, net in ((g_optimizer, "g"), (d_optimizer, "d")):
+      if f"optim.{net}_lr" in schedules:
+        schedules.bind(f"optim.{net}_lr", optimizer.learning_rate,
+                       lambda value, ratio=ratios[net]: value * ratio)
+    if "augment.p" in schedules:
+      schedules.bind("augment.p", augment.p)
   return GanState(generator, discriminator, generator_ema, g_optimizer,
-                  d_optimizer, step, augment)
+                  d_optimizer, step, augment, schedules)
 
 
 def stream_seed(seed: int, purpose: int, *counters: tf.Tensor) -> tf.Tensor:

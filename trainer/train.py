@@ -32,6 +32,7 @@ from trainer import distribute
 from trainer import evaluation
 from trainer import losses as losses_lib
 from trainer import monitor as monitor_lib
+from trainer import schedules as schedules_lib
 from trainer import state as state_lib
 from trainer import summaries
 from trainer.data import pipeline
@@ -109,16 +110,31 @@ def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
   return norm
 
 
-def _update_ema(state: state_lib.GanState, decay: float,
-                step: tf.Tensor) -> None:
-  """G_ema <- r * G_ema + (1 - r) * G; G's BN statistics are copied.
+def ema_rate(config: ml_collections.ConfigDict,
+             schedules: schedules_lib.ScheduledValues,
+             step: tf.Tensor) -> tf.Tensor:
+  """The moving average's r at a step, for G_ema <- r * G_ema + (1 - r) * G.
 
-  r = min(decay, (1 + step) / (10 + step)): early in a run, when G moves
-  fast, the average follows it closely instead of remembering the random
-  initialisation (the warm-up of tf.train.ExponentialMovingAverage).
+  With model.ema_kimg > 0 (StyleGAN2's half-life in images): r = 0.5 **
+  (batch / half-life), the half-life capped at ema_rampup times the images
+  seen when ema_rampup > 0. Otherwise r = min(ema_decay, (1 + step) / (10 +
+  step)): early in a run, when G moves fast, the average follows it
+  closely instead of remembering the random initialisation (the warm-up of
+  tf.train.ExponentialMovingAverage).
   """
   step = tf.cast(step, tf.float32)
-  rate = tf.minimum(decay, (1.0 + step) / (10.0 + step))
+  model, batch = config.model, float(config.train.batch_size)
+  if model.ema_kimg > 0:
+    half_life = schedules.get("model.ema_kimg", model.ema_kimg) * 1000.0
+    if model.ema_rampup > 0:
+      half_life = tf.minimum(half_life, step * batch * model.ema_rampup)
+    return tf.pow(0.5, batch / tf.maximum(half_life, 1e-8))
+  decay = schedules.get("model.ema_decay", model.ema_decay)
+  return tf.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def _update_ema(state: state_lib.GanState, rate: tf.Tensor) -> None:
+  """G_ema <- r * G_ema + (1 - r) * G; G's BN statistics are copied."""
   pairs = [(e.value, v.value) for e, v in
            zip(state.generator_ema.variables, state.generator.variables)]
   trainable = {id(v.value) for v in state.generator.trainable_variables}
@@ -197,14 +213,16 @@ class _Judge:
 
 
 def _penalty_terms(group: losses_lib.PenaltyGroup,
-                   inputs: losses_lib.PenaltyInputs
+                   inputs: losses_lib.PenaltyInputs,
+                   schedules: schedules_lib.ScheduledValues
                    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
   """The group's weighted per-example sum [b] and each penalty's raw term."""
   total, raw = 0.0, {}
   for name, penalty, weight in group.penalties:
     term = penalty.term(inputs)  # [b]
     raw[f"penalties/{name}"] = term
-    total += penalty.scale * weight * term
+    weight = schedules.get(f"penalties.{name}.weight", weight)
+    total += penalty.scale * tf.cast(weight, term.dtype) * term
   return total, raw
 
 
@@ -266,7 +284,8 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
       terms, raw = _penalty_terms(group, losses_lib.PenaltyInputs(
           judge=judge, real=tf.cast(images, fake.dtype), real_labels=real_labels,
           fake=tf.stop_gradient(fake), fake_labels=fake_labels,
-          seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k)))
+          seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k)),
+          state.schedules)
       per_example += terms
       metrics.update({name: average(term) for name, term in raw.items()})
     return average(per_example), real_logits, fake_logits, metrics
@@ -354,7 +373,7 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
             judge=judge_for(step, update), real=tf.cast(images, fake.dtype),
             real_labels=real_labels, fake=fake, fake_labels=fake_labels,
             seed=state_lib.stream_seed(seed, state_lib.PENALTY, step,
-                                       update)))
+                                       update)), state.schedules)
         scaled = state.d_optimizer.scale_loss(
             average(group.interval * terms))
       norm = _apply(state.d_optimizer, tape, scaled, d.trainable_variables)
@@ -367,7 +386,7 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
   def finish(real):
     del real
     step = state.step.read_value()
-    _update_ema(state, config.model.ema_decay, step)
+    _update_ema(state, ema_rate(config, state.schedules, step))
     state.step.assign_add(1)
     return {}
 
@@ -410,18 +429,10 @@ def _adapt_p(augment: state_lib.AugmentState, settings, rt: tf.Tensor,
   augment.rt_count.assign(tf.where(due, 0.0, augment.rt_count))
 
 
-def _linear_p(augment: state_lib.AugmentState, settings, rt: tf.Tensor,
-              step: tf.Tensor, batch: int) -> None:
-  """p from `p` to `p_end` over p_kimg thousand images, then constant."""
-  del rt
-  done = tf.cast(step + 1, tf.float32) * batch / (settings.p_kimg * 1000.0)
-  augment.p.assign(settings.p + (settings.p_end - settings.p) *
-                   tf.minimum(done, 1.0))
-
-
 # How p follows the run, by augment.p_mode (after each step, outside the
-# replicas, from metrics reduced over the global batch).
-_P_RULES = {"adaptive": _adapt_p, "linear": _linear_p,
+# replicas, from metrics reduced over the global batch). A fixed p may follow
+# schedules.augment.p, which the scheduled values assign before each step.
+_P_RULES = {"adaptive": _adapt_p,
             "fixed": lambda augment, settings, rt, step, batch: None}
 
 
@@ -450,6 +461,7 @@ def _run_phases(phases: list[Phase], run, element, step: tf.Tensor
 
 
 def make_train_loop(strategy: tf.distribute.Strategy, phases: list[Phase],
+                    before_step: Callable[[tf.Tensor], None],
                     after_step: Callable[[dict, tf.Tensor], None]):
   """Returns loop(iterator, num_steps, first_step) -> (sums, counts, bad).
 
@@ -458,8 +470,9 @@ def make_train_loop(strategy: tf.distribute.Strategy, phases: list[Phase],
   `sums` and `counts` give each metric's sum over the steps it was computed
   on (a lazy phase's metrics only on its steps) and their number. The first
   bad step is the first of them with a NaN or Inf loss or penalty, or -1.
-  `after_step(metrics, step)` runs outside the replicas after every step,
-  with the global metrics and the step's counter as read before it.
+  `before_step(step)` runs outside the replicas before every step (the
+  scheduled values), `after_step(metrics, step)` after it, with the global
+  metrics and the step's counter as read before the step.
   """
   names = [name for phase in phases for name in phase.metrics]
   # The losses and penalties; not the gradient norms, which are Inf on the
@@ -485,6 +498,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, phases: list[Phase],
     for i in tf.range(num_steps):
       element = next(iterator)
       step = first_step + tf.cast(i, tf.int64)
+      before_step(step)
       metrics, ran = _run_phases(phases, run, element, step)
       after_step(metrics, step)
       finite = tf.reduce_all([tf.math.is_finite(metrics[name])
@@ -524,7 +538,7 @@ def make_train_steps(config: ml_collections.ConfigDict,
            global_batch)
 
   loop = make_train_loop(strategy, make_phases(state, config, global_batch),
-                         after_step)
+                         state.schedules.update, after_step)
 
   def train_steps(num_steps: int) -> tuple[dict[str, float], int]:
     first_step = tf.constant(int(state.step.numpy()), tf.int64)
@@ -536,6 +550,7 @@ def make_train_steps(config: ml_collections.ConfigDict,
                for name in sums if float(counts[name])}
     if uses_p:
       metrics["augment/p"] = float(state.augment.p.numpy())
+    metrics.update(state.schedules.summaries())
     return metrics, int(first_bad)
 
   return train_steps
@@ -567,6 +582,8 @@ def _set_learning_rates(state: state_lib.GanState,
   """
   rates = state_lib.learning_rates(config)
   for optimizer, net in ((state.g_optimizer, "g"), (state.d_optimizer, "d")):
+    if f"optim.{net}_lr" in state.schedules:
+      continue  # the schedule assigns it before every step
     wanted = rates[net]
     restored = float(optimizer.learning_rate.numpy())
     if not np.isclose(restored, wanted, rtol=1e-6):

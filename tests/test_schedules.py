@@ -1,0 +1,130 @@
+"""Scheduled config values: their curve, and the step using them on time.
+
+A scheduled run is compared with constant runs switched by hand at the step
+where the schedule reaches its end: the two must end with the same weights.
+"""
+
+import numpy as np
+import pytest
+
+from tests.conftest import cpu_strategy, load_config
+from tests.test_step import TINY, _synthetic
+from trainer import checkpoint as checkpoint_lib
+from trainer import schedules
+from trainer import state as state_lib
+from trainer import train
+
+
+@pytest.mark.parametrize("kind,halfway", [("linear", 3.0), ("cosine", 3.0)])
+def test_a_schedule_goes_from_the_value_to_its_end_then_stays(kind, halfway):
+  schedule = schedules.parse("optim.g_lr", f"{kind}(5.0, 2)", 1.0)
+  values = [float(schedule(images)) for images in (0, 1000, 2000, 9000)]
+  assert values == pytest.approx([1.0, halfway, 5.0, 5.0])
+  if kind == "cosine":  # flat at both ends
+    near_start, near_end = float(schedule(100)), float(schedule(1900))
+    assert near_start - 1.0 < 0.1 and 5.0 - near_end < 0.1
+
+
+def test_every_schedulable_value_is_in_the_default_config():
+  config = load_config()
+  assert set(schedules.specs(config)) == set()
+  for path in schedules.SCHEDULABLE:
+    config = load_config(**{f"schedules.{path}": "linear(0.5, 1)"},
+                         resolved=False)
+    assert schedules.specs(config) == {path: "linear(0.5, 1)"}
+
+
+# (the scheduled value's path, its start and end, config overrides of both
+# runs). The schedule reaches its end after one step of 4 images.
+_SWITCHED = [
+    ("optim.d_lr", 2e-4, 1e-3, {}),
+    ("optim.g_lr", 2e-4, 1e-3, {}),
+    ("optim.beta2", 0.999, 0.9, {}),
+    ("optim.beta1", 0.5, 0.0, {}),
+    ("penalties.r1.weight", 0.1, 10.0,
+     {"penalties.names": "r1", "penalties.r1.interval": 1}),
+    ("model.ema_kimg", 0.002, 0.1, {}),
+    ("augment.p", 0.0, 0.8, {"augment.name": "ada",
+                             "augment.p_mode": "fixed"}),
+]
+
+
+def _set(config_overrides: dict, path: str, value: float) -> dict:
+  return {**config_overrides, path: value}
+
+
+def _switch_by_hand(state, path: str, value: float) -> None:
+  """What a constant run with `value` has in its state, where it has any."""
+  if path.startswith("optim.") and path.endswith("_lr"):
+    optimizer = {"g": state.g_optimizer, "d": state.d_optimizer}[path[6]]
+    optimizer.learning_rate = value
+  elif path.startswith("optim.beta"):
+    for optimizer in (state.g_optimizer, state.d_optimizer):
+      setattr(optimizer, "beta_" + path[-1], value)
+  elif path == "augment.p":
+    state.augment.p.assign(value)
+
+
+def _everything(state) -> list[np.ndarray]:
+  return [np.array(v.numpy()) for v in
+          state.generator.variables + state.discriminator.variables
+          + state.generator_ema.variables + state.g_optimizer.variables
+          + state.d_optimizer.variables + [state.augment.p]]
+
+
+@pytest.mark.parametrize("path,start,end,overrides", _SWITCHED,
+                         ids=[case[0] for case in _SWITCHED])
+def test_a_scheduled_value_is_used_from_the_step_it_is_due(path, start, end,
+                                                           overrides):
+  data = _synthetic()
+  base = {**TINY, "model.d_dropout": 0.0, **overrides}
+  strategy = cpu_strategy(1)
+
+  scheduled = load_config(**_set(base, path, start),
+                          **{f"schedules.{path}": f"linear({end}, 0.004)"})
+  state = state_lib.build_state(scheduled, strategy)
+  metrics, _ = train.make_train_steps(scheduled, strategy, state, data, 0)(3)
+  assert metrics[f"schedule/{path}"] == pytest.approx(end)
+
+  # The same run as constants: `start` for step 1, `end` from step 2 on.
+  first = load_config(**_set(base, path, start))
+  second = load_config(**_set(base, path, end))
+  by_hand = state_lib.build_state(first, strategy)
+  train.make_train_steps(first, strategy, by_hand, data, 0)(1)
+  _switch_by_hand(by_hand, path, end)
+  train.make_train_steps(second, strategy, by_hand, data, 1)(2)
+
+  for a, b in zip(_everything(state), _everything(by_hand), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # And the value mattered: a run constant at `start` ends elsewhere.
+  constant = state_lib.build_state(first, strategy)
+  train.make_train_steps(first, strategy, constant, data, 0)(3)
+  assert any(not np.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in
+             zip(_everything(state), _everything(constant)))
+
+
+def test_a_lazy_rate_schedule_keeps_the_lazy_correction():
+  config = load_config(**TINY, **{
+      "penalties.names": "r1", "penalties.r1.interval": 4,
+      "schedules.optim.d_lr": "cosine(1e-3, 0.004)"})
+  state = state_lib.build_state(config, cpu_strategy(1))
+  train.make_train_steps(config, cpu_strategy(1), state, _synthetic(), 0)(2)
+  assert float(state.d_optimizer.learning_rate.numpy()) == pytest.approx(
+      1e-3 * 4 / 5)
+
+
+def test_scheduled_values_stay_out_of_the_checkpoint(tmp_path):
+  # A schedule added to, or dropped from, a run that goes on restores its
+  # checkpoint: the values are the step's and the config's.
+  plain = load_config(**TINY)
+  scheduled = load_config(**TINY, **{
+      "schedules.optim.beta2": "linear(0.99, 10)",
+      "schedules.optim.g_lr": "linear(1e-5, 10)"})
+  for saved, restored in ((plain, scheduled), (scheduled, plain)):
+    workdir = str(tmp_path / f"{id(saved)}")
+    state = state_lib.build_state(saved, cpu_strategy(1))
+    checkpoint_lib.Checkpointer(workdir, state.trackables(), keep=1,
+                                is_chief=True).save(1)
+    other = state_lib.build_state(restored, cpu_strategy(1))
+    assert checkpoint_lib.Checkpointer(workdir, other.trackables(), keep=1,
+                                       is_chief=True).restore_latest()
