@@ -165,8 +165,6 @@ def test_inception_v3_weights_that_cannot_be_downloaded_are_explained():
     ({"eval.extractor_path": "/nonexistent/classifier.weights.h5"},
      "/nonexistent/classifier.weights.h5"),
     ({"eval.batch_size": 101}, "not divisible by the 2 replicas"),
-    ({"model.image_size": 32, "data.resize": True},
-     "mnist_classifier reads 28x28"),
 ])
 def test_bad_settings_are_refused_with_one_message(mnist_dir, tmp_path,
                                                    overrides, message):

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import run_command
+from trainer import features
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
@@ -115,3 +116,31 @@ def test_bad_weights_file_is_one_clear_error(tmp_path, damage, words):
   message = str(error.value)
   for word in [str(weights), "python -m trainer.train_classifier", *words]:
     assert word in message, message
+
+
+def test_images_of_another_size_are_classified_after_resizing(mnist_dir):
+  # MNIST trained at 32x32: the same digits, resized up, classified as well
+  # as at 28x28, under an identity of their own.
+  images, labels = _read(mnist_dir, "test[9000:9500]")
+  digits = pipeline.to_unit_range(images)  # [500, 28, 28, 1]
+  at_32 = tf.image.resize(digits, [32, 32], method="bilinear")
+  native = features.build("mnist_classifier", "", (28, 28, 1))
+  resized = features.build("mnist_classifier", "", (32, 32, 1))
+  _, probabilities = resized.extract(at_32)
+  accuracy = np.mean(np.argmax(probabilities, axis=1) == labels)
+  assert accuracy >= MIN_HELDOUT_ACCURACY - 0.01, accuracy
+  assert resized.identity != native.identity
+  assert resized.identity.endswith("-from-32x32")
+  # Stacked MNIST at 32x32 too: each channel's digit is classified.
+  stacked = features.build("mnist_classifier", "", (32, 32, 3))
+  rolled = tf.concat([at_32, tf.roll(at_32, 1, 0), tf.roll(at_32, 2, 0)], -1)
+  _, modes = stacked.extract(rolled)
+  expected = 100 * labels + 10 * np.roll(labels, 1) + np.roll(labels, 2)
+  assert np.mean(np.argmax(modes, axis=1) == expected) >= 0.95
+
+
+def test_a_channel_count_it_cannot_read_is_one_clear_error():
+  with pytest.raises(UserError, match=(
+      "mnist_classifier reads images with 1 channel .MNIST. or 3 .Stacked "
+      "MNIST.; these are 32x32x2. Use eval.extractor=inception_v3")):
+    features.build("mnist_classifier", "", (32, 32, 2))

@@ -63,6 +63,13 @@ def file_sha256(path: str) -> str:
 
 # ------------------------------------------------------- MNIST classifier ---
 
+def _to_28x28(images: tf.Tensor) -> tf.Tensor:
+  """[B, H, W, C] -> [B, 28, 28, C], the MNIST classifier's input size."""
+  if tuple(images.shape[1:3]) == (28, 28):
+    return images
+  return tf.image.resize(images, [28, 28], method="bilinear", antialias=True)
+
+
 @EXTRACTORS.register("mnist_classifier")
 def _mnist_classifier(path: str,
                       image_shape: tuple[int, int, int]) -> Extractor:
@@ -72,22 +79,27 @@ def _mnist_classifier(path: str,
   one digit per channel) is classified channel by channel: the embedding is
   the three embeddings side by side, and the probabilities are over the 1000
   modes 100 * R + 10 * G + B (the product of the channels' probabilities).
+  Images of another size (MNIST trained at 32x32, say) are resized to 28x28
+  first (bilinear, antialiased), real and generated alike; the size is part
+  of the extractor's identity, so features of different sizes never mix.
   """
   from trainer.features import mnist_classifier  # pylint: disable=g-import-not-at-top
 
   height, width, channels = image_shape
-  if (height, width) != (28, 28) or channels not in (1, 3):
+  if channels not in (1, 3):
     raise UserError(
-        f"eval.extractor=mnist_classifier reads 28x28 images with 1 channel "
+        f"eval.extractor=mnist_classifier reads images with 1 channel "
         f"(MNIST) or 3 (Stacked MNIST); these are {height}x{width}x"
         f"{channels}. Use eval.extractor=inception_v3 for other images")
   path = path or mnist_classifier.DEFAULT_PATH
   model = mnist_classifier.load(path)
   identity = (f"mnist_classifier-{mnist_classifier.VERSION}-"
               f"{file_sha256(path)[:16]}")
+  if (height, width) != (28, 28):
+    identity += f"-from-{height}x{width}"
 
   def classify(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    embedding, logits = model(images, training=False)
+    embedding, logits = model(_to_28x28(images), training=False)
     return embedding, tf.nn.softmax(logits)
 
   if channels == 1:
@@ -95,6 +107,7 @@ def _mnist_classifier(path: str,
 
   def classify_stacked(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     batch = tf.shape(images)[0]
+    images = _to_28x28(images)
     # [B, 28, 28, 3] -> [3B, 28, 28, 1], channel-major, so one call does all.
     digits = tf.reshape(tf.transpose(images, [3, 0, 1, 2]), [-1, 28, 28, 1])
     embedding, probabilities = classify(digits)  # [3B, D], [3B, 10]
