@@ -110,8 +110,8 @@ _BAD = [
     ({"schedules.augment.p": "linear(0.5, 100)"},
      "schedules.augment.p is set, but augment.p_mode='adaptive' moves p by "
      "its own rule; set augment.p_mode=fixed"),
-    ({"schedules.model.ema_kimg": "linear(10.0, 100)"},
-     "schedules.model.ema_kimg is set, but model.ema_kimg=0"),
+    ({"model.ema_kimg": 10.0, "schedules.model.ema_decay": "linear(0.9, 1)"},
+     "schedules.model.ema_decay is set, but G_ema has a half-life in images"),
     ({"model.ema_kimg": -1.0}, "model.ema_kimg=-1.0 is out of range"),
     ({"augment.interval": 0}, "augment.interval=0 is out of range"),
     ({"augment.speed_kimg": 0.0}, "augment.speed_kimg=0.0 is out of range"),

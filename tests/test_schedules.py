@@ -103,6 +103,19 @@ def test_a_scheduled_value_is_used_from_the_step_it_is_due(path, start, end,
              zip(_everything(state), _everything(constant)))
 
 
+def test_a_half_life_scheduled_from_0_starts_with_g_ema_equal_to_g():
+  # R3GAN ramps G_ema's half-life up from 0 images: at first G_ema is G.
+  config = load_config(**TINY, **{
+      "schedules.model.ema_kimg": "cosine(5000, 20000)"})
+  state = state_lib.build_state(config, cpu_strategy(1))
+  state.schedules.update(0)
+  assert float(train.ema_rate(config, state.schedules, 0)) == 0.0
+  state.schedules.update(2_500_000)  # 10 M images, halfway: 2,500 kimg
+  half_life = 0.5 * 5000 * 1000
+  assert float(train.ema_rate(config, state.schedules, 2_500_000)) == (
+      pytest.approx(0.5 ** (4 / half_life), rel=1e-6))
+
+
 def test_a_lazy_rate_schedule_keeps_the_lazy_correction():
   config = load_config(**TINY, **{
       "penalties.names": "r1", "penalties.r1.interval": 4,

@@ -178,16 +178,21 @@ def _validate_schedules(config: ml_collections.ConfigDict,
         f"schedules.augment.p is set, but augment.p_mode="
         f"{config.augment.p_mode!r} moves p by its own rule; set "
         "augment.p_mode=fixed to schedule p")
-  kimg = config.model.ema_kimg
-  if "model.ema_kimg" in scheduled and not kimg > 0:
+  if "model.ema_decay" in scheduled and ema_in_images(config):
     raise UserError(
-        "schedules.model.ema_kimg is set, but model.ema_kimg=0 means G_ema "
-        "uses model.ema_decay; give model.ema_kimg the start value (> 0)")
-  if "model.ema_decay" in scheduled and kimg > 0:
-    raise UserError(
-        f"schedules.model.ema_decay is set, but model.ema_kimg={kimg} gives "
-        "G_ema a half-life in images instead; schedule model.ema_kimg, or "
-        "set model.ema_kimg=0")
+        "schedules.model.ema_decay is set, but G_ema has a half-life in "
+        f"images (model.ema_kimg={config.model.ema_kimg}, or a schedule of "
+        "it); schedule model.ema_kimg, or set model.ema_kimg=0 without one")
+
+
+def ema_in_images(config: ml_collections.ConfigDict) -> bool:
+  """Whether G_ema's rate comes from a half-life in images (ema_kimg).
+
+  It does when model.ema_kimg > 0 or when a schedule drives it, which may
+  start from 0 (R3GAN ramps the half-life up from 0).
+  """
+  return (config.model.ema_kimg > 0
+          or bool(config.schedules.model.ema_kimg.strip()))
 
 
 def _at_least(config, path: str, minimum: float) -> None:

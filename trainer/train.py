@@ -115,7 +115,8 @@ def ema_rate(config: ml_collections.ConfigDict,
              step: tf.Tensor) -> tf.Tensor:
   """The moving average's r at a step, for G_ema <- r * G_ema + (1 - r) * G.
 
-  With model.ema_kimg > 0 (StyleGAN2's half-life in images): r = 0.5 **
+  With model.ema_kimg > 0 or scheduled (StyleGAN2's half-life in images,
+  R3GAN's from 0 up): r = 0.5 **
   (batch / half-life), the half-life capped at ema_rampup times the images
   seen when ema_rampup > 0. Otherwise r = min(ema_decay, (1 + step) / (10 +
   step)): early in a run, when G moves fast, the average follows it
@@ -124,7 +125,7 @@ def ema_rate(config: ml_collections.ConfigDict,
   """
   step = tf.cast(step, tf.float32)
   model, batch = config.model, float(config.train.batch_size)
-  if model.ema_kimg > 0:
+  if config_lib.ema_in_images(config):
     half_life = schedules.get("model.ema_kimg", model.ema_kimg) * 1000.0
     if model.ema_rampup > 0:
       half_life = tf.minimum(half_life, step * batch * model.ema_rampup)
