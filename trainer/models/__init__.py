@@ -12,6 +12,7 @@ import keras
 import ml_collections
 
 from trainer.models import dcgan
+from trainer.models import stylegan2
 from trainer.registry import Registry
 
 # An architecture builds (generator, discriminator) for one replica from the
@@ -48,3 +49,23 @@ ARCHITECTURES.register("dcgan")(Architecture(
             "sync_batchnorm": True, "d_spectral_norm": False,
             "g_spectral_norm": False},
     positive=("g_width", "d_width"), unit_interval=("d_dropout",)))
+ARCHITECTURES.register("stylegan2")(Architecture(
+    build=stylegan2.build,
+    fields={"w_dim": 512, "mapping_layers": 8, "mapping_lr_multiplier": 0.01,
+            "w_avg_beta": 0.995, "style_mixing": 0.9, "channel_base": 16384,
+            "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256.0,
+            "modconv": "scaled", "mbstd_group": 4, "mbstd_features": 1},
+    positive=("w_dim", "mapping_layers", "channel_base", "channel_max",
+              "mbstd_group", "mbstd_features"),
+    unit_interval=("w_avg_beta", "style_mixing")))
+"""StyleGAN2 with StyleGAN2-ADA's settings (trainer/models/stylegan2.py).
+
+Widths min(channel_base // r, channel_max) at resolution r (channel_base
+16384: the ADA paper's 0.5x networks; its config-f is 32768); image_size a
+power of two. `modconv` is "scaled" (activations scaled around a shared
+convolution) or "grouped" (per-example kernels, one grouped convolution):
+the same function. num_fp16_res and conv_clamp act under mixed_* policies
+as in StyleGAN2-ADA (conv_clamp 0: none); style_mixing is the probability
+of style mixing in training; mbstd_group and mbstd_features size D's
+minibatch standard deviation.
+"""

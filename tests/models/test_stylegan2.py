@@ -1,0 +1,343 @@
+"""The StyleGAN2 networks, tiny: shapes, modulation, latents, precision."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import cpu_strategy, load_config
+from trainer import state as state_lib
+from trainer import train
+from trainer.data import sources
+from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
+from trainer.models import stylegan2
+
+# Channels 32 at 4x4 and 8x8, 16 at 16x16, 8 at 32x32, 4 at 64x64.
+TINY = {"model.architecture": "stylegan2", "model.image_size": 32,
+        "model.channels": 1, "model.channel_base": 256,
+        "model.channel_max": 32, "model.w_dim": 16,
+        "model.mapping_layers": 2, "model.latent_dim": 8,
+        "train.batch_size": 4}
+
+
+def _config(**overrides):
+  return load_config(**{**TINY, **overrides})
+
+
+def _networks(policy: str = "float32", **overrides):
+  config = _config(**overrides)
+  return ARCHITECTURES.get("stylegan2")(config.model, policy)
+
+
+def _z(batch: int = 4, seed: int = 0) -> tf.Tensor:
+  return tf.random.stateless_normal([batch, 8], [seed, 1])
+
+
+def _inputs(x, labels):
+  return x if labels is None else [x, labels]
+
+
+@pytest.mark.parametrize("size,channels,num_classes",
+                         [(32, 1, 0), (32, 3, 10), (64, 1, 10), (64, 3, 0)])
+def test_shapes_and_ranges(size, channels, num_classes):
+  g, d = _networks(**{"model.image_size": size, "model.channels": channels,
+                      "model.num_classes": num_classes})
+  labels = tf.constant([0, 3, 5, 9]) if num_classes else None
+  for training in (False, True):
+    images = g(_inputs(_z(), labels), training=training)
+    assert images.shape == (4, size, size, channels)
+    assert images.dtype == tf.float32
+    assert np.isfinite(images.numpy()).all()
+    logits = d(_inputs(images, labels), training=training)
+    assert logits.shape == (4, 1) and logits.dtype == tf.float32
+    assert np.isfinite(logits.numpy()).all()
+  # Inference images are the training ones (here without style mixing)
+  # clipped to [-1, 1]; at initialization the raw ones exceed it.
+  mapping = stylegan2.mapping_of(g)
+  assert mapping.num_ws == 2 * int(np.log2(size)) - 2
+  raw = stylegan2.synthesis_of(g)(mapping(_inputs(_z(), labels)),
+                                  training=True)
+  assert float(tf.reduce_max(tf.abs(raw))) > 1.0
+  inference = g(_inputs(_z(), labels), training=False)
+  assert float(tf.reduce_max(tf.abs(inference))) <= 1.0
+  np.testing.assert_allclose(inference, tf.clip_by_value(raw, -1, 1),
+                             atol=1e-6)
+
+
+def test_the_label_conditions_both_networks():
+  g, d = _networks(**{"model.num_classes": 10})
+  three, five = tf.fill([4], 3), tf.fill([4], 5)
+  images = g([_z(), three], training=False)
+  assert not np.allclose(images, g([_z(), five], training=False))
+  assert not np.allclose(d([images, three]), d([images, five]))
+
+
+def _copy_weights(source: keras.Model, target: keras.Model) -> None:
+  assert len(source.variables) == len(target.variables)
+  for s, t in zip(source.variables, target.variables):
+    t.assign(s)
+
+
+def test_the_two_modulated_convolutions_agree():
+  keras.utils.set_random_seed(0)
+  scaled, _ = _networks(**{"model.modconv": "scaled",
+                           "model.num_classes": 10})
+  grouped, _ = _networks(**{"model.modconv": "grouped",
+                            "model.num_classes": 10})
+  _copy_weights(scaled, grouped)
+  # Non-zero noise strengths, so that the noise path is compared too.
+  scaled, grouped = _with_noise(scaled), _with_noise(grouped)
+  inputs = [_z(), tf.constant([1, 2, 3, 4])]
+  outputs, grads = [], []
+  for g in (scaled, grouped):
+    with tf.GradientTape() as tape:
+      images = g(inputs, training=True)
+      loss = tf.reduce_sum(images * tf.sin(tf.range(32.0))[:, None, None])
+    outputs.append(images.numpy())
+    grads.append([tf.convert_to_tensor(grad) for grad in
+                  tape.gradient(loss, g.trainable_variables)])
+  np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
+  for a, b in zip(*grads):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("modconv", ["scaled", "grouped"])
+def test_demodulation_gives_unit_variance_outputs(modconv):
+  # Unit-variance inputs and any style: each output channel has unit
+  # variance (inside the image, away from the zero padding); without
+  # demodulation the variance follows the style's scale.
+  def variance(demodulate: bool) -> np.ndarray:
+    keras.utils.set_random_seed(1)
+    layer = stylegan2.ModulatedConv2D(
+        32, in_channels=64, w_dim=16, demodulate=demodulate,
+        activation=False, modconv=modconv)
+    layer.build()
+    x = tf.random.stateless_normal([8, 16, 16, 64], [2, 3])
+    w = 4.0 * tf.random.stateless_normal([8, 16], [4, 5])  # large styles
+    y = layer(x, w, noise_mode="none").numpy()[:, 1:-1, 1:-1]
+    return y.var(axis=(0, 1, 2))  # [32]
+
+  demodulated = variance(True)
+  np.testing.assert_allclose(demodulated, 1.0, atol=0.15)
+  assert abs(np.log(variance(False).mean())) > 1.0
+
+
+def test_psi_zero_gives_one_image_per_label():
+  g, _ = _networks(**{"model.num_classes": 10})
+  mapping, synthesis = stylegan2.mapping_of(g), stylegan2.synthesis_of(g)
+  # Some history for w_avg, so that it is not its initial zeros.
+  g([_z(seed=7), tf.fill([4], 2)], training=True)
+  labels = tf.fill([4], 3)
+
+  def images(z, psi):
+    ws = mapping([z, labels], psi=psi)
+    return synthesis(ws, noise_mode="const").numpy()
+
+  truncated = images(_z(seed=0), 0.0)
+  np.testing.assert_allclose(truncated, images(_z(seed=1), 0.0), atol=1e-6)
+  np.testing.assert_allclose(truncated[0], truncated[3], atol=1e-6)
+  assert not np.allclose(images(_z(seed=0), 1.0), images(_z(seed=1), 1.0))
+  # psi = 0 is the synthesis of w_avg itself.
+  w_avg = tf.tile(mapping.w_avg[None, None], [4, mapping.num_ws, 1])
+  np.testing.assert_allclose(
+      truncated, synthesis(w_avg, noise_mode="const"), atol=1e-6)
+  # A cutoff truncates only the coarse ws.
+  ws = mapping([_z(), labels], psi=0.0, truncation_cutoff=2)
+  np.testing.assert_allclose(ws[:, :2], w_avg[:, :2], atol=1e-6)
+  np.testing.assert_allclose(ws[:, 2:], mapping([_z(), labels])[:, 2:])
+
+
+def test_w_avg_moves_in_training_mode_only():
+  g, _ = _networks()
+  mapping = stylegan2.mapping_of(g)
+  np.testing.assert_array_equal(mapping.w_avg.numpy(), 0.0)
+  g(_z(), training=False)
+  mapping(_z(), psi=0.5)
+  np.testing.assert_array_equal(mapping.w_avg.numpy(), 0.0)
+  w = mapping(_z())[:, 0]  # [B, w_dim]
+  g(_z(), training=True)
+  expected = (1 - 0.995) * tf.reduce_mean(w, axis=0)
+  np.testing.assert_allclose(mapping.w_avg.numpy(), expected, rtol=1e-5)
+
+
+def test_style_mixing_takes_a_second_z_from_a_cutoff():
+  g, _ = _networks()
+  mapping = stylegan2.mapping_of(g)
+  z = _z(batch=64)
+  plain = mapping(z).numpy()
+  mixed = mapping(z, style_mixing=1.0).numpy()
+  # The first w is always the example's own; later ones switch once.
+  np.testing.assert_array_equal(mixed[:, 0], plain[:, 0])
+  same = np.all(mixed == plain, axis=-1)  # [B, num_ws]
+  assert not same.all()
+  assert all(np.array_equal(row, np.sort(row)[::-1]) for row in same)
+  # Deterministic given z; training mode mixes with the config's 0.9.
+  np.testing.assert_array_equal(mixed, mapping(z, style_mixing=1.0))
+  trained = mapping(z, training=True).numpy()
+  assert 0.7 < np.mean(~np.all(trained == plain, axis=(1, 2))) < 1.0
+  assert np.array_equal(stylegan2.mix(plain, mixed, 3)[:, 3:], mixed[:, 3:])
+
+
+def test_generator_is_a_function_of_its_inputs():
+  g, _ = _networks()
+  a = g(_z(), training=True).numpy()
+  np.testing.assert_array_equal(a, g(_z(), training=True))
+  b = g(_z(seed=1), training=True).numpy()
+  assert not np.allclose(a, b)
+  clone = keras.models.clone_model(g)
+  _copy_weights(g, clone)
+  np.testing.assert_array_equal(clone(_z(), training=False),
+                                g(_z(), training=False))
+
+
+def _with_noise(g: keras.Model) -> keras.Model:
+  """G with non-zero noise strengths (they start at 0)."""
+  for v in g.trainable_variables:
+    if "noise_strength" in v.path:
+      v.assign(0.3)
+  return g
+
+
+def test_w_avg_is_the_average_over_replicas():
+  strategy = cpu_strategy(2)
+  with strategy.scope():
+    g, _ = _networks()
+  mapping = stylegan2.mapping_of(g)
+  z = _z(batch=8)
+  w = mapping(z)[:, 0]  # [8, w_dim], before any update
+  shards = strategy.experimental_distribute_values_from_function(
+      lambda context: z[4 * context.replica_id_in_sync_group:][:4])
+  tf.function(lambda z: strategy.run(
+      lambda z: g(z, training=True), args=(z,)))(shards)
+  copies = [v.numpy() for v in mapping.w_avg.value.values]
+  assert len(copies) == 2
+  np.testing.assert_array_equal(copies[0], copies[1])
+  np.testing.assert_allclose(copies[0], 0.005 * tf.reduce_mean(w, axis=0),
+                             rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("policy,reduced",
+                         [("mixed_bfloat16", "bfloat16"),
+                          ("mixed_float16", "float16")])
+def test_mixed_precision_in_the_top_resolutions(policy, reduced):
+  # num_fp16_res=2 at 32x32: 16x16 and 32x32 reduced, 4x4 and 8x8 float32.
+  g, d = _networks(policy, **{"model.num_fp16_res": 2,
+                              "model.num_classes": 10})
+  synthesis = stylegan2.synthesis_of(g)
+  dtypes = {layer.name: layer.compute_dtype
+            for layer in synthesis.convs + synthesis.to_rgbs}
+  for res, expected in ((4, "float32"), (8, "float32"), (16, reduced),
+                        (32, reduced)):
+    assert dtypes[f"conv{res}_1"] == dtypes[f"torgb{res}"] == expected
+    if res < 32:
+      assert d.get_layer(f"conv{res * 2}_0").compute_dtype == (
+          reduced if res >= 8 else "float32")
+  assert d.get_layer("fromrgb").compute_dtype == reduced
+  assert stylegan2.mapping_of(g).compute_dtype == "float32"
+  for name in ("mbstd", "conv4", "fc", "logits", "projection"):
+    assert d.get_layer(name).compute_dtype == "float32"
+  # The layers' outputs are in their dtypes; the networks' ends float32.
+  w = tf.zeros([4, 16])
+  top = synthesis.convs[-1](tf.zeros([4, 32, 32, 8]), w, noise_mode="const")
+  low = synthesis.convs[2](tf.zeros([4, 8, 8, 32]), w, noise_mode="const")
+  assert (top.dtype, low.dtype) == (reduced, tf.float32)
+  labels = tf.constant([1, 2, 3, 4])
+  for training in (False, True):
+    images = g([_z(), labels], training=training)
+    logits = d([images, labels], training=training)
+    assert images.dtype == logits.dtype == tf.float32
+    assert np.isfinite(images.numpy()).all()
+    assert np.isfinite(logits.numpy()).all()
+
+
+def test_float32_policy_keeps_every_layer_float32():
+  g, d = _networks(**{"model.num_fp16_res": 4})
+  synthesis = stylegan2.synthesis_of(g)
+  assert {layer.compute_dtype for layer in synthesis.convs} == {"float32"}
+  assert {layer.compute_dtype for layer in d.layers} == {"float32"}
+
+
+def test_minibatch_std_couples_the_examples_of_a_group():
+  _, d = _networks()
+  images = tf.random.stateless_uniform([4, 32, 32, 1], [0, 1], -1, 1)
+  changed = tf.tensor_scatter_nd_update(images, [[3]],
+                                        -images[3:4])  # [B, H, W, C]
+  before, after = d(images).numpy(), d(changed).numpy()
+  assert not np.isclose(before[0], after[0])
+  # The control: groups of one example share nothing.
+  _, single = _networks(**{"model.mbstd_group": 1})
+  np.testing.assert_allclose(single(images)[:3], single(changed)[:3],
+                             rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 6])
+def test_minibatch_std_takes_any_batch(batch):
+  # 6 in groups of 3, 5 and 1 in groups of 1.
+  _, d = _networks()
+  logits = d(tf.zeros([batch, 32, 32, 1]))
+  assert logits.shape == (batch, 1)
+  assert np.isfinite(logits.numpy()).all()
+  # Also traced with an unknown batch.
+  spec = tf.TensorSpec([None, 32, 32, 1])
+  traced = tf.function(lambda x: d(x), input_signature=[spec])
+  np.testing.assert_allclose(traced(tf.zeros([batch, 32, 32, 1])), logits,
+                             rtol=1e-6)
+
+
+def test_gradients_reach_every_trainable_weight():
+  g, d = _networks(**{"model.num_classes": 10})
+  labels = tf.constant([1, 2, 3, 4])
+  with tf.GradientTape() as tape:
+    logits = d([g([_z(), labels], training=True), labels], training=True)
+    loss = tf.reduce_sum(tf.nn.softplus(logits))
+  variables = g.trainable_variables + d.trainable_variables
+  grads = tape.gradient(loss, variables)
+  missing = [v.path for v, grad in zip(variables, grads)
+             if grad is None or not np.any(tf.convert_to_tensor(grad))]
+  assert not missing
+  # Noise buffers and w_avg are not trained.
+  assert {v.name for v in g.non_trainable_variables} == {"noise_const",
+                                                         "w_avg"}
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("model.image_size", 48, "power of two"),
+    ("model.modconv", "fused", "valid: grouped, scaled"),
+    ("model.channel_base", 16, "gives no channels"),
+])
+def test_invalid_settings_are_user_errors(field, value, message):
+  with pytest.raises(UserError, match=message):
+    _networks(**{field: value})
+
+
+def _synthetic_32(count: int = 16) -> sources.Source:
+  images = np.random.default_rng(0).integers(
+      0, 256, size=(count, 32, 32, 1), dtype=np.uint8)
+  return sources.in_memory(
+      "synthetic", images, np.arange(count) % 10, 10,
+      sources.Request(split="train", image_size=32, channels=1,
+                      resize=False))
+
+
+def test_one_training_step():
+  # Conditional, with R1 (second derivatives through D) in D's loss.
+  config = _config(**{"model.num_classes": 10, "penalties.names": "r1",
+                      "penalties.r1.interval": 1})
+  strategy = cpu_strategy(1)
+  state = state_lib.build_state(config, strategy)
+  before = [v.numpy() for v in state.generator.trainable_variables]
+  metrics, first_bad = train.make_train_steps(
+      config, strategy, state, _synthetic_32(), 0)(1)
+  assert first_bad == -1
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  assert metrics["grad_norm/d"] > 0 and metrics["grad_norm/g"] > 0
+  assert int(state.step.numpy()) == 1
+  after = state.generator.trainable_variables
+  assert all(not np.array_equal(b, a.numpy())
+             for b, a in zip(before, after) if "kernel" in a.path)
+  # G_ema's w_avg follows G's (non-trained variables are copied).
+  w_avg = stylegan2.mapping_of(state.generator).w_avg.numpy()
+  assert np.any(w_avg)
+  np.testing.assert_array_equal(
+      stylegan2.mapping_of(state.generator_ema).w_avg.numpy(), w_avg)
