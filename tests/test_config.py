@@ -170,3 +170,20 @@ def test_the_command_line_prints_one_error_line(trained, mnist_dir):
   assert _snapshot(trained) == before
   saved = json.loads((trained / "config.json").read_text())
   assert saved["penalties"]["names"] == ""  # the run's own, untouched
+
+
+@pytest.mark.parametrize("architecture,field,other", [
+    ("dcgan", "g_width", 32), ("dcgan", "d_spectral_norm", True),
+    ("stylegan2", "channel_base", 256), ("stylegan2", "w_dim", 64)])
+def test_a_workdir_of_another_width_is_told_apart(architecture, field, other,
+                                                  tmp_path):
+  overrides = {"model.architecture": architecture}
+  if architecture == "stylegan2":
+    overrides["model.image_size"] = 32
+  saved = load_config(**overrides)
+  (tmp_path / "config.json").write_text(config_lib.to_json(saved))
+  config_lib.check_compatible(saved, str(tmp_path))  # the same: accepted
+  changed = load_config(**overrides, **{f"model.{field}": other})
+  with pytest.raises(UserError, match=(
+      f"holds a run of a different model .model.{field}: saved")):
+    config_lib.check_compatible(changed, str(tmp_path))

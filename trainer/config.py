@@ -17,15 +17,11 @@ from trainer.models import ARCHITECTURES
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 AUGMENT_P_MODES = ("adaptive", "fixed")
 
-# Config sections that define the shapes of the saved state: a checkpoint
-# written under one of these cannot be restored under another.
+# Config fields that define the shapes of the saved state, for every
+# architecture: a checkpoint written under one value cannot be restored
+# under another. Each architecture adds its own (Architecture.state_fields).
 _STATE_DEFINING = ("model.architecture", "model.image_size", "model.channels",
-                   "model.latent_dim", "model.g_width", "model.d_width",
-                   "model.num_classes", "model.d_spectral_norm",
-                   "model.g_spectral_norm")
-# Defaults of state-defining fields added after runs were saved without them.
-_STATE_DEFAULTS = {"model.num_classes": 0, "model.d_spectral_norm": False,
-                   "model.g_spectral_norm": False}
+                   "model.latent_dim", "model.num_classes")
 
 
 def _penalty(weight: float, interval: int) -> dict:
@@ -276,7 +272,13 @@ def state_signature(config: ml_collections.ConfigDict | dict) -> dict:
     try:
       signature[path] = _get(config, path)
     except KeyError:
-      signature[path] = _STATE_DEFAULTS.get(path)
+      signature[path] = _ADDED_FIELDS.get(path)
+  # A saved run's own architecture says which of its fields define state;
+  # a field saved before it existed has the value that kept it as it was.
+  architecture = ARCHITECTURES.get(signature["model.architecture"])
+  for field in architecture.state_fields:
+    signature[f"model.{field}"] = config.get("model", {}).get(
+        field, architecture.fields[field])
   # Only float16 adds state (the loss scale); float32 and bfloat16 runs can
   # continue each other.
   policy = config.get("runtime", {}).get("mixed_precision")

@@ -30,11 +30,14 @@ class Architecture:
     fields: model.<name> -> default, for the fields of this family.
     positive: those of its fields that must be >= 1.
     unit_interval: those that must be in [0, 1).
+    state_fields: those that fix the shapes of the saved state: a checkpoint
+      written with other values cannot be restored.
   """
   build: Builder
   fields: dict[str, object]
   positive: tuple[str, ...] = ()
   unit_interval: tuple[str, ...] = ()
+  state_fields: tuple[str, ...] = ()
 
   def __call__(self, config: ml_collections.ConfigDict,
                dtype: str) -> tuple[keras.Model, keras.Model]:
@@ -48,7 +51,9 @@ ARCHITECTURES.register("dcgan")(Architecture(
     fields={"g_width": 64, "d_width": 64, "d_dropout": 0.3,
             "sync_batchnorm": True, "d_spectral_norm": False,
             "g_spectral_norm": False},
-    positive=("g_width", "d_width"), unit_interval=("d_dropout",)))
+    positive=("g_width", "d_width"), unit_interval=("d_dropout",),
+    state_fields=("g_width", "d_width", "d_spectral_norm",
+                  "g_spectral_norm")))
 ARCHITECTURES.register("stylegan2")(Architecture(
     build=stylegan2.build,
     fields={"w_dim": 512, "mapping_layers": 8, "mapping_lr_multiplier": 0.01,
@@ -57,7 +62,9 @@ ARCHITECTURES.register("stylegan2")(Architecture(
             "modconv": "scaled", "mbstd_group": 4, "mbstd_features": 1},
     positive=("w_dim", "mapping_layers", "channel_base", "channel_max",
               "mbstd_group", "mbstd_features"),
-    unit_interval=("w_avg_beta", "style_mixing")))
+    unit_interval=("w_avg_beta", "style_mixing"),
+    state_fields=("w_dim", "mapping_layers", "channel_base", "channel_max",
+                  "mbstd_features")))
 """StyleGAN2 with StyleGAN2-ADA's settings (trainer/models/stylegan2.py).
 
 Widths min(channel_base // r, channel_max) at resolution r (channel_base
