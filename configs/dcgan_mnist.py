@@ -46,12 +46,13 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
                 --config.data.split='test[:1000]' \
                 --config.eval.source=idx:../shared/data/mnist \
                 --config.eval.split=test
-          Measured (BENCHMARKS.md, "Limited data", one seed, D without
-          dropout in all runs): FID 8.13 at 4,000 steps, against 7.80
-          without augmentation and 12.20 with diffaugment. At this budget
-          D only starts to overfit (r_t 0.63 at the end without
-          augmentation), so ADA keeps p near 0 and tracks the plain run;
-          its gain needs longer training, which was not measured here.
+          Measured (BENCHMARKS.md, "Limited data", seeds 0 and 1, D
+          without dropout in all runs): FID 7.93 +- 0.20 at 4,000 steps,
+          against 8.03 +- 0.24 without augmentation and 12.06 +- 0.15
+          with diffaugment. At this budget D only starts to overfit (r_t
+          about 0.62 at the end without augmentation), so ADA keeps p near
+          0 and tracks the plain run; its gain needs longer training,
+          which was not measured here.
   short   3,000 steps at batch 64 (about 10 minutes on 2 CPU cores): the
           budget of the apply tools' quality figures in BENCHMARKS.md.
   smoke   40 steps at batch 64 with frequent logs, images and checkpoints:
