@@ -24,6 +24,7 @@ from trainer import config as config_lib
 from trainer import distribute
 from trainer import evaluation
 from trainer import losses
+from trainer import schedules as schedules_lib
 from trainer import state as state_lib
 from trainer import summaries
 from trainer import train
@@ -273,7 +274,8 @@ def train_baseline(config: ml_collections.ConfigDict, *, baseline: str,
   state = state_lib.GanState(
       loop.generator, loop.discriminator, loop.generator,
       loop.g_optimizer, loop.d_optimizer, tf.Variable(0, dtype=tf.int64),
-      state_lib.AugmentState(0.0))
+      state_lib.AugmentState(0.0),
+      schedules_lib.ScheduledValues({}, batch_size=1))
   # Built before training, so that a bad eval setting fails at once.
   evaluator = evaluation.Evaluator(config, strategy, state, workdir,
                                    is_chief=True)
