@@ -27,20 +27,9 @@ Variants (`--config=configs/cgan_mnist.py:<variant>`):
   smoke   40 steps at batch 64: checks that everything runs.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _dcgan_config(variant: str | None) -> ml_collections.ConfigDict:
-  """configs/dcgan_mnist.py's config: one place for the shared settings."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "dcgan_mnist.py")
-  spec = importlib.util.spec_from_file_location("dcgan_mnist", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+from trainer import config as config_lib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -48,6 +37,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "", "smoke", "short"):
     raise ValueError(
         f"unknown variant {arg!r} of cgan_mnist; valid: short, smoke")
-  config = _dcgan_config(arg)
+  config = config_lib.sibling_config(__file__, "dcgan_mnist", arg)
   config.model.num_classes = 10
   return config

@@ -110,10 +110,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.ema_kimg = 0.0
   config.model.ema_rampup = 0.0
 
-  # Gradient penalties on D, by name, comma-separated: r1 (on reals), r2 (on
-  # fakes), gp (WGAN-GP's, on interpolates); "" for none. Each adds
-  # weight/2 * |grad D|^2 (gp: weight * (|grad D| - 1)^2) every `interval`
-  # steps, multiplied by the interval (lazy regularization, StyleGAN2).
+  # Penalties by name, comma-separated: on D r1 (on reals), r2 (on fakes),
+  # gp (WGAN-GP's, on interpolates); on G pl (StyleGAN2's path length); ""
+  # for none. Each adds weight/2 * |grad D|^2 (gp: weight * (|grad D| -
+  # 1)^2; pl: weight * (|J^T y| - a)^2) every `interval` steps, multiplied by
+  # the interval (lazy regularization, StyleGAN2).
   config.penalties = ml_collections.ConfigDict()
   config.penalties.names = ""
   config.penalties.r1 = ml_collections.ConfigDict({"weight": 1.0,
@@ -122,6 +123,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                    "interval": 16})
   config.penalties.gp = ml_collections.ConfigDict({"weight": 10.0,
                                                    "interval": 1})
+  # pl: a is the running mean of |J^T y| (decay), on batch / batch_shrink
+  # latents.
+  config.penalties.pl = ml_collections.ConfigDict({
+      "weight": 2.0, "interval": 4, "decay": 0.01, "batch_shrink": 2})
 
   # Augmentation of every image D sees (real and fake, in the penalties
   # too), differentiable so that G learns through it.

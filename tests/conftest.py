@@ -95,6 +95,32 @@ def load_config(variant: str | None = "smoke", *, resolved: bool = True,
   return config_lib.resolve(config) if resolved else config
 
 
+def trained_values(config, source, replicas: int,
+                   steps: int = 3) -> list[np.ndarray]:
+  """Every value of the training state after `steps` steps on `replicas`.
+
+  Networks (G_ema too), both optimizers, ADA's p and r_t sum and the
+  penalties' state: what two runs that agree must hold alike.
+  """
+  from trainer import state as state_lib  # pylint: disable=g-import-not-at-top
+  from trainer import train  # pylint: disable=g-import-not-at-top
+  strategy = cpu_strategy(replicas)
+  state = state_lib.build_state(config, strategy)
+  train.make_train_steps(config, strategy, state, source, 0)(steps)
+  variables = (state.generator.variables + state.discriminator.variables
+               + state.generator_ema.variables + state.d_optimizer.variables
+               + state.g_optimizer.variables
+               + [state.augment.p, state.augment.rt_sum]
+               + list(state.penalties.variables))
+  return [np.array(v.numpy()) for v in variables]
+
+
+def assert_all_close(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
 # Generous: a TensorFlow process takes seconds; this only stops a hung one.
 PROCESS_TIMEOUT_SECONDS = 300
 # Small networks and batches: these runs check behaviour, not image quality.

@@ -71,7 +71,7 @@ _BAD = [
      "unknown loss 'lsgan' in model.loss; valid: hinge, minimax, "
      "non_saturating, rpgan, wgan, wgan_gp"),
     ({"penalties.names": "r1,r3"},
-     "unknown penalty 'r3' in penalties.names; valid: gp, r1, r2"),
+     "unknown penalty 'r3' in penalties.names; valid: gp, pl, r1, r2"),
     ({"penalties.names": "r1, r2,r1"},
      "penalties.names='r1, r2,r1' names r1 more than once"),
     ({"penalties.r1.weight": -1.0},

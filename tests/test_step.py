@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import cpu_strategy, load_config
+from tests.conftest import assert_all_close
+from tests.conftest import cpu_strategy
+from tests.conftest import load_config
+from tests.conftest import trained_values
 from trainer import losses
 from trainer import state as state_lib
 from trainer import train
 from trainer.data import pipeline
 from trainer.data import sources
+from trainer.errors import UserError
 
 TINY = {"model.image_size": 14, "model.g_width": 4, "model.d_width": 4,
         "model.latent_dim": 8, "train.batch_size": 4}
@@ -73,17 +77,53 @@ def test_one_step_of_every_loss_penalty_and_augmentation(loss, penalties,
              for b, a in zip(before, after) if "kernel" in a.path)
 
 
-def test_lazy_penalty_runs_on_the_steps_k_times_n(data):
-  config = load_config(**TINY, **{"penalties.names": "r1",
-                                  "penalties.r1.interval": 3})
+@pytest.mark.parametrize("name,norm", [("r1", "grad_norm/d_r1"),
+                                       ("pl", "grad_norm/g_pl")])
+def test_lazy_penalty_runs_on_the_steps_k_times_n(name, norm, data):
+  config = load_config(**TINY, **{"penalties.names": name,
+                                  f"penalties.{name}.interval": 3})
   _, train_steps = _steps(config, data)
   ran = []
   for step in range(7):  # the counter before each step
     metrics, _ = train_steps(1)
-    if "penalties/r1" in metrics:
+    if f"penalties/{name}" in metrics:
       ran.append(step)
-      assert metrics["grad_norm/d_r1"] > 0
+      assert metrics[norm] > 0
   assert ran == [0, 3, 6]
+
+
+@pytest.mark.parametrize("simultaneous", [False, True])
+@pytest.mark.parametrize("loss", losses.LOSSES.names())
+def test_one_step_with_an_eager_path_length_penalty(loss, simultaneous, data):
+  config = load_config(**TINY, **{
+      "model.loss": loss, "penalties.names": "pl", "penalties.pl.interval": 1,
+      "train.simultaneous": simultaneous})
+  state, train_steps = _steps(config, data)
+  metrics, first_bad = train_steps(1)
+  assert first_bad == -1
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  assert metrics["penalties/pl"] > 0
+  # The running mean moved from 0 by decay * mean length, and is logged.
+  mean = float(state.penalties.variables_of["pl"]["mean"].numpy())
+  assert mean > 0 and metrics["penalties/pl_mean"] == pytest.approx(mean)
+  assert not any(name.startswith("grad_norm/g_") for name in metrics)
+
+
+def test_lazy_path_length_update_is_the_penalty_times_its_interval(data):
+  # The same draws at intervals 2 and 4: the update's gradient doubles.
+  norms = []
+  for interval in (2, 4):
+    config = load_config(**TINY, **{
+        "penalties.names": "pl", "penalties.pl.interval": interval})
+    strategy = cpu_strategy(1)
+    state = state_lib.build_state(config, strategy)
+    (lazy,) = [phase for phase in train.make_phases(
+        state, config, config.train.batch_size) if phase.interval > 1]
+    assert lazy.metrics == ("grad_norm/g_pl", "penalties/pl",
+                            "penalties/pl_mean")
+    metrics = tf.function(lambda: strategy.run(lazy.fn, args=({},)))()
+    norms.append(float(metrics["grad_norm/g_pl"]))
+  assert norms[1] == pytest.approx(2 * norms[0], rel=1e-4)
 
 
 def _penalty_gradient_norm(state, config, images, gain: float) -> float:
@@ -136,6 +176,16 @@ def test_adam_is_corrected_for_the_lazy_updates(data):
       "penalties.names": "r1", "penalties.r1.interval": 1}), cpu_strategy(1))
   assert float(eager.d_optimizer.learning_rate.numpy()) == pytest.approx(
       config.optim.d_lr)
+  # A lazy penalty of G (interval 4) corrects G's Adam alone.
+  both = load_config(**TINY, **{"penalties.names": "r1,pl",
+                                "penalties.r1.interval": 16,
+                                "penalties.pl.interval": 4})
+  state = state_lib.build_state(both, cpu_strategy(1))
+  assert float(state.g_optimizer.learning_rate.numpy()) == pytest.approx(
+      both.optim.g_lr * 4 / 5)
+  assert state.g_optimizer.beta_2 == pytest.approx(both.optim.beta2**0.8)
+  assert float(state.d_optimizer.learning_rate.numpy()) == pytest.approx(
+      both.optim.d_lr * ratio)
 
 
 def _set_d_bias(state, value: float) -> None:
@@ -188,24 +238,16 @@ def test_p_is_clamped_fixed_or_scheduled(data):
 
 def _weights_after(replicas: int, data, **overrides) -> list[np.ndarray]:
   config = load_config(**TINY, **{"model.d_dropout": 0.0, **overrides})
-  state, train_steps = _steps(config, data, replicas)
-  train_steps(3)
-  variables = (state.generator.variables + state.discriminator.variables
-               + state.generator_ema.variables + state.d_optimizer.variables
-               + [state.augment.p, state.augment.rt_sum])
-  return [np.array(v.numpy()) for v in variables]
+  return trained_values(config, data, replicas)
 
 
-def test_one_and_two_replicas_agree_with_ada_and_lazy_r1(data):
+def test_one_and_two_replicas_agree_with_ada_lazy_r1_and_path_length(data):
   overrides = {"augment.name": "ada", "augment.p": 0.6,
                "augment.interval": 2, "augment.speed_kimg": 0.1,
-               "penalties.names": "r1", "penalties.r1.interval": 2,
-               "model.loss": "rpgan"}
+               "penalties.names": "r1,pl", "penalties.r1.interval": 2,
+               "penalties.pl.interval": 2, "model.loss": "rpgan"}
   one = _weights_after(1, data, **overrides)
-  two = _weights_after(2, data, **overrides)
-  assert len(one) == len(two)
-  for a, b in zip(one, two):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert_all_close(one, _weights_after(2, data, **overrides))
   # The control: another augmentation seed changes the result.
   other = _weights_after(1, data, **overrides, seed=1)
   assert any(not np.allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -216,9 +258,9 @@ def test_one_and_two_replicas_agree_with_ada_and_lazy_r1(data):
 def test_mixed_precision_with_penalties_stays_finite(policy):
   config = load_config(**TINY, **{
       "runtime.mixed_precision": policy, "model.loss": "rpgan",
-      "penalties.names": "r1,r2,gp", "penalties.r1.interval": 1,
-      "penalties.r2.interval": 2, "augment.name": "ada", "augment.p": 0.5,
-      "model.channels": 3})
+      "penalties.names": "r1,r2,gp,pl", "penalties.r1.interval": 1,
+      "penalties.r2.interval": 2, "penalties.pl.interval": 2,
+      "augment.name": "ada", "augment.p": 0.5, "model.channels": 3})
   _, train_steps = _steps(config, _synthetic(channels=3))
   for _ in range(2):
     metrics, first_bad = train_steps(2)
@@ -228,4 +270,15 @@ def test_mixed_precision_with_penalties_stays_finite(policy):
     checked = {k: v for k, v in metrics.items()
                if policy == "mixed_bfloat16" or not k.startswith("grad_norm")}
     assert all(np.isfinite(v) for v in checked.values()), metrics
-    assert {"penalties/r1", "penalties/r2", "penalties/gp"} <= metrics.keys()
+    assert {"penalties/r1", "penalties/r2", "penalties/gp",
+            "penalties/pl"} <= metrics.keys()
+
+
+def test_a_g_penalty_batch_the_replicas_cannot_share_is_refused(tmp_path,
+                                                                data):
+  config = load_config(**TINY, **{"penalties.names": "pl",
+                                  "penalties.pl.batch_shrink": 4})
+  with pytest.raises(UserError, match="batch_shrink=4 leaves 1 of "
+                     r"train.batch_size=4 examples, which the 2 replica\(s\)"):
+    train.run(config, str(tmp_path), cpu_strategy(2))
+  assert not list(tmp_path.iterdir())  # nothing written

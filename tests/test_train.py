@@ -222,8 +222,9 @@ def test_per_replica_batchnorm_makes_two_replicas_differ(mnist):
 # step), the power-iteration vectors of spectral normalization; scheduled
 # values (from the step) for a rate, a beta, a penalty weight and G_ema's
 # half-life, which ramps up with the images seen.
-MODERN = {"model.loss": "rpgan", "penalties.names": "r1,r2",
+MODERN = {"model.loss": "rpgan", "penalties.names": "r1,r2,pl",
           "penalties.r1.interval": 2, "penalties.r2.interval": 1,
+          "penalties.pl.interval": 2,
           "augment.name": "ada", "augment.p": 0.2, "augment.interval": 2,
           "augment.speed_kimg": 0.08, "model.d_spectral_norm": True,
           "model.g_spectral_norm": True,
@@ -232,6 +233,13 @@ MODERN = {"model.loss": "rpgan", "penalties.names": "r1,r2",
           "schedules.penalties.r2.weight": "linear(0.1, 0.04)",
           "model.ema_kimg": 0.5, "model.ema_rampup": 0.05,
           "schedules.model.ema_kimg": "linear(1.0, 0.04)"}
+# StyleGAN2, tiny, on the digits resized to 32x32: w's average, noise and
+# style mixing beside MODERN's parts.
+STYLE = {**{k: v for k, v in MODERN.items() if "spectral" not in k},
+         "model.architecture": "stylegan2", "model.image_size": 32,
+         "data.resize": True, "model.channel_base": 128,
+         "model.channel_max": 16, "model.w_dim": 16,
+         "model.mapping_layers": 2, "model.latent_dim": 8}
 
 
 def _scalar_tags(logdir) -> set[str]:
@@ -242,7 +250,8 @@ def _scalar_tags(logdir) -> set[str]:
   return set(reader.Tags()["scalars"]) | set(reader.Tags()["tensors"])
 
 
-@pytest.mark.parametrize("parts", [{}, MODERN], ids=["dcgan", "modern"])
+@pytest.mark.parametrize("parts", [{}, MODERN, STYLE],
+                         ids=["dcgan", "modern", "stylegan2"])
 def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir,
                                                        parts):
   overrides = {**TINY, "data.source": f"idx:{mnist_dir}",
@@ -278,13 +287,18 @@ def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir,
     # p moved, and it and the vectors are in the checkpoint.
     assert a["augment/p/.ATTRIBUTES/VARIABLE_VALUE"] != 0.2
     assert "augment/rt_sum/.ATTRIBUTES/VARIABLE_VALUE" in a
-    assert any("spectral_u" in k for k in a)
+    assert a["penalties/variables_of/pl/mean/.ATTRIBUTES/VARIABLE_VALUE"] > 0
+    if "model.architecture" in parts:
+      assert any("w_avg" in k for k in a)
+    else:
+      assert any("spectral_u" in k for k in a)
     # TensorBoard shows each penalty and ADA's p and r_t beside the losses.
     tags = _scalar_tags(straight / "train")
     assert {"penalties/r1", "penalties/r2", "grad_norm/d_r1", "augment/p",
             "augment/rt", "losses/d", "losses/g", "schedule/optim.d_lr",
             "schedule/optim.beta2", "schedule/penalties.r2.weight",
-            "schedule/model.ema_kimg"} <= tags, tags
+            "schedule/model.ema_kimg", "penalties/pl", "penalties/pl_mean",
+            "grad_norm/g_pl"} <= tags, tags
 
 
 def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(

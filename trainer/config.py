@@ -1,5 +1,6 @@
 """Checks, logs and writes the resolved experiment config."""
 
+import importlib.util
 import json
 import os
 
@@ -24,8 +25,10 @@ _STATE_DEFINING = ("model.architecture", "model.image_size", "model.channels",
                    "model.latent_dim", "model.num_classes")
 
 
-def _penalty(weight: float, interval: int) -> dict:
-  return {"weight": weight, "interval": interval}
+def _penalty(name: str, weight: float, interval: int) -> dict:
+  """A penalty's default section: weight, interval and its own fields."""
+  return {"weight": weight, "interval": interval,
+          **dict(losses_lib.PENALTIES.get(name).fields)}
 
 
 # Fields added after runs were saved (or configs written) without them, with
@@ -38,12 +41,29 @@ _ADDED_FIELDS = {
     "train.simultaneous": False,
     "runtime.intra_op_threads": 0,
     "runtime.inter_op_threads": 0,
-    "penalties": {"names": "", "r1": _penalty(1.0, 16),
-                  "r2": _penalty(1.0, 16), "gp": _penalty(10.0, 1)},
+    "penalties": {"names": "", "r1": _penalty("r1", 1.0, 16),
+                  "r2": _penalty("r2", 1.0, 16), "gp": _penalty("gp", 10.0, 1),
+                  "pl": _penalty("pl", 2.0, 4)},
     "augment": {"name": "", "groups": "", "p_mode": "adaptive", "p": 0.0,
                 "target": 0.6, "interval": 4, "speed_kimg": 500.0},
     "schedules": schedules_lib.default_config().to_dict(),
 }
+
+
+def sibling_config(config_file: str, name: str,
+                   variant: str | None = None) -> ml_collections.ConfigDict:
+  """The config of configs/<name>.py beside `config_file`, for a variant.
+
+  Experiment files build on each other (cgan_mnist on dcgan_mnist, the
+  modern families on its data, training and evaluation sections); config
+  files are loaded by path, not imported as a package, hence this.
+  """
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)),
+                      f"{name}.py")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
 
 
 def _get(config, path: str):
@@ -231,6 +251,10 @@ def _validate(config: ml_collections.ConfigDict, architecture) -> None:
     if name != "names":
       _at_least(config, f"penalties.{name}.weight", 0)
       _at_least(config, f"penalties.{name}.interval", 1)
+      if name in losses_lib.PENALTIES:
+        problem = losses_lib.PENALTIES.get(name).check(settings)
+        if problem:
+          raise UserError(f"penalties.{name}.{problem}")
   for path in ("optim.g_lr", "optim.d_lr", "augment.speed_kimg"):
     _positive(config, path)
   for path in ("model.ema_kimg", "model.ema_rampup"):

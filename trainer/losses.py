@@ -5,15 +5,21 @@ generated images; the step averages them over the global batch. D(x) =
 sigmoid(logit) is the probability that x is real: real images are labelled
 1, generated ones 0.
 
-A penalty is a regularizer of D: a per-example term [B] computed from what
-it declares it needs (`PenaltyInputs`: D as a function of images, the real
-and fake batches, a seed). The step weighs it, applies it eagerly or lazily
-(`penalties.<name>.interval`) and logs its mean as `penalties/<name>`.
+A penalty is a regularizer of D or of G: a per-example term computed from
+what the step hands it (`PenaltyInputs` for D's: D as a function of images,
+the real and fake batches, a seed; `GeneratorInputs` for G's: G as a
+function of its latents). The step weighs it, applies it eagerly or lazily
+(`penalties.<name>.interval`) with the network's optimizer, and logs its
+mean as `penalties/<name>`. A penalty may keep state across steps (the
+path-length penalty's running mean): its variables are part of the
+checkpoint and logged as `penalties/<name>_<variable>`.
 """
 
 import dataclasses
+import math
 from typing import Callable
 
+import ml_collections
 import tensorflow as tf
 
 from trainer.registry import Registry
@@ -78,7 +84,7 @@ LOSSES.register("rpgan")(GanLoss(
 
 @dataclasses.dataclass(frozen=True)
 class PenaltyInputs:
-  """What a penalty may read; all images float32 [B, H, W, C].
+  """What a penalty of D may read; all images float32 [B, H, W, C].
 
   Attributes:
     judge: (images, labels) -> D's logits [B], through the step's
@@ -86,6 +92,10 @@ class PenaltyInputs:
     real, real_labels: the real batch (labels None if unconditional).
     fake, fake_labels: generated images with no path to G.
     seed: a stateless seed [2] for the penalty's own random draws.
+    settings: the penalty's section of the config (penalties.<name>).
+    state: the penalty's variables by name (Penalty.state).
+    mean: per-example values [b] -> their mean over the global batch, the
+      same scalar on every replica.
   """
   judge: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
   real: tf.Tensor
@@ -93,18 +103,56 @@ class PenaltyInputs:
   fake: tf.Tensor
   fake_labels: tf.Tensor | None
   seed: tf.Tensor
+  settings: ml_collections.ConfigDict
+  state: dict[str, tf.Variable]
+  mean: Callable[[tf.Tensor], tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorInputs:
+  """What a penalty of G may read.
+
+  Attributes:
+    latents: n -> (w, labels): this replica's share of n fresh latents of
+      the global batch, in G's intermediate space (ws [b, num_ws, w_dim]
+      for a style-based G, z [b, latent_dim] for one without a mapping),
+      differentiable in G's mapping weights; labels [b] or None.
+    synthesize: (w, labels) -> images [b, H, W, C] float32, differentiable
+      in w and G's weights.
+    rows: a tensor drawn for n global rows -> this replica's rows of it.
+    batch: the global batch size.
+    seed, settings, state, mean: as in PenaltyInputs.
+  """
+  latents: Callable[[int], tuple[tf.Tensor, tf.Tensor | None]]
+  synthesize: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
+  rows: Callable[[tf.Tensor], tf.Tensor]
+  batch: int
+  seed: tf.Tensor
+  settings: ml_collections.ConfigDict
+  state: dict[str, tf.Variable]
+  mean: Callable[[tf.Tensor], tf.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
 class Penalty:
-  """A regularizer of D: inputs -> unweighted per-example term [B].
+  """A regularizer: inputs -> unweighted per-example term [b].
 
-  The step adds `scale * weight * term` to D's loss, where `scale` is 1/2
-  for the squared-norm penalties (the papers' gamma/2) and 1 for gp.
+  The step adds `scale * weight * term` to the loss of `network` ("d":
+  inputs are PenaltyInputs; "g": GeneratorInputs), where `scale` is 1/2
+  for the squared-norm penalties (the papers' gamma/2) and 1 otherwise.
+  `state` names the float32 scalar variables the penalty keeps, with their
+  initial values; `fields` its own config fields beyond weight and
+  interval, with their defaults, and `check` their ranges: settings -> a
+  message for the first one out of range, or None.
   """
-  term: Callable[[PenaltyInputs], tf.Tensor]
+  term: Callable[[PenaltyInputs | GeneratorInputs], tf.Tensor]
   scale: float
-  needs_fake: bool
+  needs_fake: bool = False
+  network: str = "d"
+  state: tuple[tuple[str, float], ...] = ()
+  fields: tuple[tuple[str, object], ...] = ()
+  check: Callable[[ml_collections.ConfigDict], str | None] = (
+      lambda settings: None)
 
 
 PENALTIES: Registry[Penalty] = Registry("penalty", "penalties.names")
@@ -149,31 +197,79 @@ def _gp(inputs: PenaltyInputs) -> tf.Tensor:
   return tf.square(tf.sqrt(_squared_norms(grads) + 1e-12) - 1.0)
 
 
-PENALTIES.register("r1")(Penalty(term=_r1, scale=0.5, needs_fake=False))
+PENALTIES.register("r1")(Penalty(term=_r1, scale=0.5))
 PENALTIES.register("r2")(Penalty(term=_r2, scale=0.5, needs_fake=True))
 PENALTIES.register("gp")(Penalty(term=_gp, scale=1.0, needs_fake=True))
 
 
+def _path_length(inputs: GeneratorInputs) -> tf.Tensor:
+  """(|J_w^T y| - a)^2: StyleGAN2's path-length regularization.
+
+  For fresh latents w and images y ~ N(0, I) / sqrt(H W), |J_w^T y| is the
+  length of the image-space step that a unit step in w makes; a is its
+  running mean (decay `penalties.pl.decay`), over the global batch. The
+  penalty runs on batch / `batch_shrink` latents, as StyleGAN2 does. For
+  ws [b, num_ws, w_dim] the squared length is summed over w_dim and
+  averaged over the ws.
+  """
+  settings, mean_length = inputs.settings, inputs.state["mean"]
+  count = inputs.batch // settings.batch_shrink
+  w, labels = inputs.latents(count)
+  with tf.GradientTape() as tape:
+    tape.watch(w)
+    images = inputs.synthesize(w, labels)  # [b, H, W, C]
+    height, width = images.shape[1], images.shape[2]
+    noise = inputs.rows(tf.random.stateless_normal(
+        [count, *images.shape[1:]], inputs.seed)) / math.sqrt(height * width)
+    total = tf.reduce_sum(images * noise)
+  grads = tape.gradient(total, w)  # [b, ..., w_dim]
+  squares = tf.reduce_sum(tf.square(grads), axis=-1)  # [b, ...]
+  if squares.shape.rank > 1:
+    squares = tf.reduce_mean(squares, axis=list(range(1, squares.shape.rank)))
+  lengths = tf.sqrt(squares + 1e-12)  # [b]
+  moved = mean_length + settings.decay * (
+      tf.stop_gradient(inputs.mean(lengths)) - mean_length)
+  mean_length.assign(moved)
+  return tf.square(lengths - moved)
+
+
+def _check_path_length(settings: ml_collections.ConfigDict) -> str | None:
+  if not 0 < settings.decay <= 1:
+    return f"decay={settings.decay} is out of range; it must be in (0, 1]"
+  if settings.batch_shrink < 1:
+    return (f"batch_shrink={settings.batch_shrink} is out of range; it must "
+            "be >= 1")
+  return None
+
+
+PENALTIES.register("pl")(Penalty(
+    term=_path_length, scale=1.0, network="g", state=(("mean", 0.0),),
+    fields=(("decay", 0.01), ("batch_shrink", 2)), check=_check_path_length))
+
+
 @dataclasses.dataclass(frozen=True)
 class PenaltyGroup:
-  """D's penalties that share an interval, applied together.
+  """Penalties of one network that share an interval, applied together.
 
-  Interval 1 is eager: the terms join every D update's loss. A lazy group
-  (interval N > 1) is a separate update of D on the steps whose counter is a
-  multiple of N, with the terms multiplied by N (StyleGAN2).
+  Interval 1 is eager: the terms join every update's loss of the network
+  (`network`, "d" or "g"). A lazy group (interval N > 1) is a separate
+  update of the network on the steps whose counter is a multiple of N, with
+  the terms multiplied by N (StyleGAN2).
   """
+  network: str
   interval: int
   penalties: tuple[tuple[str, Penalty, float], ...]  # (name, penalty, weight)
 
 
-def penalty_groups(penalties_config) -> list[PenaltyGroup]:
-  """The named penalties of a resolved config's `penalties`, by interval."""
+def penalty_groups(penalties_config, network: str) -> list[PenaltyGroup]:
+  """The named penalties of `network` in a resolved config, by interval."""
   by_interval: dict[int, list] = {}
   for name in [n for n in penalties_config.names.split(",") if n]:
-    settings = penalties_config[name]
-    by_interval.setdefault(int(settings.interval), []).append(
-        (name, PENALTIES.get(name), float(settings.weight)))
-  return [PenaltyGroup(interval, tuple(entries))
+    settings, penalty = penalties_config[name], PENALTIES.get(name)
+    if penalty.network == network:
+      by_interval.setdefault(int(settings.interval), []).append(
+          (name, penalty, float(settings.weight)))
+  return [PenaltyGroup(network, interval, tuple(entries))
           for interval, entries in sorted(by_interval.items())]
 
 
@@ -183,6 +279,7 @@ def lazy_ratio(groups: list[PenaltyGroup]) -> float:
   A lazy group of interval N adds one update every N steps. Scaling Adam's
   learning rate by this ratio and raising its betas to its power keeps the
   step size and the moments' horizons per minibatch those of an eager run
-  (StyleGAN2's mb_ratio N / (N + 1), for any number of lazy groups).
+  (StyleGAN2's mb_ratio N / (N + 1), for any number of lazy groups). The
+  groups are one network's.
   """
   return 1.0 / (1.0 + sum(1.0 / g.interval for g in groups if g.interval > 1))

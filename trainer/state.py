@@ -41,6 +41,35 @@ class AugmentState(tf.Module):
     self.rt_count = tf.Variable(0.0, name="rt_count", **kwargs)
 
 
+class PenaltyState(tf.Module):
+  """The variables of the named penalties that keep state (Penalty.state).
+
+  Attributes:
+    variables_of: penalty name -> {variable name: float32 scalar variable};
+      only penalties with state appear.
+  """
+
+  def __init__(self, penalties_config: ml_collections.ConfigDict):
+    super().__init__(name="penalties")
+    self.variables_of = {}
+    for name in [n for n in penalties_config.names.split(",") if n]:
+      penalty = losses_lib.PENALTIES.get(name)
+      if penalty.state:
+        # Assigned from values that are equal on every replica.
+        self.variables_of[name] = {
+            key: tf.Variable(value, dtype=tf.float32, trainable=False,
+                             name=f"{name}_{key}",
+                             aggregation=(
+                                 tf.VariableAggregation.ONLY_FIRST_REPLICA))
+            for key, value in penalty.state}
+
+  def metrics(self) -> dict[str, tf.Variable]:
+    """penalties/<name>_<variable> -> the variable."""
+    return {f"penalties/{name}_{key}": variable
+            for name, variables in self.variables_of.items()
+            for key, variable in variables.items()}
+
+
 @dataclasses.dataclass
 class GanState:
   """The whole training state; every field is checkpointed."""
@@ -51,6 +80,10 @@ class GanState:
   d_optimizer: keras.optimizers.Optimizer
   step: tf.Variable
   augment: AugmentState
+  # Checkpointed when some named penalty keeps state (a run without such a
+  # penalty restores checkpoints written before penalties could).
+  penalties: PenaltyState = dataclasses.field(
+      metadata={"checkpoint": "if_variables"})
   # Not checkpointed: the step and the config determine its values.
   schedules: schedules_lib.ScheduledValues = dataclasses.field(
       metadata={"checkpoint": False})
@@ -59,7 +92,9 @@ class GanState:
     """Everything to checkpoint, by name."""
     objects = {f.name: getattr(self, f.name)
                for f in dataclasses.fields(self)
-               if f.metadata.get("checkpoint", True)}
+               if f.metadata.get("checkpoint", True) is True
+               or (f.metadata.get("checkpoint") == "if_variables"
+                   and getattr(self, f.name).variables)}
     # Keras 3 does not expose the state of its random seed generators (D's
     # dropout) to tf.train.Checkpoint; without it a resumed run would draw
     # other dropout masks. Variables it does track are stored once anyway.
@@ -77,8 +112,8 @@ def lazy_ratios(config: ml_collections.ConfigDict) -> dict[str, float]:
   by its ratio and its betas raised to it (losses.lazy_ratio), so that a
   lazy run moves as far per minibatch as an eager one.
   """
-  return {"g": 1.0, "d": losses_lib.lazy_ratio(
-      losses_lib.penalty_groups(config.penalties))}
+  return {net: losses_lib.lazy_ratio(
+      losses_lib.penalty_groups(config.penalties, net)) for net in ("g", "d")}
 
 
 def learning_rates(config: ml_collections.ConfigDict) -> dict[str, float]:
@@ -156,6 +191,7 @@ def build_state(config: ml_collections.ConfigDict,
         0, dtype=tf.int64, trainable=False, name="step",
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     augment = AugmentState(config.augment.p)
+    penalties = PenaltyState(config.penalties)
     for optimizer, net in ((g_optimizer, "g"), (d_optimizer, "d")):
       if f"optim.{net}_lr" in schedules:
         schedules.bind(f"optim.{net}_lr", optimizer.learning_rate,
@@ -163,7 +199,7 @@ def build_state(config: ml_collections.ConfigDict,
     if "augment.p" in schedules:
       schedules.bind("augment.p", augment.p)
   return GanState(generator, discriminator, generator_ema, g_optimizer,
-                  d_optimizer, step, augment, schedules)
+                  d_optimizer, step, augment, penalties, schedules)
 
 
 def stream_seed(seed: int, purpose: int, *counters: tf.Tensor) -> tf.Tensor:

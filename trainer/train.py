@@ -38,6 +38,7 @@ from trainer import summaries
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
 
 
 class NonFiniteLoss(RuntimeError):
@@ -213,23 +214,40 @@ class _Judge:
     return state_lib.judge(self._d, images, labels, training=True)
 
 
-def _penalty_terms(group: losses_lib.PenaltyGroup,
-                   inputs: losses_lib.PenaltyInputs,
-                   schedules: schedules_lib.ScheduledValues
+def _penalty_terms(group: losses_lib.PenaltyGroup, inputs,
+                   state: state_lib.GanState,
+                   penalties_config: ml_collections.ConfigDict
                    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-  """The group's weighted per-example sum [b] and each penalty's raw term."""
+  """The group's weighted per-example sum [b] and each penalty's raw term.
+
+  `inputs` (PenaltyInputs or GeneratorInputs) gets each penalty's settings
+  and state; the raw terms are per example, the state's values scalars.
+  """
   total, raw = 0.0, {}
   for name, penalty, weight in group.penalties:
-    term = penalty.term(inputs)  # [b]
+    term = penalty.term(dataclasses.replace(
+        inputs, settings=penalties_config[name],
+        state=state.penalties.variables_of.get(name, {})))  # [b]
     raw[f"penalties/{name}"] = term
-    weight = schedules.get(f"penalties.{name}.weight", weight)
+    weight = state.schedules.get(f"penalties.{name}.weight", weight)
     total += penalty.scale * tf.cast(weight, term.dtype) * term
   return total, raw
 
 
+def _group_metrics(group: losses_lib.PenaltyGroup,
+                   state: state_lib.GanState) -> tuple[str, ...]:
+  """The metrics of a group's penalties: raw terms, then state values."""
+  names = tuple(f"penalties/{name}" for name, _, _ in group.penalties)
+  return names + tuple(
+      metric for name, _, _ in group.penalties
+      for metric in state.penalties.metrics()
+      if metric.startswith(f"penalties/{name}_"))
+
+
 def lazy_norm_name(group: losses_lib.PenaltyGroup) -> str:
   """The metric of a lazy group's gradient norm: grad_norm/d_r1, ..."""
-  return "grad_norm/d_" + "_".join(name for name, _, _ in group.penalties)
+  return f"grad_norm/{group.network}_" + "_".join(
+      name for name, _, _ in group.penalties)
 
 
 def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
@@ -239,29 +257,57 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
   `real` is one replica's element of the input pipeline: {"image": [n_disc,
   b, H, W, C], "label": [n_disc, b]}; the labels are used only by
   class-conditional networks. The phases:
-  - D's n_disc updates, each with the eager penalties (interval 1) in its
+  - D's n_disc updates, each with D's eager penalties (interval 1) in its
     loss; with `train.simultaneous`, G's update from the same pass;
-  - for each lazy penalty group (interval N), one more update of D with N
-    times the group's terms, on the steps k * N (StyleGAN2's lazy
+  - for each lazy group of D's penalties (interval N), one more update of D
+    with N times the group's terms, on the steps k * N (StyleGAN2's lazy
     regularization; the optimizer's rate and betas are corrected for it in
     state.build_state);
-  - G's update against the updated D on fresh fakes (unless simultaneous);
+  - G's update against the updated D on fresh fakes (unless simultaneous),
+    with G's eager penalties in its loss;
+  - for each lazy group of G's penalties (the path length), one more update
+    of G, as D's;
   - the moving average G_ema and the step counter.
+  Every update draws its noise and augmentation from its own number: D's
+  0 ... n_disc - 1, G's n_disc, then D's lazy groups, then G's groups.
   """
   loss = losses_lib.LOSSES.get(config.model.loss)
-  groups = losses_lib.penalty_groups(config.penalties)
-  eager = [group for group in groups if group.interval == 1]
-  lazy = [group for group in groups if group.interval > 1]
+  d_groups = losses_lib.penalty_groups(config.penalties, "d")
+  g_groups = losses_lib.penalty_groups(config.penalties, "g")
+  d_eager = [group for group in d_groups if group.interval == 1]
+  d_lazy = [group for group in d_groups if group.interval > 1]
+  g_eager = [group for group in g_groups if group.interval == 1]
+  g_lazy = [group for group in g_groups if group.interval > 1]
   augment = _compiled_augmentation(
       augment_lib.build(config.augment.name, config.augment.groups),
       global_batch)
   g, d = state.generator, state.discriminator
+  split = ARCHITECTURES.get(config.model.architecture).split(g)
   seed, n_disc = config.seed, config.train.n_disc
   conditional = bool(config.model.num_classes)
+  g_update_number = {id(group): n_disc + 1 + len(d_lazy) + i
+                     for i, group in enumerate(g_groups)}
+
+  def replicas() -> int:
+    return tf.distribute.get_replica_context().num_replicas_in_sync
 
   def average(per_example: tf.Tensor) -> tf.Tensor:
-    return tf.nn.compute_average_loss(per_example,
-                                      global_batch_size=global_batch)
+    """This replica's share of the global mean of per-example values [b]."""
+    return tf.nn.compute_average_loss(
+        per_example, global_batch_size=per_example.shape[0] * replicas())
+
+  def global_mean(per_example: tf.Tensor) -> tf.Tensor:
+    context = tf.distribute.get_replica_context()
+    return context.all_reduce(tf.distribute.ReduceOp.SUM,
+                              average(per_example))
+
+  def penalty_metrics(raw: dict[str, tf.Tensor], group) -> dict:
+    values = {name: average(term) for name, term in raw.items()}
+    state_values = state.penalties.metrics()
+    for name in _group_metrics(group, state):
+      if name in state_values:  # equal on every replica
+        values[name] = state_values[name].read_value() / replicas()
+    return values
 
   def judge_for(step, update: int) -> _Judge:
     return _Judge(d, augment, state.augment.p, seed, step, update)
@@ -275,28 +321,59 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
     return tf.stop_gradient(state_lib.generate(g, z, labels,
                                                training=True)), labels
 
+  def d_penalty_inputs(judge, images, real_labels, fake, fake_labels, step,
+                       k) -> losses_lib.PenaltyInputs:
+    return losses_lib.PenaltyInputs(
+        judge=judge, real=tf.cast(images, fake.dtype),
+        real_labels=real_labels, fake=tf.stop_gradient(fake),
+        fake_labels=fake_labels,
+        seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k),
+        settings=None, state=None, mean=global_mean)
+
+  def g_penalty_inputs(step, group) -> losses_lib.GeneratorInputs:
+    k = g_update_number[id(group)]
+
+    def latents(count: int):
+      z, labels = _fake_inputs(config, count, step, k)
+      return split.to_w(z, labels, True), labels
+
+    return losses_lib.GeneratorInputs(
+        latents=latents,
+        synthesize=lambda w, labels: tf.cast(split.synthesize(w, labels, True),
+                                             tf.float32),
+        rows=_replica_rows, batch=global_batch,
+        seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k),
+        settings=None, state=None, mean=global_mean)
+
   def d_loss_of(judge, images, real_labels, fake, fake_labels, step, k):
     """D's loss with the eager penalties; its logits and named metrics."""
     real_logits = judge(images, real_labels)
     fake_logits = judge(fake, fake_labels)
     per_example = loss.discriminator(real_logits, fake_logits)
     metrics = {}
-    for group in eager:
-      terms, raw = _penalty_terms(group, losses_lib.PenaltyInputs(
-          judge=judge, real=tf.cast(images, fake.dtype), real_labels=real_labels,
-          fake=tf.stop_gradient(fake), fake_labels=fake_labels,
-          seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k)),
-          state.schedules)
+    for group in d_eager:
+      terms, raw = _penalty_terms(group, d_penalty_inputs(
+          judge, images, real_labels, fake, fake_labels, step, k), state,
+                                  config.penalties)
       per_example += terms
-      metrics.update({name: average(term) for name, term in raw.items()})
+      metrics.update(penalty_metrics(raw, group))
     return average(per_example), real_logits, fake_logits, metrics
 
+  def g_penalties_of(step) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """G's eager penalties: their share of G's loss and their metrics."""
+    total, metrics = 0.0, {}
+    for group in g_eager:
+      terms, raw = _penalty_terms(group, g_penalty_inputs(step, group), state,
+                                  config.penalties)
+      total += average(terms)
+      metrics.update(penalty_metrics(raw, group))
+    return total, metrics
+
   def d_metrics(d_loss, real_logits, fake_logits, d_norm, rt_sum, penalties):
-    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
     return {"losses/d": d_loss,
             "d_output/real": average(tf.sigmoid(real_logits)),
             "d_output/fake": average(tf.sigmoid(fake_logits)),
-            "grad_norm/d": d_norm / replicas,
+            "grad_norm/d": d_norm / replicas(),
             # E[sign(D(real))] on the augmented reals: ADA's r_t.
             "augment/rt": rt_sum / n_disc, **penalties}
 
@@ -330,10 +407,11 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
       g_logits = judge(state_lib.generate(g, z, fake_labels, training=True),
                        fake_labels)
       g_loss = average(loss.generator(real_logits, g_logits))
-      scaled = state.g_optimizer.scale_loss(g_loss)
+      g_penalty, penalties = g_penalties_of(step)
+      scaled = state.g_optimizer.scale_loss(g_loss + g_penalty)
     g_norm = _apply(state.g_optimizer, tape, scaled, g.trainable_variables)
-    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    return {"losses/g": g_loss, "grad_norm/g": g_norm / replicas}
+    return {"losses/g": g_loss, "grad_norm/g": g_norm / replicas(),
+            **penalties}
 
   def simultaneous(real):
     """One batch of fakes and one pass of D give both losses (n_disc = 1).
@@ -348,20 +426,21 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       with d_tape.stop_recording():  # D's tape needs no path into G.
         fake = state_lib.generate(g, z, fake_labels, training=True)
+        g_penalty, g_penalties = g_penalties_of(step)
       d_loss, real_logits, fake_logits, penalties = d_loss_of(
           judge_for(step, 0), images, real_labels, fake, fake_labels, step, 0)
       g_loss = average(loss.generator(tf.stop_gradient(real_logits),
                                       fake_logits))
       d_scaled = state.d_optimizer.scale_loss(d_loss)
-      g_scaled = state.g_optimizer.scale_loss(g_loss)
+      g_scaled = state.g_optimizer.scale_loss(g_loss + g_penalty)
     d_norm = _apply(state.d_optimizer, d_tape, d_scaled, d.trainable_variables)
     g_norm = _apply(state.g_optimizer, g_tape, g_scaled, g.trainable_variables)
-    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
     return {**d_metrics(d_loss, real_logits, fake_logits, d_norm,
                         average(tf.sign(real_logits)), penalties),
-            "losses/g": g_loss, "grad_norm/g": g_norm / replicas}
+            "losses/g": g_loss, "grad_norm/g": g_norm / replicas(),
+            **g_penalties}
 
-  def lazy_update(group: losses_lib.PenaltyGroup, index: int):
+  def d_lazy_update(group: losses_lib.PenaltyGroup, index: int):
     """D's update with N times the group's penalties alone."""
     update = n_disc + 1 + index  # numbers its noise and augmentation draws
 
@@ -370,17 +449,31 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
       images, real_labels = real_batch(real, 0)
       fake, fake_labels = fakes(step, update)
       with tf.GradientTape() as tape:
-        terms, raw = _penalty_terms(group, losses_lib.PenaltyInputs(
-            judge=judge_for(step, update), real=tf.cast(images, fake.dtype),
-            real_labels=real_labels, fake=fake, fake_labels=fake_labels,
-            seed=state_lib.stream_seed(seed, state_lib.PENALTY, step,
-                                       update)), state.schedules)
+        terms, raw = _penalty_terms(group, d_penalty_inputs(
+            judge_for(step, update), images, real_labels, fake, fake_labels,
+            step, update), state, config.penalties)
         scaled = state.d_optimizer.scale_loss(
             average(group.interval * terms))
       norm = _apply(state.d_optimizer, tape, scaled, d.trainable_variables)
-      replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-      return {lazy_norm_name(group): norm / replicas,
-              **{name: average(term) for name, term in raw.items()}}
+      return {lazy_norm_name(group): norm / replicas(),
+              **penalty_metrics(raw, group)}
+
+    return fn
+
+  def g_lazy_update(group: losses_lib.PenaltyGroup):
+    """G's update with N times the group's penalties alone."""
+
+    def fn(real):
+      del real
+      step = state.step.read_value()
+      with tf.GradientTape() as tape:
+        terms, raw = _penalty_terms(group, g_penalty_inputs(step, group),
+                                    state, config.penalties)
+        scaled = state.g_optimizer.scale_loss(
+            average(group.interval * terms))
+      norm = _apply(state.g_optimizer, tape, scaled, g.trainable_variables)
+      return {lazy_norm_name(group): norm / replicas(),
+              **penalty_metrics(raw, group)}
 
     return fn
 
@@ -393,20 +486,23 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
 
   jit = ((lambda fn: tf.function(fn, jit_compile=True))
          if config.runtime.jit_compile else (lambda fn: fn))
+  group_names = lambda groups: tuple(
+      name for group in groups for name in _group_metrics(group, state))
   d_names = ("losses/d", "d_output/real", "d_output/fake", "grad_norm/d",
-             "augment/rt") + tuple(f"penalties/{name}" for group in eager
-                                   for name, _, _ in group.penalties)
-  g_names = ("losses/g", "grad_norm/g")
+             "augment/rt") + group_names(d_eager)
+  g_names = ("losses/g", "grad_norm/g") + group_names(g_eager)
   if config.train.simultaneous:
     phases = [Phase(jit(simultaneous), d_names + g_names)]
   else:
     phases = [Phase(jit(d_updates), d_names)]
-  phases += [Phase(jit(lazy_update(group, i)),
-                   (lazy_norm_name(group),) + tuple(
-                       f"penalties/{name}" for name, _, _ in group.penalties),
-                   group.interval) for i, group in enumerate(lazy)]
+  phases += [Phase(jit(d_lazy_update(group, i)),
+                   (lazy_norm_name(group),) + group_names([group]),
+                   group.interval) for i, group in enumerate(d_lazy)]
   if not config.train.simultaneous:
     phases.append(Phase(jit(g_update), g_names))
+  phases += [Phase(jit(g_lazy_update(group)),
+                   (lazy_norm_name(group),) + group_names([group]),
+                   group.interval) for group in g_lazy]
   return phases + [Phase(finish, ())]
 
 
@@ -593,11 +689,22 @@ def _set_learning_rates(state: state_lib.GanState,
       optimizer.learning_rate = wanted
 
 
-def _check_batch(global_batch: int, replicas: int) -> None:
+def _check_batch(config: ml_collections.ConfigDict, replicas: int) -> None:
+  """The global batch, and each G penalty's share of it, split evenly."""
+  global_batch = config.train.batch_size
   if global_batch % replicas:
     raise UserError(
         f"train.batch_size={global_batch} is not divisible by the "
         f"{replicas} replicas; use a multiple of {replicas}")
+  for group in losses_lib.penalty_groups(config.penalties, "g"):
+    for name, _, _ in group.penalties:
+      shrink = config.penalties[name].get("batch_shrink", 1)
+      if (global_batch // shrink) % replicas or global_batch < shrink:
+        raise UserError(
+            f"penalties.{name}.batch_shrink={shrink} leaves "
+            f"{global_batch // shrink} of train.batch_size={global_batch} "
+            f"examples, which the {replicas} replica(s) cannot share; use a "
+            f"batch_shrink that leaves a positive multiple of {replicas}")
 
 
 def _next_stop(step: int, config: ml_collections.ConfigDict) -> int:
@@ -643,7 +750,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     ClusterFailure: another task stopped; the last checkpoint is intact.
   """
   config = config_lib.resolve(config)
-  _check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
+  _check_batch(config, strategy.num_replicas_in_sync)
   if config.runtime.jit_compile:
     distribute.check_xla(strategy)
   source = load_source(config)

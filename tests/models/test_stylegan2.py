@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import cpu_strategy, load_config
+from tests.conftest import assert_all_close
+from tests.conftest import cpu_strategy
+from tests.conftest import load_config
+from tests.conftest import trained_values
 from trainer import state as state_lib
 from trainer import train
 from trainer.data import sources
@@ -191,6 +194,21 @@ def test_generator_is_a_function_of_its_inputs():
                                 g(_z(), training=False))
 
 
+def test_each_examples_draws_are_its_own():
+  # Noise inputs and style mixing depend on the example alone, not on the
+  # batch it is in: the halves of a batch are the batch's halves.
+  g = _with_noise(_networks()[0])
+  z = _z(batch=8)
+  whole = g(z, training=True).numpy()
+  halves = np.concatenate([g(z[:4], training=True), g(z[4:], training=True)])
+  # Kernels of other batch sizes round differently: float32's noise.
+  np.testing.assert_allclose(halves, whole, rtol=1e-4, atol=1e-5)
+  # The control: the noise is there (examples differ without it).
+  plain = stylegan2.synthesis_of(g)(stylegan2.mapping_of(g)(z), training=True,
+                                    noise_mode="none")
+  assert not np.allclose(plain, g(z, training=False), atol=1e-4)
+
+
 def _with_noise(g: keras.Model) -> keras.Model:
   """G with non-zero noise strengths (they start at 0)."""
   for v in g.trainable_variables:
@@ -271,6 +289,14 @@ def test_minibatch_std_couples_the_examples_of_a_group():
                              rtol=1e-5)
 
 
+def test_minibatch_std_groups_do_not_depend_on_the_split():
+  # Groups of 4 consecutive examples: a batch of 8 is two batches of 4.
+  _, d = _networks()
+  images = tf.random.stateless_uniform([8, 32, 32, 1], [0, 2], -1, 1)
+  halves = np.concatenate([d(images[:4]), d(images[4:])])
+  np.testing.assert_allclose(halves, d(images), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("batch", [1, 5, 6])
 def test_minibatch_std_takes_any_batch(batch):
   # 6 in groups of 3, 5 and 1 in groups of 1.
@@ -341,3 +367,22 @@ def test_one_training_step():
   assert np.any(w_avg)
   np.testing.assert_array_equal(
       stylegan2.mapping_of(state.generator_ema).w_avg.numpy(), w_avg)
+
+
+_AGREEMENT = {"train.batch_size": 8, "penalties.names": "r1,pl",
+              "penalties.r1.interval": 2, "penalties.pl.interval": 2,
+              "augment.name": "ada", "augment.p": 0.3,
+              "augment.p_mode": "fixed"}
+
+
+def test_one_and_two_replicas_agree():
+  # Lazy R1, path length and ADA, with style mixing and noise: 2 steps of a
+  # global batch of 8 on one device and on two.
+  config = _config(**_AGREEMENT)
+  data = _synthetic_32()
+  one = trained_values(config, data, 1, steps=2)
+  assert_all_close(one, trained_values(config, data, 2, steps=2))
+  # The control: another seed gives other values.
+  other = trained_values(_config(**_AGREEMENT, seed=1), data, 1, steps=2)
+  assert any(not np.allclose(a, b, rtol=1e-4, atol=1e-5)
+             for a, b in zip(one, other))

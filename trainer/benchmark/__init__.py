@@ -118,7 +118,7 @@ def _our_steps(config: ml_collections.ConfigDict,
 
 def step_shape(config: ml_collections.ConfigDict) -> flops.StepShape:
   """What the cost of a resolved config's step depends on (flops.StepShape)."""
-  groups = losses.penalty_groups(config.penalties)
+  groups = losses.penalty_groups(config.penalties, "d")
   return flops.StepShape(
       n_disc=config.train.n_disc, simultaneous=config.train.simultaneous,
       eager_penalties=sum(len(g.penalties) for g in groups if g.interval == 1),
@@ -274,7 +274,7 @@ def train_baseline(config: ml_collections.ConfigDict, *, baseline: str,
   state = state_lib.GanState(
       loop.generator, loop.discriminator, loop.generator,
       loop.g_optimizer, loop.d_optimizer, tf.Variable(0, dtype=tf.int64),
-      state_lib.AugmentState(0.0),
+      state_lib.AugmentState(0.0), state_lib.PenaltyState(config.penalties),
       schedules_lib.ScheduledValues({}, batch_size=1))
   # Built before training, so that a bad eval setting fails at once.
   evaluator = evaluation.Evaluator(config, strategy, state, workdir,

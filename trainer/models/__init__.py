@@ -12,6 +12,7 @@ import keras
 import ml_collections
 
 from trainer.models import dcgan
+from trainer.models import latent
 from trainer.models import stylegan2
 from trainer.registry import Registry
 
@@ -32,12 +33,14 @@ class Architecture:
     unit_interval: those that must be in [0, 1).
     state_fields: those that fix the shapes of the saved state: a checkpoint
       written with other values cannot be restored.
+    split: G -> its mapping and synthesis (trainer/models/latent.py).
   """
   build: Builder
   fields: dict[str, object]
   positive: tuple[str, ...] = ()
   unit_interval: tuple[str, ...] = ()
   state_fields: tuple[str, ...] = ()
+  split: Callable[[keras.Model], latent.LatentSplit] = latent.no_mapping
 
   def __call__(self, config: ml_collections.ConfigDict,
                dtype: str) -> tuple[keras.Model, keras.Model]:
@@ -64,7 +67,9 @@ ARCHITECTURES.register("stylegan2")(Architecture(
               "mbstd_group", "mbstd_features"),
     unit_interval=("w_avg_beta", "style_mixing"),
     state_fields=("w_dim", "mapping_layers", "channel_base", "channel_max",
-                  "mbstd_features")))
+                  "mbstd_features"),
+    split=lambda g: latent.mapped(stylegan2.mapping_of(g),
+                                  stylegan2.synthesis_of(g))))
 """StyleGAN2 with StyleGAN2-ADA's settings (trainer/models/stylegan2.py).
 
 Widths min(channel_base // r, channel_max) at resolution r (channel_base

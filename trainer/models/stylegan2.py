@@ -46,12 +46,14 @@ demodulated weight and runs one grouped convolution with the batch folded
 into the channels; "scaled" scales the activations by the styles before a
 shared convolution and by the demodulation coefficients after it.
 
-Random draws (noise inputs, the second z of style mixing) come from
-stateless seeds made from the bits of z (of ws when the synthesis is called
-alone without a seed), so the outputs are a function of the inputs alone
-and a resumed run draws what an uninterrupted one would. The draws depend
-on the per-replica batch: 1 and 2 replicas draw other noise for a global
-batch (as minibatch standard deviation groups differ with it anyway).
+Random draws (noise inputs, the second z of style mixing) come from one
+seed per example made from the bits of its z (of its ws when the synthesis
+is called alone without a seed), so the outputs are a function of the
+inputs alone and a resumed run draws what an uninterrupted one would. Each
+example's draws are its own: 1 and 2 replicas draw the same noise for a
+global batch, and D's minibatch standard deviation takes groups of
+consecutive examples, so that they are the same too when the per-replica
+batch is a multiple of the group.
 
 Latent-space access for inversion, truncation and mixing: `mapping_of(g)`
 and `synthesis_of(g)` return G's two halves; `Mapping.__call__` takes
@@ -125,15 +127,66 @@ def downsample(x: tf.Tensor) -> tf.Tensor:
                                 [1, 2, 2, 1], "VALID")
 
 
-def _seed_of(x: tf.Tensor, salt: int) -> tf.Tensor:
-  """A stateless seed [2] that is a function of the values of x.
+def _hash(x: tf.Tensor) -> tf.Tensor:
+  """A 32-bit avalanche of uint32 values (Wellons' lowbias32)."""
+  shift = lambda v, n: tf.bitwise.right_shift(v, tf.constant(n, tf.uint32))
+  x = tf.bitwise.bitwise_xor(x, shift(x, 16)) * tf.constant(0x7feb352d,
+                                                              tf.uint32)
+  x = tf.bitwise.bitwise_xor(x, shift(x, 15)) * tf.constant(0x846ca68b,
+                                                              tf.uint32)
+  return tf.bitwise.bitwise_xor(x, shift(x, 16))
 
-  The sum of x's bit patterns: any change of an input changes every draw,
-  and the same inputs give the same draws.
+
+def example_seeds(x: tf.Tensor, salt: int) -> tf.Tensor:
+  """One seed per example [B] int32, a function of that example's values.
+
+  Every value's bit pattern is hashed with its position and the salt and
+  the hashes are summed: any change of an example's input changes its
+  draws, and no other example's input matters. Draws made from these seeds
+  are therefore the same whichever replica holds the example and however
+  the global batch is split.
   """
-  bits = tf.bitcast(tf.cast(tf.stop_gradient(x), tf.float32), tf.int32)
-  return tf.stack([tf.reduce_sum(tf.cast(bits, tf.int64)),
-                   tf.constant(salt, tf.int64)])
+  x = tf.reshape(tf.cast(tf.stop_gradient(x), tf.float32), [x.shape[0] or -1,
+                                                             -1])
+  bits = tf.bitcast(x, tf.uint32)  # [B, F]
+  positions = tf.cast(tf.range(tf.shape(bits)[1]), tf.uint32)[None, :]
+  salted = _hash(positions * tf.constant(0x9e3779b9, tf.uint32)
+                 + tf.constant(salt, tf.uint32))
+  seeds = tf.reduce_sum(_hash(tf.bitwise.bitwise_xor(bits, salted)), axis=1)
+  return tf.bitcast(_hash(seeds), tf.int32)
+
+
+def _fold(seeds: tf.Tensor, index: int) -> tf.Tensor:
+  """Seeds [B] int32 for the index-th use of seeds [B] int32."""
+  folded = _hash(tf.bitcast(seeds, tf.uint32) + tf.constant(
+      (index + 1) * 0x2545f491 & 0xFFFFFFFF, tf.uint32))
+  return tf.bitcast(folded, tf.int32)
+
+
+def _uniform(seeds: tf.Tensor, shape, stream: int) -> tf.Tensor:
+  """Per example, values uniform in (0, 1): [B, *shape] float32.
+
+  A counter-based generator: value k of example b hashes (seed_b, stream,
+  k). Elementwise integer ops only, so it runs under XLA and on TPUs, for
+  any batch.
+  """
+  count = int(np.prod(shape)) if shape else 1
+  counters = tf.cast(tf.range(count), tf.uint32)[None, :]
+  key = _hash(tf.bitcast(seeds, tf.uint32)[:, None]
+              + tf.constant(stream * 0x632be5ab & 0xFFFFFFFF, tf.uint32))
+  bits = _hash(tf.bitwise.bitwise_xor(
+      key, _hash(counters + tf.constant(0x5bd1e995, tf.uint32))))
+  # The top 24 bits, centred in their interval: never 0 nor 1.
+  values = (tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)),
+                    tf.float32) + 0.5) / float(1 << 24)
+  return tf.reshape(values, [-1, *shape])
+
+
+def _normal_draw(seeds: tf.Tensor, shape, stream: int) -> tf.Tensor:
+  """Per example, standard normal values [B, *shape] (Box-Muller)."""
+  u1, u2 = _uniform(seeds, shape, 2 * stream), _uniform(seeds, shape,
+                                                         2 * stream + 1)
+  return tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(2.0 * math.pi * u2)
 
 
 def _normalize(x: tf.Tensor) -> tf.Tensor:
@@ -362,7 +415,8 @@ class ModulatedConv2D(keras.layers.Layer):
            noise_seed: tf.Tensor | None = None):
     """x [B, H, W, Cin], w [B, w_dim] float32 -> [B, H', W', filters].
 
-    noise_seed [2] draws the noise of noise_mode "random".
+    noise_seed [B] int32, one seed per example (example_seeds), draws the
+    noise of noise_mode "random".
     """
     x = tf.cast(x, self.compute_dtype)
     if self.up:
@@ -395,8 +449,8 @@ class ModulatedConv2D(keras.layers.Layer):
     elif noise_mode == "random":
       if noise_seed is None:
         raise ValueError("noise_mode 'random' needs a noise_seed")
-      noise = tf.random.stateless_normal(
-          [tf.shape(x)[0], self.resolution, self.resolution, 1], noise_seed)
+      noise = _normal_draw(noise_seed,
+                           [self.resolution, self.resolution, 1], 0)
     else:
       raise ValueError(f"unknown noise_mode {noise_mode!r}; valid: const, "
                        "none, random")
@@ -487,17 +541,16 @@ class Mapping(keras.layers.Layer):
 
     Each example mixes with the probability, at its own cutoff, uniform in
     1 .. num_ws - 1 (StyleGAN2-ADA draws one cutoff per minibatch; per
-    example gives the same expected mixing with less variance). The second
-    z does not move w_avg.
+    example gives the same expected mixing with less variance). The draws
+    are each example's own (example_seeds). The second z does not move
+    w_avg.
     """
-    seed = _seed_of(z, _MIXING_SALT)
-    seeds = tf.random.experimental.stateless_split(seed, 3)
-    batch = tf.shape(z)[0]
-    other = tf.random.stateless_normal(tf.shape(z), seeds[0])
+    seeds = example_seeds(z, _MIXING_SALT)  # [B]
+    other = _normal_draw(seeds, [z.shape[-1]], 0)  # [B, latent_dim]
     other_ws = self._w(other, labels)[:, None, :]  # [B, 1, w_dim]
-    mixes = tf.random.stateless_uniform([batch], seeds[1]) < probability
-    cutoff = tf.random.stateless_uniform([batch], seeds[2], minval=1,
-                                         maxval=self.num_ws, dtype=tf.int32)
+    mixes = _uniform(seeds, [], 2) < probability  # [B]
+    cutoff = 1 + tf.cast(tf.floor(_uniform(seeds, [], 3) * (self.num_ws - 1)),
+                         tf.int32)  # [B], in 1 .. num_ws - 1
     later = tf.range(self.num_ws)[None, :] >= cutoff[:, None]  # [B, num_ws]
     take = (later & mixes[:, None])[:, :, None]
     return tf.where(take, other_ws, ws)
@@ -567,9 +620,9 @@ def block_policy(resolution: int, image_size: int, num_fp16_res: int,
 class Synthesis(keras.layers.Layer):
   """ws [B, num_ws, w_dim] -> images [B, S, S, C] float32.
 
-  Call options: noise_mode ("random", "const", "none") and noise_seed [2]
-  int64 (for "random"; G passes one made from z; default: one made from
-  ws). Images are clipped to [-1, 1] in inference mode only.
+  Call options: noise_mode ("random", "const", "none") and noise_seed [B]
+  int32, one per example (for "random"; G passes those made from z;
+  default: those made from ws). Images are clipped to [-1, 1] in inference mode only.
   """
 
   def __init__(self, *, image_size: int, channels: int, w_dim: int,
@@ -615,11 +668,10 @@ class Synthesis(keras.layers.Layer):
            noise_seed: tf.Tensor | None = None):
     ws = tf.cast(ws, tf.float32)
     if noise_mode == "random" and noise_seed is None:
-      noise_seed = _seed_of(ws, _NOISE_SALT)
+      noise_seed = example_seeds(ws, _NOISE_SALT)
     seeds = [None] * len(self.convs)
-    if noise_mode == "random":  # one seed [2] per convolution
-      seeds = tf.unstack(tf.random.experimental.stateless_split(
-          noise_seed, len(self.convs)))
+    if noise_mode == "random":  # per convolution, one seed [B] per example
+      seeds = [_fold(noise_seed, i) for i in range(len(self.convs))]
     x = tf.tile(self.const[None], [tf.shape(ws)[0], 1, 1, 1])  # [B, 4, 4, C]
     images = None
     convs = iter(zip(self.convs, seeds))
@@ -649,7 +701,7 @@ class Synthesis(keras.layers.Layer):
 
 
 class NoiseSeed(keras.layers.Layer):
-  """z [B, latent_dim] -> the seed [2] int64 of G's noise inputs.
+  """z [B, latent_dim] -> the seeds [B] int32 of G's noise inputs.
 
   From z, the network's input, rather than from ws: the same z then draws
   the same noise whatever the weights (G and G_ema alike), and no rounding
@@ -657,10 +709,10 @@ class NoiseSeed(keras.layers.Layer):
   """
 
   def call(self, z):
-    return _seed_of(z, _NOISE_SALT)
+    return example_seeds(z, _NOISE_SALT)
 
   def compute_output_spec(self, z):
-    return keras.KerasTensor((2,), dtype="int64")
+    return keras.KerasTensor((z.shape[0],), dtype="int32")
 
 
 def mapping_of(generator: keras.Model) -> Mapping:
@@ -676,8 +728,9 @@ def synthesis_of(generator: keras.Model) -> Synthesis:
 class MinibatchStd(keras.layers.Layer):
   """Appends the standard deviation over groups of examples as features.
 
-  Each group (examples i, i + n, i + 2n, ... for n = batch / group) gets
-  `features` channels: the per-feature standard deviation over the group,
+  Each group of consecutive examples (StyleGAN2 groups every n-th; the
+  same statistics, and groups that stay the same when a global batch is
+  split over replicas) gets `features` channels: the per-feature standard deviation over the group,
   averaged over pixels and channels (split into `features` parts). It lets D
   see the variety of a batch. The group is the largest divisor of the batch
   up to `group_size` (StyleGAN2: min(4, batch), which must divide it), so any
@@ -693,12 +746,13 @@ class MinibatchStd(keras.layers.Layer):
     _, h, w, c = x.shape
     group = self._group(x)
     f = self.features
-    y = tf.reshape(x, [group, -1, h, w, f, c // f])  # [G, n, H, W, F, c]
-    y -= tf.reduce_mean(y, axis=0)
-    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + _EPS)  # [n, H, W, F, c]
+    y = tf.reshape(x, [-1, group, h, w, f, c // f])  # [n, G, H, W, F, c]
+    y -= tf.reduce_mean(y, axis=1, keepdims=True)
+    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=1) + _EPS)  # [n, H, W, F, c]
     y = tf.reduce_mean(y, axis=[1, 2, 4])  # [n, F]
-    y = tf.tile(y[None, :, None, None, :], [group, 1, h, w, 1])
-    return tf.concat([x, tf.reshape(y, [-1, h, w, f])], axis=-1)
+    y = tf.repeat(y, group, axis=0)  # [B, F]: each group's, for its members
+    y = tf.tile(y[:, None, None, :], [1, h, w, 1])
+    return tf.concat([x, y], axis=-1)
 
   def _group(self, x: tf.Tensor) -> int | tf.Tensor:
     """The largest divisor of the batch up to group_size."""

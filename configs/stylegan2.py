@@ -1,0 +1,134 @@
+r"""StyleGAN2 (Karras et al. 2020) with StyleGAN2-ADA's settings.
+
+The networks of trainer/models/stylegan2.py (README, "model.architecture"),
+the non-saturating loss, lazy R1 every 16 steps, G's path-length penalty
+every 4, Adam with beta1 = 0, G_ema with a half-life in images and ADA's
+adaptive augmentation, as stylegan2-ada-pytorch's presets set them. The
+data, training-loop and evaluation sections are configs/dcgan_mnist.py's.
+
+Run (GPUs; the data source must exist, see README "Data sources"):
+
+  python -m trainer.main --config=configs/stylegan2.py:cifar32 \
+      --workdir=runs/sg2_cifar --strategy=mirrored \
+      --config.runtime.mixed_precision=mixed_float16
+
+Variants (`--config=configs/stylegan2.py:<variant>`):
+  cifar32  (also the default) CIFAR-10 at 32x32, class-conditional:
+           stylegan2-ada-pytorch's `cifar` preset (mapping of 2 layers,
+           channel_base 32768, batch 64, minibatch-std groups of 32, lr
+           0.0025, R1 gamma 0.01, no path length and no style mixing,
+           ema_kimg 500 with a ramp of 0.05), ADA toward r_t = 0.6, for
+           100 M images. `tfds:cifar10` (TFDS must be able to download it
+           or find it prepared). Hardware: 2 to 8 GPUs, days. Expected
+           (the ADA paper, on GPUs, Inception FID over 50k samples; not
+           measured here): FID about 2.4 with labels.
+  ffhq256  FFHQ-like faces at 256x256, unconditional: the `paper256`
+           preset (8 mapping layers, channel_base 16384, batch 64, groups
+           of 8, lr 0.0025, gamma 1, path length weight 2, style mixing
+           0.9, ema_kimg 20), ADA, 25 M images. Pass your images as
+           --config.data.source=folder:<dir> (or a prepared TFDS
+           dataset). Hardware: 8 GPUs, days. Expected: the ADA paper's
+           FFHQ-256 range (FID of a few units with 70k images); not
+           measured here.
+  ffhq1024 FFHQ at 1024x1024: StyleGAN2's config F (channel_base 32768,
+           batch 32, groups of 4, lr 0.002, gamma 10, ema_kimg 10), 25 M
+           images. Hardware: 8 GPUs with 16 GB or more, a week or more.
+           Expected (StyleGAN2 paper, config F): FID 2.84; not measured
+           here.
+  mnist32  MNIST resized to 32x32, small enough for a 2-core CPU: widths
+           up to 128, w of 128 from a 2-layer mapping, batch 32, R1 gamma
+           0.01, ADA, ema_kimg 10. Offline:
+             python -m trainer.main --config=configs/stylegan2.py:mnist32 \
+                 --strategy=one_device --workdir=runs/sg2_mnist32 \
+                 --config.data.source=idx:../shared/data/mnist \
+                 --config.data.split=test \
+                 --config.runtime.mixed_precision=mixed_bfloat16
+           Expected and measured: BENCHMARKS.md, "Modern families on MNIST
+           at 32x32".
+  smoke    Tiny networks at 32x32 on MNIST, 20 steps at batch 8 with R1,
+           the path length and ADA: checks that everything runs, in about a
+           minute on 2 CPU cores. Not expected to produce digits.
+"""
+
+import ml_collections
+
+from trainer import config as config_lib
+
+# (image size, channels, classes, source) of each variant's data.
+_DATA = {
+    "cifar32": (32, 3, 10, "tfds:cifar10"),
+    "ffhq256": (256, 3, 0, "folder:data/ffhq256"),
+    "ffhq1024": (1024, 3, 0, "folder:data/ffhq1024"),
+    "mnist32": (32, 1, 0, "tfds:mnist"),
+    "smoke": (32, 1, 0, "tfds:mnist"),
+}
+
+# The presets' settings per variant: model fields, then the rest.
+_PRESETS = {
+    "cifar32": dict(
+        model=dict(mapping_layers=2, channel_base=32768, mbstd_group=32,
+                   style_mixing=0.0, ema_kimg=500.0, ema_rampup=0.05),
+        lr=0.0025, gamma=0.01, pl_weight=0.0, batch=64, kimg=100_000),
+    "ffhq256": dict(
+        model=dict(mapping_layers=8, channel_base=16384, mbstd_group=8,
+                   style_mixing=0.9, ema_kimg=20.0),
+        lr=0.0025, gamma=1.0, pl_weight=2.0, batch=64, kimg=25_000),
+    "ffhq1024": dict(
+        model=dict(mapping_layers=8, channel_base=32768, mbstd_group=4,
+                   style_mixing=0.9, ema_kimg=10.0),
+        lr=0.002, gamma=10.0, pl_weight=2.0, batch=32, kimg=25_000),
+    "mnist32": dict(
+        model=dict(latent_dim=128, w_dim=128, mapping_layers=2,
+                   channel_base=2048, channel_max=128, mbstd_group=4,
+                   style_mixing=0.9, ema_kimg=10.0, ema_rampup=0.05),
+        lr=0.0025, gamma=0.01, pl_weight=0.0, batch=32, kimg=1_000),
+    "smoke": dict(
+        model=dict(latent_dim=16, w_dim=16, mapping_layers=2,
+                   channel_base=256, channel_max=32, mbstd_group=4,
+                   style_mixing=0.9, ema_kimg=0.1, ema_rampup=0.05),
+        lr=0.0025, gamma=0.01, pl_weight=2.0, batch=8, kimg=0.16),
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the config; `arg` names a variant (see the module docstring)."""
+  variant = arg or "cifar32"
+  if variant not in _PRESETS:
+    raise ValueError(f"unknown variant {arg!r} of stylegan2; valid: "
+                     f"{', '.join(sorted(_PRESETS))}")
+  config = config_lib.sibling_config(
+      __file__, "dcgan_mnist", "smoke" if variant == "smoke" else None)
+  preset = _PRESETS[variant]
+  size, channels, classes, source = _DATA[variant]
+
+  config.data.source = source
+  # MNIST's 28x28 digits are resized to the model's 32x32.
+  config.data.resize = source == "tfds:mnist"
+  config.model = ml_collections.ConfigDict({
+      "architecture": "stylegan2", "image_size": size, "channels": channels,
+      "latent_dim": 512, "num_classes": classes, "loss": "non_saturating",
+      "w_dim": 512, "channel_max": 512, "ema_decay": 0.999,
+      **preset["model"]})
+
+  config.optim.g_lr = config.optim.d_lr = preset["lr"]
+  config.optim.beta1, config.optim.beta2 = 0.0, 0.99
+  config.penalties.names = "r1,pl" if preset["pl_weight"] else "r1"
+  config.penalties.r1.weight, config.penalties.r1.interval = (
+      preset["gamma"], 16)
+  config.penalties.pl.weight, config.penalties.pl.interval = (
+      preset["pl_weight"] or 2.0, 4)
+  config.augment.name = "ada"
+
+  config.train.batch_size = preset["batch"]
+  config.train.steps = int(preset["kimg"] * 1000 // preset["batch"])
+  if variant not in ("mnist32", "smoke"):
+    config.eval.extractor = "inception_v3"
+    config.eval.metrics = "fid,kid,inception_score,precision_recall"
+    config.eval.num_samples = 50_000
+    config.eval.num_real = 50_000
+    config.train.checkpoint_every = 5000
+    config.train.image_every = 1000
+  if variant == "mnist32":
+    config.eval.metrics = "fid,kid,class_coverage"
+    config.train.eval_every = 2000
+  return config
