@@ -66,11 +66,7 @@ def sibling_config(config_file: str, name: str,
   return module.get_config(variant)
 
 
-def _get(config, path: str):
-  value = config
-  for part in path.split("."):
-    value = value[part]
-  return value
+_get = schedules_lib.get_path
 
 
 def _has(config, path: str) -> bool:
@@ -208,7 +204,7 @@ def ema_in_images(config: ml_collections.ConfigDict) -> bool:
   start from 0 (R3GAN ramps the half-life up from 0).
   """
   return (config.model.ema_kimg > 0
-          or bool(config.schedules.model.ema_kimg.strip()))
+          or "model.ema_kimg" in schedules_lib.specs(config))
 
 
 def _at_least(config, path: str, minimum: float) -> None:

@@ -81,7 +81,8 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
-def _get(config, path: str):
+def get_path(config, path: str):
+  """config.<dotted path>: config["a"]["b"] for "a.b"."""
   for part in path.split("."):
     config = config[part]
   return config
@@ -89,8 +90,8 @@ def _get(config, path: str):
 
 def specs(config: ml_collections.ConfigDict) -> dict[str, str]:
   """{path: spec} of the config's non-empty schedules."""
-  return {path: _get(config.schedules, path) for path in SCHEDULABLE
-          if _get(config.schedules, path).strip()}
+  return {path: get_path(config.schedules, path) for path in SCHEDULABLE
+          if get_path(config.schedules, path).strip()}
 
 
 def parse(path: str, spec: str, start: float) -> Schedule:
@@ -123,7 +124,7 @@ def parse(path: str, spec: str, start: float) -> Schedule:
 
 def from_config(config: ml_collections.ConfigDict) -> dict[str, Schedule]:
   """The schedules of a resolved config, by path."""
-  return {path: parse(path, spec, _get(config, path))
+  return {path: parse(path, spec, get_path(config, path))
           for path, spec in specs(config).items()}
 
 

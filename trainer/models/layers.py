@@ -4,7 +4,8 @@ Dropout and BatchNormalization are subclasses with the same arguments and
 variables as the Keras layer, so checkpoints carry over, and compute the same
 function. What makes them faster is measured in BENCHMARKS.md ("The faster
 layers"). SpectralNormalization wraps a weight layer to divide its weight by
-its largest singular value (Miyato et al., 2018).
+its largest singular value (Miyato et al., 2018). `tracked` makes the
+sublayers a layer keeps in a list visible to TensorFlow's checkpoints.
 """
 
 import keras
@@ -13,6 +14,26 @@ import tensorflow as tf
 # Random bits per dropout decision: the keep probability is a multiple of
 # 2**-16, within 1e-5 of the one asked for.
 _BITS = 16
+
+
+def tracked(owner: keras.layers.Layer,
+            layers: list[keras.layers.Layer]) -> list[keras.layers.Layer]:
+  """Makes each of `layers` an attribute of `owner`, named by its name.
+
+  Keras 3 keeps a list attribute in its own list type, which
+  `tf.train.Checkpoint` does not follow: the variables of layers held only in
+  a list are missing from the checkpoint (found on G_ema, whose variables no
+  optimizer holds). An attribute per layer is followed. Returns `layers`.
+
+  Raises:
+    ValueError: two layers share a name, or a name is already an attribute.
+  """
+  for layer in layers:
+    if hasattr(owner, layer.name):
+      raise ValueError(f"{owner.name} already has an attribute {layer.name}; "
+                       "give its sublayers distinct names")
+    setattr(owner, layer.name, layer)
+  return layers
 
 
 class Dropout(keras.layers.Dropout):

@@ -70,6 +70,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.errors import UserError
+from trainer.models import layers
 from trainer.registry import Registry
 
 _SLOPE = 0.2
@@ -486,9 +487,9 @@ class Mapping(keras.layers.Layer):
     self.num_layers, self.lr_multiplier = num_layers, lr_multiplier
     self.w_avg_beta, self.num_ws = w_avg_beta, num_ws
     self.style_mixing = style_mixing
-    self.fcs = [EqualDense(w_dim, lr_multiplier=lr_multiplier,
-                           activation=True, name=f"fc{i}")
-                for i in range(num_layers)]
+    self.fcs = layers.tracked(self, [
+        EqualDense(w_dim, lr_multiplier=lr_multiplier, activation=True,
+                   name=f"fc{i}") for i in range(num_layers)])
 
   def build(self, input_shape=None):
     del input_shape  # the sizes are the constructor's
@@ -576,8 +577,8 @@ def truncate(ws: tf.Tensor, w_avg: tf.Tensor, psi: float,
   truncated = w_avg + psi * (ws - w_avg)
   if cutoff is None:
     return truncated
-  layers = tf.range(ws.shape[1])[None, :, None] < cutoff
-  return tf.where(layers, truncated, ws)
+  chosen = tf.range(ws.shape[1])[None, :, None] < cutoff
+  return tf.where(chosen, truncated, ws)
 
 
 def mix(ws: tf.Tensor, other: tf.Tensor, cutoff: int) -> tf.Tensor:
@@ -654,6 +655,7 @@ class Synthesis(keras.layers.Layer):
           channels, in_channels=filters, kernel_size=1, demodulate=False,
           activation=False, name=f"torgb{res}", **common))
       previous = filters
+    layers.tracked(self, self.convs + self.to_rgbs)
 
   def build(self, input_shape=None):
     del input_shape  # the sizes are the constructor's
