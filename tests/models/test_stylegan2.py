@@ -105,6 +105,23 @@ def test_the_two_modulated_convolutions_agree():
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch,expected", [(1, "grouped"), (4, "scaled")])
+def test_auto_takes_the_faster_modulated_convolution_for_the_batch(
+    batch, expected):
+  # One example: per-example kernels in one grouped convolution (the
+  # kernels' transposes are in the graph); more: the shared kernel.
+  def graph_ops(modconv):
+    layer = stylegan2.ModulatedConv2D(8, in_channels=8, w_dim=8,
+                                      modconv=modconv)
+    layer.build()
+    traced = tf.function(layer).get_concrete_function(
+        tf.TensorSpec([batch, 4, 4, 8]), tf.TensorSpec([batch, 8]))
+    return sorted(op.type for op in traced.graph.get_operations())
+
+  assert graph_ops("auto") == graph_ops(expected)
+  assert graph_ops("grouped") != graph_ops("scaled")
+
+
 @pytest.mark.parametrize("modconv", ["scaled", "grouped"])
 def test_demodulation_gives_unit_variance_outputs(modconv):
   # Unit-variance inputs and any style: each output channel has unit
@@ -329,7 +346,7 @@ def test_gradients_reach_every_trainable_weight():
 
 @pytest.mark.parametrize("field,value,message", [
     ("model.image_size", 48, "power of two"),
-    ("model.modconv", "fused", "valid: grouped, scaled"),
+    ("model.modconv", "fused", "valid: auto, grouped, scaled"),
     ("model.channel_base", 16, "gives no channels"),
 ])
 def test_invalid_settings_are_user_errors(field, value, message):

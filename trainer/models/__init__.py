@@ -62,7 +62,7 @@ ARCHITECTURES.register("stylegan2")(Architecture(
     fields={"w_dim": 512, "mapping_layers": 8, "mapping_lr_multiplier": 0.01,
             "w_avg_beta": 0.995, "style_mixing": 0.9, "channel_base": 16384,
             "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256.0,
-            "modconv": "scaled", "mbstd_group": 4, "mbstd_features": 1},
+            "modconv": "auto", "mbstd_group": 4, "mbstd_features": 1},
     positive=("w_dim", "mapping_layers", "channel_base", "channel_max",
               "mbstd_group", "mbstd_features"),
     unit_interval=("w_avg_beta", "style_mixing"),
@@ -75,7 +75,8 @@ ARCHITECTURES.register("stylegan2")(Architecture(
 Widths min(channel_base // r, channel_max) at resolution r (channel_base
 16384: the ADA paper's 0.5x networks; its config-f is 32768); image_size a
 power of two. `modconv` is "scaled" (activations scaled around a shared
-convolution) or "grouped" (per-example kernels, one grouped convolution):
+convolution), "grouped" (per-example kernels, one grouped convolution) or
+"auto" (grouped for a batch of one, else scaled: the faster, measured):
 the same function. num_fp16_res and conv_clamp act under mixed_* policies
 as in StyleGAN2-ADA (conv_clamp 0: none); style_mixing is the probability
 of style mixing in training; mbstd_group and mbstd_features size D's

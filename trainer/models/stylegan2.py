@@ -44,7 +44,10 @@ The modulated convolution is computed one of two ways (`model.modconv`,
 the same function): "grouped" gives each example its own modulated and
 demodulated weight and runs one grouped convolution with the batch folded
 into the channels; "scaled" scales the activations by the styles before a
-shared convolution and by the demodulation coefficients after it.
+shared convolution and by the demodulation coefficients after it; "auto"
+(the default) takes "grouped" for a batch of one and "scaled" otherwise,
+the faster of the two as measured in BENCHMARKS.md ("Modulated
+convolution").
 
 Random draws (noise inputs, the second z of style mixing) come from one
 seed per example made from the bits of its z (of its ws when the synthesis
@@ -353,6 +356,20 @@ def _grouped_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
   return tf.transpose(y, [2, 0, 1, 3])
 
 
+@MODCONVS.register("auto")
+def _auto_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
+                  dcoefs: tf.Tensor | None) -> tf.Tensor:
+  """"grouped" for one example (serving, inversion), else "scaled".
+
+  Measured on CPUs (BENCHMARKS.md, "Modulated convolution"): one grouped
+  convolution is 1.1x to 7x slower than scaling around a shared kernel
+  from 4 examples per replica on, and 4% to 14% faster for one. The batch
+  is static (TPU-friendly shapes), so the choice is made once per trace.
+  """
+  choice = _grouped_modconv if x.shape[0] == 1 else _scaled_modconv
+  return choice(x, weight, styles, dcoefs)
+
+
 class ModulatedConv2D(keras.layers.Layer):
   """A convolution modulated by a style from w, for the synthesis network.
 
@@ -383,7 +400,7 @@ class ModulatedConv2D(keras.layers.Layer):
                kernel_size: int = 3, demodulate: bool = True,
                up: bool = False, resolution: int = 0,
                activation: bool = True, clamp: float | None = None,
-               modconv: str = "scaled", **kwargs):
+               modconv: str = "auto", **kwargs):
     super().__init__(autocast=False, **kwargs)
     self.filters, self.in_channels, self.w_dim = filters, in_channels, w_dim
     self.kernel_size, self.demodulate, self.up = kernel_size, demodulate, up
