@@ -42,7 +42,8 @@ def _inputs(x, labels):
 
 
 @pytest.mark.parametrize("size,channels,num_classes",
-                         [(32, 1, 0), (32, 3, 10), (64, 1, 10), (64, 3, 0)])
+                         [(32, 1, 0), (32, 3, 10), (64, 1, 10), (64, 3, 0),
+                          (128, 3, 10)])
 def test_shapes_and_ranges(size, channels, num_classes):
   g, d = _networks(**{"model.image_size": size, "model.channels": channels,
                       "model.num_classes": num_classes})
@@ -66,6 +67,54 @@ def test_shapes_and_ranges(size, channels, num_classes):
   assert float(tf.reduce_max(tf.abs(inference))) <= 1.0
   np.testing.assert_allclose(inference, tf.clip_by_value(raw, -1, 1),
                              atol=1e-6)
+
+
+def _expected_counts(size: int, channels: int, classes: int,
+                     base: int = 256, most: int = 32, w: int = 16,
+                     z: int = 8, mapping: int = 2, mbstd: int = 1):
+  """(G trainable, G not trainable, D) parameters, from the architecture.
+
+  Written from StyleGAN2's description, not from the code: the mapping's
+  fully connected layers (the label's embedding concatenated to z); a 4x4
+  constant; per resolution two modulated 3x3 convolutions (one at 4x4),
+  each with an affine style layer (w -> its input channels), a bias, a
+  noise strength and a fixed noise map, and a toRGB 1x1 modulated
+  convolution with its affine layer and bias; D's fromRGB, per resolution
+  down to 8 a 1x1 skip (no bias) and two 3x3 convolutions, then the 4x4
+  epilogue (minibatch std, a 3x3 convolution, a fully connected layer, the
+  logit) and the projection's class embedding.
+  """
+  width = lambda r: min(base // r, most)
+  resolutions = [2**i for i in range(2, int(np.log2(size)) + 1)]
+  g = (classes * w + (z + (w if classes else 0)) * w + w
+       + (mapping - 1) * (w * w + w))
+  g += 16 * width(4)
+  g_fixed = w  # w's average
+  for r in resolutions:
+    c, previous = width(r), width(r // 2)
+    convs = [(c, c)] if r == 4 else [(previous, c), (c, c)]
+    for cin, cout in convs:
+      g += w * cin + cin + 9 * cin * cout + cout + 1
+      g_fixed += r * r
+    g += w * c + c + c * channels + channels
+  d = channels * width(size) + width(size)
+  for r in resolutions[:0:-1]:
+    c, half = width(r), width(r // 2)
+    d += c * half + 9 * c * c + c + 9 * c * half + half
+  c4 = width(4)
+  d += 9 * (c4 + mbstd) * c4 + c4 + 16 * c4 * c4 + c4 + c4 + 1
+  d += classes * c4
+  return g, g_fixed, d
+
+
+@pytest.mark.parametrize("size,channels,num_classes",
+                         [(32, 1, 0), (64, 3, 10), (128, 1, 10)])
+def test_parameter_counts(size, channels, num_classes):
+  g, d = _networks(**{"model.image_size": size, "model.channels": channels,
+                      "model.num_classes": num_classes})
+  count = lambda variables: sum(int(np.prod(v.shape)) for v in variables)
+  assert (count(g.trainable_variables), count(g.non_trainable_variables),
+          count(d.variables)) == _expected_counts(size, channels, num_classes)
 
 
 def test_the_label_conditions_both_networks():
