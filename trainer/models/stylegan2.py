@@ -157,6 +157,14 @@ def example_seeds(x: tf.Tensor, salt: int) -> tf.Tensor:
   return tf.bitcast(_hash(seeds), tf.int32)
 
 
+def noise_seeds(x: tf.Tensor) -> tf.Tensor:
+  """The seeds [B] int32 of the noise inputs drawn for the examples of x.
+
+  G draws from those of z (NoiseSeed); the synthesis alone, from its ws.
+  """
+  return example_seeds(x, _NOISE_SALT)
+
+
 def _fold(seeds: tf.Tensor, index: int) -> tf.Tensor:
   """Seeds [B] int32 for the index-th use of seeds [B] int32."""
   folded = _hash(tf.bitcast(seeds, tf.uint32) + tf.constant(
@@ -670,7 +678,7 @@ class Synthesis(keras.layers.Layer):
            noise_seed: tf.Tensor | None = None):
     ws = tf.cast(ws, tf.float32)
     if noise_mode == "random" and noise_seed is None:
-      noise_seed = example_seeds(ws, _NOISE_SALT)
+      noise_seed = noise_seeds(ws)
     seeds = [None] * len(self.convs)
     if noise_mode == "random":  # per convolution, one seed [B] per example
       seeds = [_fold(noise_seed, i) for i in range(len(self.convs))]
@@ -711,7 +719,7 @@ class NoiseSeed(keras.layers.Layer):
   """
 
   def call(self, z):
-    return example_seeds(z, _NOISE_SALT)
+    return noise_seeds(z)
 
   def compute_output_spec(self, z):
     return keras.KerasTensor((z.shape[0],), dtype="int32")
