@@ -147,8 +147,9 @@ def example_seeds(x: tf.Tensor, salt: int) -> tf.Tensor:
   are therefore the same whichever replica holds the example and however
   the global batch is split.
   """
-  x = tf.reshape(tf.cast(tf.stop_gradient(x), tf.float32), [x.shape[0] or -1,
-                                                             -1])
+  # The features are static, the batch need not be (a served G's is not).
+  x = tf.reshape(tf.cast(tf.stop_gradient(x), tf.float32),
+                 [-1, math.prod(x.shape[1:])])
   bits = tf.bitcast(x, tf.uint32)  # [B, F]
   positions = tf.cast(tf.range(tf.shape(bits)[1]), tf.uint32)[None, :]
   salted = _hash(positions * tf.constant(0x9e3779b9, tf.uint32)
