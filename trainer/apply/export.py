@@ -187,8 +187,9 @@ def export_generator(generator: keras.Model, export_dir: str, *,
     The metadata: image_size, channels, value_range, latent_dim,
     latent_distribution, num_classes (0: unconditional), the serving
     signature's name, its inputs and outputs (dtype and shape, None for the
-    batch), psi (with a mapping network: its range and plain value), step, model_config, project_version (None if the project is not
-    installed), tensorflow_version and keras_version.
+    batch), psi (with a mapping network: its range and plain value), step,
+    model_config, project_version (None if the project is not installed),
+    tensorflow_version and keras_version.
 
   Raises:
     UserError: export_dir exists and is not an empty directory.
