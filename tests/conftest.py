@@ -128,6 +128,15 @@ TINY_FLAGS = ("--config.model.g_width=8", "--config.model.d_width=8",
               "--config.train.batch_size=8")
 
 
+# A tiny StyleGAN2 on MNIST resized to 32x32 (8 ws of 16 numbers): overrides
+# of load_config's for tests of what needs a mapping network.
+TINY_STYLEGAN2 = {"model.architecture": "stylegan2", "model.image_size": 32,
+                  "data.resize": True, "model.channel_base": 128,
+                  "model.channel_max": 16, "model.w_dim": 16,
+                  "model.mapping_layers": 2, "model.latent_dim": 8,
+                  "train.batch_size": 8}
+
+
 def smoke_flags(mnist_dir: pathlib.Path, *overrides: str) -> list[str]:
   """Trainer flags: the smoke config, tiny, on the real MNIST test split."""
   return [f"--config={REPO / 'configs' / 'dcgan_mnist.py'}:smoke",

@@ -1,9 +1,9 @@
 """The exported generator, served by a process that cannot import the project.
 
-An unconditional and a class-conditional model are each trained for a few
-steps on real MNIST once per module; their G_ema is exported and loaded by a
-child Python process in which `import trainer` fails, as for a user who has
-TensorFlow alone.
+An unconditional and a class-conditional DCGAN and a StyleGAN2 are each
+trained for a few steps on real MNIST once per module; their G_ema is
+exported and loaded by a child Python process in which `import trainer`
+fails, as for a user who has TensorFlow alone.
 """
 
 import json
@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import cpu_strategy, load_config, run_command
+from tests.conftest import TINY_STYLEGAN2, cpu_strategy, load_config
+from tests.conftest import run_command
 from trainer import state as state_lib
 from trainer import train
 from trainer.apply import export
 from trainer.apply import images
 from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
 
 STEPS = 10
 # Batch sizes of the child's two calls: neither is one that training used
@@ -65,9 +67,10 @@ metadata = json.loads(from_signature)
 serve = loaded.signatures[metadata["signature"]]
 inputs = dict(np.load(inputs_path))
 if not metadata["num_classes"]:
-  del inputs["labels"]
+  inputs.pop("labels", None)
 outputs = serve(**{k: tf.constant(v) for k, v in inputs.items()})
-small = serve(**{k: tf.constant(v[:int(small_batch)])
+# Rows of the batched inputs; scalars (psi) as they are.
+small = serve(**{k: tf.constant(v[:int(small_batch)] if v.ndim else v)
                  for k, v in inputs.items()})
 
 
@@ -104,6 +107,20 @@ def trained(request, mnist_dir, tmp_path_factory):
   return config, state
 
 
+def _serve_in_child(export_dir: pathlib.Path, inputs: dict[str, np.ndarray],
+                    tmp: pathlib.Path) -> dict[str, np.ndarray]:
+  """The child's outputs for the inputs, from the export at export_dir."""
+  np.savez(tmp / "inputs.npz", **inputs)
+  (tmp / "child.py").write_text(CHILD)
+  code, _, err = run_command(sys.executable, str(tmp / "child.py"),
+                             str(export_dir), str(tmp / "inputs.npz"),
+                             str(tmp / "outputs.npz"), str(SMALL_BATCH),
+                             cwd=tmp)
+  assert code == 0, err
+  with np.load(tmp / "outputs.npz") as f:
+    return {k: f[k] for k in f.files}
+
+
 @pytest.fixture(scope="module")
 def served(trained, tmp_path_factory):
   """Exports G_ema and serves it in a child process without the project.
@@ -121,15 +138,7 @@ def served(trained, tmp_path_factory):
   rng = np.random.default_rng(0)
   inputs = {"z": rng.standard_normal((BATCH, 100)).astype(np.float32),
             "labels": (np.arange(BATCH) % 10).astype(np.int32)}
-  np.savez(tmp / "inputs.npz", **inputs)
-  (tmp / "child.py").write_text(CHILD)
-  code, _, err = run_command(sys.executable, str(tmp / "child.py"),
-                             str(export_dir), str(tmp / "inputs.npz"),
-                             str(tmp / "outputs.npz"), str(SMALL_BATCH),
-                             cwd=tmp)
-  assert code == 0, err
-  with np.load(tmp / "outputs.npz") as f:
-    outputs = {k: f[k] for k in f.files}
+  outputs = _serve_in_child(export_dir, inputs, tmp)
   labels = inputs["labels"] if config.model.num_classes else None
   reference = state_lib.generate(state.generator_ema, inputs["z"], labels,
                                  training=False).numpy()
@@ -250,3 +259,61 @@ def test_a_non_empty_export_dir_is_refused_and_kept(trained, tmp_path):
                             config=config, step=STEPS)
   assert _contents(export_dir) == before
   assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+# ---------------------------------------------------------------- stylegan2
+
+
+@pytest.fixture(scope="module")
+def stylegan2_export(mnist_dir, tmp_path_factory):
+  """A tiny StyleGAN2's G_ema (w_avg set away from 0) and its export."""
+  config = load_config("smoke", **{
+      **TINY_STYLEGAN2, "data.source": f"idx:{mnist_dir}",
+      "data.split": "test", "train.steps": 2, "train.eval_every": 0})
+  state = train.run(config, str(tmp_path_factory.mktemp("stylegan2")),
+                    cpu_strategy(2))
+  split = ARCHITECTURES.get("stylegan2").split(state.generator_ema)
+  split.w_avg.assign(np.random.default_rng(1).normal(size=16).astype(
+      np.float32))
+  export_dir = tmp_path_factory.mktemp("export") / "generator"
+  metadata = export.export_generator(state.generator_ema, str(export_dir),
+                                     config=config, step=2)
+  return state, split, export_dir, metadata
+
+
+@pytest.mark.parametrize("psi", [1.0, 0.5])
+def test_stylegan2_served_without_the_project_matches_g_ema(
+    stylegan2_export, tmp_path, psi):
+  state, split, export_dir, metadata = stylegan2_export
+  z = np.random.default_rng(0).standard_normal((BATCH, 8)).astype(np.float32)
+  outputs = _serve_in_child(export_dir, {"z": z, "psi": np.float32(psi)},
+                            tmp_path)
+  assert json.loads(outputs["project_modules"].item()) == []
+  if psi == 1:  # G_ema itself
+    reference = state_lib.generate(state.generator_ema, z, None,
+                                   training=False).numpy()
+  else:
+    reference = split.generate(tf.constant(z), None, psi=psi).numpy()
+    assert np.abs(reference - state_lib.generate(
+        state.generator_ema, z, None, training=False).numpy()).max() > 1e-3
+  assert outputs["images"].shape == (BATCH, 32, 32, 1)
+  np.testing.assert_allclose(outputs["images"], reference, rtol=0, atol=1e-5)
+  _assert_uint8_rounds(outputs["images_uint8"], reference)
+  np.testing.assert_allclose(outputs["small_images"], reference[:SMALL_BATCH],
+                             rtol=0, atol=1e-5)
+  expected_inputs = {"z": {"dtype": "float32", "shape": [None, 8]},
+                     "psi": {"dtype": "float32", "shape": []}}
+  assert json.loads(outputs["signature"].item())["inputs"] == expected_inputs
+  assert metadata["inputs"] == expected_inputs
+  assert metadata["psi"]["range"] == [0.0, 1.0]
+  assert metadata["psi"]["plain"] == 1.0
+
+
+def test_stylegan2_served_psi_outside_the_unit_interval_is_refused(
+    stylegan2_export):
+  _, _, export_dir, _ = stylegan2_export
+  serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+  for psi in (-0.1, 1.5):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"psi must be in \[0, 1\]"):
+      serve(z=tf.zeros([2, 8]), psi=tf.constant(psi))

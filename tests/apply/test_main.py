@@ -78,6 +78,26 @@ def test_no_task_gives_one_error_line(run):
   assert "sample" in _error_line(err)  # the valid tasks are listed
 
 
+@pytest.mark.parametrize("args, message", [
+    (("sample", "--psi=1.5"),
+     "--psi=1.5 is out of range; it must be in [0, 1]"),
+    (("sample", "--psi=0.5"),
+     "--psi=0.5 truncates w toward the average w, and "
+     "model.architecture=dcgan has no mapping network"),
+    (("inpaint", "--space=w"),
+     "--space=w needs a mapping network, and model.architecture=dcgan has "
+     "no mapping network; valid for it: z"),
+    (("mix",), "mix takes the coarse styles (ws) of one latent"),
+], ids=["psi_range", "psi_dcgan", "space_dcgan", "mix_dcgan"])
+def test_w_space_options_are_refused_in_one_error_line(run, tmp_path, args,
+                                                       message):
+  out = tmp_path / "out"
+  code, _, err = _apply(*args, f"--workdir={run}", f"--output_dir={out}")
+  assert code == 1, err[-3000:]
+  assert message in _error_line(err)
+  assert not out.exists()
+
+
 def _apply_in_process(workdir: pathlib.Path, task: str, **options) -> dict:
   """What `python -m trainer.apply <task> --workdir=<workdir>` runs."""
   run_task = tasks.TASKS.get(task)

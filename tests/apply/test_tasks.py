@@ -173,8 +173,7 @@ def test_inversion_does_not_depend_on_the_replica_count(runs, mnist_dir,
                                         **_held_out(mnist_dir))).images
   weight = np.ones(images.shape[:3] + (1,), np.float32)
   results = [inversion.invert(
-      cpu_strategy(replicas), _load(runs, "unconditional",
-                                    replicas).state.generator_ema,
+      cpu_strategy(replicas), _load(runs, "unconditional", replicas).split,
       images, weight, operator=lambda x: x, labels=None, latent_dim=100,
       settings=_FAST) for replicas in (1, 2)]
   np.testing.assert_allclose(results[0].final_error, results[1].final_error,
@@ -189,7 +188,7 @@ def test_inverting_in_groups_gives_the_same_result(runs, mnist_dir, tmp_path):
                                             **_held_out(mnist_dir))).images
   weight = np.ones(images.shape[:3] + (1,), np.float32)
   whole, grouped = (inversion.invert(
-      cpu_strategy(2), run.state.generator_ema, images, weight,
+      cpu_strategy(2), run.split, images, weight,
       operator=lambda x: x, labels=None, latent_dim=100,
       settings=dataclasses.replace(_FAST, max_latents=latents))
       for latents in (1024, 4))  # 4 latents: 2 images (2 starts each) a group

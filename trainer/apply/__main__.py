@@ -1,6 +1,6 @@
 r"""Uses a trained generator: `python -m trainer.apply <task> --workdir=<run>`.
 
-Tasks: sample, interpolate, inpaint, superres, transfer, export (see
+Tasks: sample, interpolate, inpaint, superres, transfer, mix, export (see
 trainer/apply/tasks.py and README.md, "Using a trained generator"). The run's
 own config.json says what model it is; results go to <workdir>/apply/<task>
 (export: <workdir>/export/step_<step>) or --output_dir.
@@ -23,8 +23,8 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "", "Where to write; default <workdir>/apply/<task>, and "
     "<workdir>/export/step_<step> for export.")
 _NUM = flags.DEFINE_integer(
-    "num", 16, "sample: images; interpolate: paths; inpaint, superres, "
-    "transfer: images taken from the data.")
+    "num", 16, "sample: images; interpolate: paths; mix: pairs; inpaint, "
+    "superres, transfer: images taken from the data.")
 _SEED = flags.DEFINE_integer(
     "seed", 0, "Seed of the latents (sample, interpolate), of the inversion's "
     "random starts and of random_boxes masks.")
@@ -33,13 +33,35 @@ _LABEL = flags.DEFINE_integer(
     "interpolate) or of --input; -1: every class in turn, or the data's "
     "labels.")
 _TRUNCATION = flags.DEFINE_float(
-    "truncation", 0.0, "sample, interpolate: redraw latent values beyond "
-    "+-t (the truncation trick: better images, less variety); 0: off.")
+    "truncation", 0.0, "sample, interpolate, mix: redraw latent values "
+    "beyond +-t (the truncation trick in z: better images, less variety); "
+    "0: off.")
+_PSI = flags.DEFINE_float(
+    "psi", 1.0, "sample, interpolate, mix: truncation in w, "
+    "w_avg + psi (w - w_avg), in [0, 1]; 1: off, 0: the average w's image. "
+    "Needs a mapping network (stylegan2).")
+_TRUNCATION_CUTOFF = flags.DEFINE_integer(
+    "truncation_cutoff", None, "With --psi: truncate only the first this "
+    "many ws (the coarse styles); default all.")
+_SPACE = flags.DEFINE_string(
+    "space", inversion.Settings.space, "Inversion (inpaint, superres, "
+    "transfer, mix of images): the latent space searched, z, w (one w for "
+    "every layer, from w_avg) or w+ (one w per layer); w and w+ need a "
+    "mapping network (stylegan2).")
+_CUTOFF = flags.DEFINE_integer(
+    "cutoff", None, "mix: ws[:cutoff] (coarse styles) come from the first "
+    "latent, the others from the second; in [1, num_ws - 1], default "
+    "min(4, num_ws - 1).")
+_MIX_INPUT = flags.DEFINE_string(
+    "mix_input", "", "mix: the image of the fine styles (PNG or JPEG), with "
+    "--input the image of the coarse ones; without both, --num random pairs "
+    "are mixed.")
 _FRAMES = flags.DEFINE_integer(
     "frames", 10, "interpolate: images per path, both ends included.")
 _INPUT = flags.DEFINE_string(
-    "input", "", "inpaint, superres, transfer: a PNG or JPEG image; without "
-    "it, --num images of the data from --first are used.")
+    "input", "", "inpaint, superres, transfer, mix: a PNG or JPEG image; "
+    "without it, --num images of the data from --first are used (mix: --num "
+    "random pairs).")
 _SOURCE = flags.DEFINE_string(
     "source", "", "Data source of the images (see README, Data sources); "
     "default the run's data.source.")
@@ -70,7 +92,8 @@ _MAX_LATENTS = flags.DEFINE_integer(
     "the memory; more images are done in groups.")
 _PRIOR_WEIGHT = flags.DEFINE_float(
     "prior_weight", inversion.Settings.prior_weight,
-    "Inversion: weight of mean(z^2), which keeps z typical of N(0, I).")
+    "Inversion: weight of mean(u^2), which keeps the latent typical: u is z, "
+    "or (w - w_avg) / scale in w and w+.")
 
 
 def main(argv) -> None:
@@ -88,14 +111,16 @@ def main(argv) -> None:
         output_dir=_OUTPUT_DIR.value or tasks.default_output_dir(
             workdir, argv[1], run.step),
         num=_NUM.value, seed=_SEED.value, label=_LABEL.value,
-        truncation=_TRUNCATION.value, frames=_FRAMES.value,
+        truncation=_TRUNCATION.value, psi=_PSI.value,
+        truncation_cutoff=_TRUNCATION_CUTOFF.value, cutoff=_CUTOFF.value,
+        mix_input=_MIX_INPUT.value, frames=_FRAMES.value,
         input=_INPUT.value, source=_SOURCE.value, split=_SPLIT.value,
         first=_FIRST.value, mask=_MASK.value, factor=_FACTOR.value,
         resize=_RESIZE.value, inversion=inversion.Settings(
             steps=_STEPS.value, restarts=_RESTARTS.value,
             learning_rate=_LEARNING_RATE.value,
             max_latents=_MAX_LATENTS.value,
-            prior_weight=_PRIOR_WEIGHT.value))
+            prior_weight=_PRIOR_WEIGHT.value, space=_SPACE.value))
     report = task(run, strategy, options)
     logging.info("%s of step %d written to %s", argv[1], run.step,
                  options.output_dir)

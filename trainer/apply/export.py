@@ -10,6 +10,11 @@ A program with TensorFlow alone loads and samples it:
   outputs["images"]        # float32 [16, H, W, C] in [-1, 1]
   outputs["images_uint8"]  # uint8 [16, H, W, C], ready for tf.io.encode_png
 
+A G with a mapping network (StyleGAN2) also takes psi, a float32 scalar in
+[0, 1]: its ws are truncated toward the average w (1: G itself, 0: every
+image is the average w's). A signature has no optional inputs, so psi is
+always given; the metadata's "psi" says so.
+
 The export directory holds the SavedModel (saved_model.pb, variables/) and,
 next to saved_model.pb, gan_metadata.json: the same JSON that the `metadata`
 signature returns, for readers that do not load the model.
@@ -27,6 +32,7 @@ import tensorflow as tf
 from trainer import files
 from trainer import state as state_lib
 from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
 
 METADATA_FILE = "gan_metadata.json"
 SERVING_SIGNATURE = "serving_default"
@@ -75,12 +81,16 @@ def _write(generator: keras.Model, directory: str, *,
            model_config: ml_collections.ConfigDict, step: int) -> dict:
   """Writes the SavedModel and gan_metadata.json; returns the metadata."""
   num_classes = model_config.num_classes
+  split = ARCHITECTURES.get(model_config.architecture).split(generator)
   inputs = [tf.TensorSpec([None, model_config.latent_dim], tf.float32,
                           name="z")]
+  if split.has_mapping:
+    inputs.append(tf.TensorSpec([], tf.float32, name="psi"))
   if num_classes:
     inputs.append(tf.TensorSpec([None], tf.int32, name="labels"))
 
-  def serve(z: tf.Tensor, labels: tf.Tensor | None = None) -> dict:
+  def serve(z: tf.Tensor, labels: tf.Tensor | None = None,
+            psi: tf.Tensor | None = None) -> dict:
     if labels is not None:
       # On GPUs an embedding lookup out of range silently returns zeros. The
       # lookup waits for the checks, so a bad label always fails with their
@@ -93,15 +103,29 @@ def _write(generator: keras.Model, directory: str, *,
               message=f"labels must be < num_classes = {num_classes}")]
       with tf.control_dependencies(checks):
         labels = tf.identity(labels)  # [B]
-    # Inference mode: batch norm uses its moving statistics.
-    images = state_lib.generate(generator, z, labels,
-                                training=False)  # [B, H, W, C]
+    if psi is None:
+      # Inference mode: batch norm uses its moving statistics.
+      images = state_lib.generate(generator, z, labels,
+                                  training=False)  # [B, H, W, C]
+    else:
+      checks = [tf.debugging.assert_greater_equal(
+                    psi, 0.0, message="psi must be in [0, 1]"),
+                tf.debugging.assert_less_equal(
+                    psi, 1.0, message="psi must be in [0, 1]")]
+      with tf.control_dependencies(checks):
+        psi = tf.identity(psi)
+      images = split.generate(z, labels, psi=psi)  # [B, H, W, C]
     return {"images": images, "images_uint8": _to_uint8(images)}
+
+  def serve_truncated(z: tf.Tensor, psi: tf.Tensor,
+                      labels: tf.Tensor | None = None) -> dict:
+    return serve(z, labels, psi)
 
   archive = keras.export.ExportArchive()
   archive.track(generator)
-  endpoint = archive.add_endpoint(SERVING_SIGNATURE, serve,
-                                  input_signature=inputs)
+  endpoint = archive.add_endpoint(
+      SERVING_SIGNATURE, serve_truncated if split.has_mapping else serve,
+      input_signature=inputs)
   # The traced outputs, so that the metadata describes what is served.
   outputs = endpoint.get_concrete_function().structured_outputs
   _, image_size, _, channels = outputs["images"].shape.as_list()
@@ -115,6 +139,9 @@ def _write(generator: keras.Model, directory: str, *,
       "signature": SERVING_SIGNATURE,
       "inputs": {spec.name: _describe(spec) for spec in inputs},
       "outputs": {name: _describe(tensor) for name, tensor in outputs.items()},
+      **({"psi": {"range": [0.0, 1.0], "plain": 1.0,
+                  "truncates": "ws toward the average w"}}
+         if split.has_mapping else {}),
       "step": step,
       "model_config": model_config.to_dict(),
       "project_version": _project_version(),
@@ -135,7 +162,8 @@ def export_generator(generator: keras.Model, export_dir: str, *,
   """Writes a SavedModel of `generator` that TensorFlow alone can serve.
 
   Signatures of the SavedModel (see the module docstring for an example):
-    serving_default: z float32 [None, latent_dim] (and, for a class-
+    serving_default: z float32 [None, latent_dim] (with a mapping network,
+      psi float32 [] in [0, 1], 1 for G's plain images; for a class-
       conditional model, labels int32 [None] in [0, num_classes)) ->
       {"images": float32 [None, H, W, C] in [-1, 1], "images_uint8": uint8
       [None, H, W, C]}, any batch size, in inference mode.
@@ -159,8 +187,9 @@ def export_generator(generator: keras.Model, export_dir: str, *,
     The metadata: image_size, channels, value_range, latent_dim,
     latent_distribution, num_classes (0: unconditional), the serving
     signature's name, its inputs and outputs (dtype and shape, None for the
-    batch), step, model_config, project_version (None if the project is not
-    installed), tensorflow_version and keras_version.
+    batch), psi (with a mapping network: its range and plain value), step,
+    model_config, project_version (None if the project is not installed),
+    tensorflow_version and keras_version.
 
   Raises:
     UserError: export_dir exists and is not an empty directory.

@@ -9,6 +9,8 @@ from trainer import checkpoint as checkpoint_lib
 from trainer import config as config_lib
 from trainer import state as state_lib
 from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
+from trainer.models import latent
 
 
 @dataclasses.dataclass
@@ -27,6 +29,12 @@ class TrainedRun:
   def image_shape(self) -> tuple[int, int, int]:
     model = self.config.model
     return (model.image_size, model.image_size, model.channels)
+
+  @property
+  def split(self) -> latent.LatentSplit:
+    """G_ema's mapping and synthesis (trainer/models/latent.py)."""
+    return ARCHITECTURES.get(self.config.model.architecture).split(
+        self.state.generator_ema)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -10,7 +10,13 @@ and a `report.json` to the output directory, and returns the report.
                downsampling.
 - transfer:    a class-conditional G: invert an image under its class, then
                redraw it as every class with the same latent (the style).
+- mix:         style mixing (a G with a mapping network): the coarse styles
+               of one latent, the fine ones of another.
 - export:      a SavedModel of G_ema that runs without this project.
+
+G samples through its latent split (trainer/models/latent.py): with --psi
+< 1 its ws are truncated toward w_avg (a G with a mapping network), and the
+inversions search z, w or w+ (--space).
 
 Images come from a PNG (`--input`) or from a data source (the run's own by
 default; pass a held-out split to measure). When the true image is known,
@@ -21,7 +27,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 from absl import logging
 import keras
@@ -39,14 +45,17 @@ from trainer.apply.run import TrainedRun
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
+from trainer.models import latent as latent_lib
 from trainer.registry import Registry
 
 # Images per row of the grid pictures.
 _GRID_COLUMNS = 8
 # Rows of the side-by-side comparison pictures.
 _COMPARISON_ROWS = 16
-# Batch of plain generation (sampling, interpolation, transfer).
+# Batch of plain generation (sampling, interpolation, transfer, mixing).
 _GENERATE_BATCH = 256
+# mix's default cutoff: the ws of 4x4 and 8x8, StyleGAN's "coarse" styles.
+_COARSE_WS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +65,11 @@ class Options:
   num: int = 16
   seed: int = 0
   label: int = -1  # a class for conditional models; -1: from data, or all
-  truncation: float = 0.0  # 0: none
+  truncation: float = 0.0  # of z; 0: none
+  psi: float = 1.0  # truncation of w toward w_avg; 1: none
+  truncation_cutoff: int | None = None  # truncate ws[:cutoff]; None: all
+  cutoff: int | None = None  # mix: ws[:cutoff] from the first latent
+  mix_input: str = ""  # mix: the image of the fine styles, with --input
   frames: int = 10
   input: str = ""  # a PNG; "" takes images from the data
   source: str = ""  # "" means the run's data.source
@@ -72,6 +85,11 @@ class Options:
       if getattr(self, name) < minimum:
         raise UserError(f"--{name}={getattr(self, name)} is out of range; "
                         f"it must be >= {minimum}")
+    if not 0 <= self.psi <= 1:
+      raise UserError(f"--psi={self.psi} is out of range; it must be in "
+                      "[0, 1] (1: no truncation, 0: every image is the "
+                      "average w's)")
+    self.inversion.check()
 
   @property
   def inversion_settings(self) -> inversion_lib.Settings:
@@ -86,21 +104,66 @@ TASKS: Registry[Task] = Registry("task", "the task argument")
 # ------------------------------------------------------------------ helpers
 
 
-def _generate(strategy: tf.distribute.Strategy, generator: keras.Model,
-              z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-  """G(z [N, latent_dim] | labels [N]) in inference mode -> [N, H, W, C]."""
-  run = distribute.replicated(
-      strategy, lambda z, labels=None: state_lib.generate(
-          generator, z, labels, training=False))
+def _generate(strategy: tf.distribute.Strategy, fn: Callable,
+              *rows: np.ndarray | None):
+  """fn(*rows) per replica in batches of rows: numpy outputs, in order.
+
+  fn maps a batch of each of the arrays rows [N, ...] (None ones, an
+  unconditional model's labels, are left out) to a tensor or a structure of
+  tensors with one row per input row.
+  """
+  run = distribute.replicated(strategy, fn)
   replicas = strategy.num_replicas_in_sync
   batch = math.ceil(_GENERATE_BATCH / replicas) * replicas
-  rows = (z,) if labels is None else (z, labels)
-  images = []
-  for start in range(0, len(z), batch):
+  rows = [a for a in rows if a is not None]
+  outputs = []
+  for start in range(0, len(rows[0]), batch):
     chunk = [a[start:start + batch] for a in rows]
     size = math.ceil(len(chunk[0]) / replicas) * replicas
-    images.append(distribute.run_on_rows(strategy, run, chunk, size))
-  return np.concatenate(images)
+    outputs.append(distribute.run_on_rows(strategy, run, chunk, size))
+  return tf.nest.map_structure(lambda *parts: np.concatenate(parts),
+                               *outputs)
+
+
+def _split(run: TrainedRun, options: Options, *,
+           mixing: bool = False) -> latent_lib.LatentSplit:
+  """G_ema's latent split, once the options it cannot take are refused.
+
+  Truncation toward w_avg, --space=w and w+, and mixing (`mixing`) need a
+  mapping network; the cutoffs count its ws.
+  """
+  split, family = run.split, run.config.model.architecture
+  space = options.inversion.space
+  if not split.has_mapping:
+    none = f"model.architecture={family} has no mapping network"
+    if mixing:
+      raise UserError(f"mix takes the coarse styles (ws) of one latent and "
+                      f"the fine ones of another, and {none}; train one with "
+                      "configs/stylegan2.py")
+    if options.psi != 1:
+      raise UserError(f"--psi={options.psi} truncates w toward the average "
+                      f"w, and {none}: its --psi must be 1 (--truncation "
+                      "truncates z instead)")
+    if space != "z":
+      raise UserError(f"--space={space} needs a mapping network, and {none};"
+                      " valid for it: z")
+  for name, value, high in (
+      ("truncation_cutoff", options.truncation_cutoff, split.num_ws),
+      ("cutoff", options.cutoff, split.num_ws - 1)):
+    if value is not None and not 1 <= value <= high:
+      if not split.has_mapping:
+        raise UserError(f"--{name}={value} counts the ws of a mapping "
+                        f"network, and model.architecture={family} has "
+                        "none; leave it out")
+      raise UserError(f"--{name}={value} is out of range; this model has "
+                      f"{split.num_ws} ws: it must be in [1, {high}]")
+  return split
+
+
+def _sampler(split: latent_lib.LatentSplit, options: Options) -> Callable:
+  """(z, labels=None) -> G's images, ws truncated by --psi."""
+  return lambda z, labels=None: split.generate(
+      z, labels, psi=options.psi, cutoff=options.truncation_cutoff)
 
 
 def _labels_for(run: TrainedRun, count: int, label: int) -> np.ndarray | None:
@@ -142,6 +205,10 @@ def _common(run: TrainedRun, options: Options) -> dict:
   return {"checkpoint": run.checkpoint, "step": run.step,
           "generator": "generator_ema", "seed": options.seed,
           "output_dir": options.output_dir}
+
+
+def _psi(options: Options) -> dict:
+  return {"psi": options.psi, "truncation_cutoff": options.truncation_cutoff}
 
 
 def summary(report: dict) -> str:
@@ -202,7 +269,8 @@ def load_targets(run: TrainedRun, options: Options, *,
   spec, split = options.source or data.source, options.split or data.split
   source = sources.load(spec, sources.Request(
       split=split, image_size=config.model.image_size,
-      channels=config.model.channels, resize=options.resize,
+      # Resized as the run's data were (data.resize), or as --resize asks.
+      channels=config.model.channels, resize=options.resize or data.resize,
       tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download))
   last = options.first + options.num
   if options.first < 0 or last > source.num_examples:
@@ -242,11 +310,11 @@ def _invert(run: TrainedRun, strategy: tf.distribute.Strategy,
             options: Options, observed: np.ndarray, weight: np.ndarray,
             operator: inversion_lib.Operator,
             labels: np.ndarray | None) -> inversion_lib.Result:
-  logging.info("Inverting G for %d images: %d starts x %d steps each",
-               len(observed), options.inversion.restarts,
-               options.inversion.steps)
+  logging.info("Inverting G in %s for %d images: %d starts x %d steps each",
+               options.inversion.space, len(observed),
+               options.inversion.restarts, options.inversion.steps)
   return inversion_lib.invert(
-      strategy, run.state.generator_ema, observed, weight, operator=operator,
+      strategy, run.split, observed, weight, operator=operator,
       labels=labels, latent_dim=run.config.model.latent_dim,
       settings=options.inversion_settings)
 
@@ -277,10 +345,11 @@ def _quality(truth: np.ndarray, candidates: dict[str, np.ndarray],
 def sample(run: TrainedRun, strategy: tf.distribute.Strategy,
            options: Options) -> dict:
   """--num images: images/<i>.png, grid.png and samples.npz (z, labels)."""
+  split = _split(run, options)
   z = _latents(options.num, run.config.model.latent_dim, options.seed,
                options.truncation)
   labels = _labels_for(run, options.num, options.label)
-  images = _generate(strategy, run.state.generator_ema, z, labels)
+  images = _generate(strategy, _sampler(split, options), z, labels)
   for i, image in enumerate(images):
     images_lib.write_png(
         os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
@@ -290,7 +359,7 @@ def sample(run: TrainedRun, strategy: tf.distribute.Strategy,
                   **({} if labels is None else {"labels": labels}))
   return _write_report(options, {
       **_common(run, options), "task": "sample", "num": options.num,
-      "truncation": options.truncation,
+      "truncation": options.truncation, **_psi(options),
       "labels": None if labels is None else labels.tolist()})
 
 
@@ -315,6 +384,7 @@ def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
 def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
                 options: Options) -> dict:
   """--num paths of --frames steps: grid.png (a path per row) and a GIF."""
+  split = _split(run, options)
   latent_dim = run.config.model.latent_dim
   ends = _latents(2 * options.num, latent_dim, options.seed,
                   options.truncation)
@@ -322,7 +392,7 @@ def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
                np.linspace(0.0, 1.0, options.frames))  # [N, T, D]
   labels = _labels_for(run, options.num, options.label)
   flat_labels = None if labels is None else np.repeat(labels, options.frames)
-  images = _generate(strategy, run.state.generator_ema,
+  images = _generate(strategy, _sampler(split, options),
                      path.reshape(-1, latent_dim).astype(np.float32),
                      flat_labels)
   _write_grid(options, "grid.png", images, columns=options.frames)
@@ -338,6 +408,7 @@ def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
   return _write_report(options, {
       **_common(run, options), "task": "interpolate", "paths": options.num,
       "frames": options.frames, "truncation": options.truncation,
+      **_psi(options),
       "labels": None if labels is None else labels.tolist()})
 
 
@@ -345,6 +416,7 @@ def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
 def inpaint(run: TrainedRun, strategy: tf.distribute.Strategy,
             options: Options) -> dict:
   """Fills the hole of --mask; compares with mean and diffusion fills."""
+  _split(run, options)
   targets = load_targets(run, options)
   truth = targets.images
   mask = images_lib.load_mask(options.mask, count=len(truth),
@@ -378,6 +450,7 @@ def inpaint(run: TrainedRun, strategy: tf.distribute.Strategy,
 def superres(run: TrainedRun, strategy: tf.distribute.Strategy,
              options: Options) -> dict:
   """Raises the resolution --factor times; compares with bicubic."""
+  _split(run, options)
   size = run.config.model.image_size
   if options.factor not in (2, 4) or size % options.factor:
     valid = [f for f in (2, 4) if size % f == 0]
@@ -435,10 +508,16 @@ def superres(run: TrainedRun, strategy: tf.distribute.Strategy,
 def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
              options: Options) -> dict:
   """Redraws each image as every class, keeping its inverted latent."""
+  split = _split(run, options)
   if not run.num_classes:
     raise UserError(
         "transfer needs a class-conditional model, and this run's "
         "model.num_classes is 0; train one with configs/cgan_mnist.py")
+  if options.inversion.space != "z":
+    raise UserError(
+        f"transfer keeps the latent and changes the class, which enters G "
+        f"through its mapping network: it needs --space=z (a w of "
+        f"--space={options.inversion.space} has its class already)")
   targets = load_targets(run, options)
   images, labels = targets.images, targets.labels
   weight = np.ones(images.shape[:3] + (1,), np.float32)
@@ -448,7 +527,9 @@ def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
   count = len(images)
   z = np.repeat(result.latents, classes, axis=0)  # [N * K, D]
   to = np.tile(np.arange(classes, dtype=np.int32), count)  # [N * K]
-  redrawn = _generate(strategy, run.state.generator_ema, z, to)
+  # As the inversion drew the reconstruction, so that only the class differs.
+  redrawn = _generate(strategy, lambda z, labels: split.render(z, "z", labels),
+                      z, to)
   rows = np.concatenate([images[:, None], result.images[:, None],
                          redrawn.reshape((count, classes) + images.shape[1:])],
                         axis=1)  # [N, 2 + K, H, W, C]
@@ -496,11 +577,77 @@ def _classified(run: TrainedRun, strategy: tf.distribute.Strategy,
                                                == targets[~changed]))}
 
 
+@TASKS.register("mix")
+def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
+        options: Options) -> dict:
+  """Style mixing: ws[:--cutoff] of a first latent, the rest of a second.
+
+  The latents are --num pairs drawn from --seed (truncated by --psi), or
+  those of two images, --input (coarse) and --mix_input (fine), inverted in
+  --space. Every image is drawn with G's fixed noise, so that a row's three
+  differ by their styles alone. Writes grid.png (per row: first, second,
+  mixed), images/<i>.png (the mixed) and mix.npz (the ws of all three).
+  """
+  split = _split(run, options, mixing=True)
+  cutoff = options.cutoff or min(_COARSE_WS, split.num_ws - 1)
+  if bool(options.input) != bool(options.mix_input):
+    raise UserError(
+        "mix inverts two images: give both --input (its coarse styles) and "
+        "--mix_input (its fine styles), or neither to mix --num pairs of "
+        "random latents")
+  report = {**_common(run, options), "task": "mix", "cutoff": cutoff,
+            "num_ws": split.num_ws}
+  if options.input:
+    size = run.config.model.image_size
+    both = [_input_targets(run, dataclasses.replace(options, input=path),
+                           size) for path in (options.input,
+                                              options.mix_input)]
+    images = np.concatenate([t.images for t in both])
+    labels = None if both[0].labels is None else np.concatenate(
+        [t.labels for t in both])
+    result = _invert(run, strategy, options, images,
+                     np.ones(images.shape[:3] + (1,), np.float32),
+                     lambda x: x, labels)
+    space = options.inversion.space
+    ws = _generate(strategy, lambda x, labels=None: split.ws_of(x, space,
+                                                                labels),
+                   result.latents, labels)
+    first, second = ws[:1], ws[1:]
+    report.update(images={"input": options.input,
+                          "mix_input": options.mix_input},
+                  inversion=_inversion_report(result, options))
+  else:
+    z = _latents(2 * options.num, run.config.model.latent_dim, options.seed,
+                 options.truncation)
+    labels = _labels_for(run, 2 * options.num, options.label)
+    ws = _generate(strategy, lambda z, labels=None: split.truncated_w(
+        z, labels, psi=options.psi, cutoff=options.truncation_cutoff),
+                   z, labels)
+    first, second = ws[:options.num], ws[options.num:]
+    report.update(truncation=options.truncation, **_psi(options))
+  mixed_ws, pictures = _generate(strategy, lambda a, b: (
+      split.mix(a, b, cutoff),
+      [split.render(w, "w+", None) for w in (a, b, split.mix(a, b, cutoff))]),
+                                 first, second)
+  rows = np.stack(pictures, axis=1)  # [N, 3, H, W, C]
+  _write_grid(options, "grid.png", rows.reshape((-1,) + rows.shape[2:]),
+              columns=3)
+  for i, image in enumerate(pictures[2]):
+    images_lib.write_png(
+        os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
+  files.write_npz(os.path.join(options.output_dir, "mix.npz"),
+                  first_ws=first, second_ws=second, mixed_ws=mixed_ws,
+                  images=pictures[2])
+  report["columns"] = ["first", "second", "mixed"]
+  return _write_report(options, report)
+
+
 @TASKS.register("export")
 def export(run: TrainedRun, strategy: tf.distribute.Strategy,
            options: Options) -> dict:
   """A SavedModel of G_ema in --output_dir (see trainer.apply.export)."""
   del strategy  # The SavedModel is written from the variables' values.
+  _split(run, options)
   metadata = export_lib.export_generator(
       run.state.generator_ema, options.output_dir, config=run.config,
       step=run.step)

@@ -150,14 +150,23 @@ def example_seeds(x: tf.Tensor, salt: int) -> tf.Tensor:
   are therefore the same whichever replica holds the example and however
   the global batch is split.
   """
-  x = tf.reshape(tf.cast(tf.stop_gradient(x), tf.float32), [x.shape[0] or -1,
-                                                             -1])
+  # The features are static, the batch need not be (a served G's is not).
+  x = tf.reshape(tf.cast(tf.stop_gradient(x), tf.float32),
+                 [-1, math.prod(x.shape[1:])])
   bits = tf.bitcast(x, tf.uint32)  # [B, F]
   positions = tf.cast(tf.range(tf.shape(bits)[1]), tf.uint32)[None, :]
   salted = _hash(positions * tf.constant(0x9e3779b9, tf.uint32)
                  + tf.constant(salt, tf.uint32))
   seeds = tf.reduce_sum(_hash(tf.bitwise.bitwise_xor(bits, salted)), axis=1)
   return tf.bitcast(_hash(seeds), tf.int32)
+
+
+def noise_seeds(x: tf.Tensor) -> tf.Tensor:
+  """The seeds [B] int32 of the noise inputs drawn for the examples of x.
+
+  G draws from those of z (NoiseSeed); the synthesis alone, from its ws.
+  """
+  return example_seeds(x, _NOISE_SALT)
 
 
 def _fold(seeds: tf.Tensor, index: int) -> tf.Tensor:
@@ -687,7 +696,7 @@ class Synthesis(keras.layers.Layer):
            noise_seed: tf.Tensor | None = None):
     ws = tf.cast(ws, tf.float32)
     if noise_mode == "random" and noise_seed is None:
-      noise_seed = example_seeds(ws, _NOISE_SALT)
+      noise_seed = noise_seeds(ws)
     seeds = [None] * len(self.convs)
     if noise_mode == "random":  # per convolution, one seed [B] per example
       seeds = [_fold(noise_seed, i) for i in range(len(self.convs))]
@@ -728,7 +737,7 @@ class NoiseSeed(keras.layers.Layer):
   """
 
   def call(self, z):
-    return example_seeds(z, _NOISE_SALT)
+    return noise_seeds(z)
 
   def compute_output_spec(self, z):
     return keras.KerasTensor((z.shape[0],), dtype="int32")

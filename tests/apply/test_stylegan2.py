@@ -1,0 +1,195 @@
+"""trainer.apply in w: truncation, inversion in z, w and w+, style mixing.
+
+On a tiny StyleGAN2 trained here for 2 steps on real MNIST. Its G_ema's
+w_avg is set to a random vector once loaded, so that the average w is not
+the near-zero one of 2 steps and truncation toward it shows.
+"""
+
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+import tensorflow as tf
+
+from tests.conftest import TINY_STYLEGAN2, cpu_strategy, load_config
+from trainer import state as state_lib
+from trainer import train
+from trainer.apply import images as images_lib
+from trainer.apply import inversion
+from trainer.apply import run as run_lib
+from trainer.apply import tasks
+from trainer.errors import UserError
+
+_FAST = inversion.Settings(steps=40, restarts=2, learning_rate=0.05)
+NUM_WS, W_DIM, LATENT_DIM = 8, 16, 8
+
+
+@pytest.fixture(scope="module")
+def run(mnist_dir, tmp_path_factory) -> run_lib.TrainedRun:
+  workdir = tmp_path_factory.mktemp("stylegan2") / "run"
+  train.run(load_config("smoke", **{
+      **TINY_STYLEGAN2, "data.source": f"idx:{mnist_dir}",
+      "data.split": "test[:9000]", "train.steps": 2}), str(workdir),
+            cpu_strategy(2))
+  loaded = run_lib.load(str(workdir), cpu_strategy(2))
+  loaded.split.w_avg.assign(
+      np.random.default_rng(0).normal(size=W_DIM).astype(np.float32))
+  return loaded
+
+
+def _options(tmp_path, **overrides) -> tasks.Options:
+  return tasks.Options(**{"output_dir": str(tmp_path / "out"),
+                          "inversion": _FAST, **overrides})
+
+
+def _apply(run, task: str, options: tasks.Options) -> dict:
+  return tasks.TASKS.get(task)(run, cpu_strategy(2), options)
+
+
+def _saved(report: dict, name: str) -> dict[str, np.ndarray]:
+  with np.load(pathlib.Path(report["output_dir"]) / name) as f:
+    return {k: f[k] for k in f.files}
+
+
+def _spread(images: np.ndarray) -> float:
+  """How much images [N, ...] differ from one another."""
+  return float(images.std(axis=0).mean())
+
+
+def test_psi_one_is_g_and_psi_zero_is_the_average_w(run, tmp_path):
+  plain = _saved(_apply(run, "sample", _options(tmp_path / "1", num=6)),
+                 "samples.npz")
+  np.testing.assert_allclose(plain["images"], state_lib.generate(
+      run.state.generator_ema, plain["z"], None, training=False).numpy(),
+                             atol=1e-5)
+  report = _apply(run, "sample", _options(tmp_path / "0", num=6, psi=0.0))
+  assert report["psi"] == 0.0
+  average = _saved(report, "samples.npz")
+  np.testing.assert_array_equal(average["z"], plain["z"])
+  # Every image is the average w's, with its z's noise (as G draws it).
+  split = run.split
+  ws = tf.tile(tf.convert_to_tensor(split.w_avg)[None, None],
+               [6, NUM_WS, 1])
+  np.testing.assert_allclose(average["images"], split.synthesize(
+      ws, None, False, noise_of=tf.constant(plain["z"])).numpy(), atol=1e-5)
+  assert _spread(average["images"]) < 0.2 * _spread(plain["images"])
+
+
+def test_a_truncation_cutoff_truncates_the_coarse_ws_only(run, tmp_path):
+  z = tf.random.stateless_normal([4, LATENT_DIM], [0, 1])
+  split = run.split
+  ws = split.to_w(z, None, False)
+  truncated = split.truncated_w(z, None, psi=0.0, cutoff=3).numpy()
+  np.testing.assert_allclose(truncated[:, :3],
+                             np.broadcast_to(split.w_avg.numpy(), (4, 3,
+                                                                   W_DIM)))
+  np.testing.assert_array_equal(truncated[:, 3:], ws.numpy()[:, 3:])
+  report = _apply(run, "sample", _options(tmp_path, num=4, psi=0.0,
+                                          truncation_cutoff=3))
+  assert report["truncation_cutoff"] == 3
+
+
+def test_mix_takes_coarse_ws_from_the_first_and_fine_from_the_second(
+    run, tmp_path):
+  report = _apply(run, "mix", _options(tmp_path, num=3, cutoff=3))
+  assert report["cutoff"] == 3 and report["num_ws"] == NUM_WS
+  saved = _saved(report, "mix.npz")
+  first, second, mixed = (saved[k] for k in ("first_ws", "second_ws",
+                                             "mixed_ws"))
+  assert first.shape == second.shape == mixed.shape == (3, NUM_WS, W_DIM)
+  assert not np.allclose(first, second)  # two latents
+  np.testing.assert_array_equal(mixed[:, :3], first[:, :3])
+  np.testing.assert_array_equal(mixed[:, 3:], second[:, 3:])
+  split = run.split
+  np.testing.assert_allclose(saved["images"], split.render(
+      tf.constant(mixed), "w+", None).numpy(), atol=1e-5)
+  # Per row of the grid: first, second, mixed; the mix is neither.
+  grid = np.asarray(Image.open(pathlib.Path(report["output_dir"])
+                               / "grid.png")).astype(int)
+  tile = lambda col: grid[:32, col * 33:col * 33 + 32]
+  np.testing.assert_array_equal(tile(2),
+                                images_lib.to_uint8(saved["images"][0])[..., 0])
+  assert np.abs(tile(2) - tile(0)).mean() > 0
+  assert np.abs(tile(2) - tile(1)).mean() > 0
+  assert len(list((pathlib.Path(report["output_dir"])
+                   / "images").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("space,shape", [("z", (LATENT_DIM,)),
+                                         ("w", (W_DIM,)),
+                                         ("w+", (NUM_WS, W_DIM))])
+def test_inversion_lowers_its_error_in_every_space(run, mnist_dir, space,
+                                                   shape):
+  images = tasks.load_targets(run, tasks.Options(
+      output_dir="", num=3, source=f"idx:{mnist_dir}",
+      split="test[9000:]")).images
+  weight = np.ones(images.shape[:3] + (1,), np.float32)
+  settings = inversion.Settings(steps=40, restarts=1, space=space)
+  result = inversion.invert(cpu_strategy(2), run.split, images, weight,
+                            operator=lambda x: x, labels=None,
+                            latent_dim=LATENT_DIM, settings=settings)
+  assert result.latents.shape == (3,) + shape
+  assert np.all(result.final_error < 0.95 * result.initial_error), (
+      result.initial_error, result.final_error)
+  # The images are those of the latents found, with G's fixed noise.
+  rendered = run.split.render(tf.constant(result.latents), space,
+                              None).numpy()
+  np.testing.assert_allclose(result.images, rendered, atol=1e-4)
+  if space != "z":  # one start: w_avg, where StyleGAN2's projector starts
+    start = run.split.render(tf.convert_to_tensor(run.split.w_avg)[None],
+                             "w", None).numpy()
+    np.testing.assert_allclose(
+        result.initial_error, np.mean((start - images)**2, axis=(1, 2, 3)),
+        rtol=1e-4)
+
+
+def test_inpaint_and_superres_search_w_plus(run, mnist_dir, tmp_path):
+  for task in ("inpaint", "superres"):
+    report = _apply(run, task, _options(
+        tmp_path / task, num=2, factor=2, source=f"idx:{mnist_dir}",
+        split="test[9000:]", inversion=inversion.Settings(
+            steps=20, restarts=1, space="w+")))
+    assert report["inversion"]["settings"]["space"] == "w+"
+    assert np.all(np.array(report["inversion"]["final_error"])
+                  < np.array(report["inversion"]["initial_error"]))
+
+
+def test_mix_of_two_inverted_images(run, mnist_dir, tmp_path):
+  digits = tasks.load_targets(run, tasks.Options(
+      output_dir="", num=2, source=f"idx:{mnist_dir}",
+      split="test[9000:]")).images
+  paths = []
+  for i, digit in enumerate(digits):
+    paths.append(str(tmp_path / f"{i}.png"))
+    Image.fromarray(images_lib.to_uint8(digit)[..., 0]).save(paths[-1])
+  report = _apply(run, "mix", _options(
+      tmp_path, input=paths[0], mix_input=paths[1],
+      inversion=inversion.Settings(steps=20, restarts=1, space="w")))
+  assert report["images"] == {"input": paths[0], "mix_input": paths[1]}
+  saved = _saved(report, "mix.npz")
+  assert saved["mixed_ws"].shape == (1, NUM_WS, W_DIM)
+  # --space=w: one w per image, in every layer; the mix has both.
+  first, second = saved["first_ws"][0], saved["second_ws"][0]
+  np.testing.assert_array_equal(first, np.broadcast_to(first[0], first.shape))
+  np.testing.assert_array_equal(saved["mixed_ws"][0, :4], first[:4])
+  np.testing.assert_array_equal(saved["mixed_ws"][0, 4:], second[4:])
+
+
+@pytest.mark.parametrize("task,overrides,message", [
+    ("sample", {"truncation_cutoff": 9},
+     "--truncation_cutoff=9 is out of range; this model has 8 ws: it must "
+     "be in [1, 8]"),
+    ("mix", {"cutoff": 8}, "--cutoff=8 is out of range; .* in [1, 7]"),
+    ("mix", {"input": "a.png"}, "give both --input .* and --mix_input"),
+    ("inpaint", {"inversion": inversion.Settings(space="u")},
+     "--space=u is not a latent space; valid: z, w, w+"),
+    ("sample", {"psi": -0.5}, "--psi=-0.5 is out of range; it must be in "
+     "[0, 1]"),
+])
+def test_bad_options_are_refused_before_writing(run, tmp_path, task,
+                                                overrides, message):
+  with pytest.raises(UserError, match=message.replace("[", r"\[").replace(
+      "]", r"\]").replace("+", r"\+").replace("-", r"\-")):
+    _apply(run, task, _options(tmp_path, **overrides))
+  assert not (tmp_path / "out").exists()
