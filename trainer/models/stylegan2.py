@@ -741,23 +741,19 @@ class Synthesis(keras.layers.Layer):
       images = tf.clip_by_value(images, -1.0, 1.0)
     return images
 
-  def flops_per_example(self, input_shape=None) -> int:
-    """Forward FLOPs of one example: its layers' and the images' upsampling.
-
-    Resolution by resolution, as `call` runs them.
-    """
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: its layers' and the images' upsampling."""
     del input_shape  # the sizes are the constructor's
     flops = 0
-    convs = iter(self.convs)
-    for res, to_rgb in zip(resolutions(self.image_size), self.to_rgbs):
-      for _ in range(1 if res == 4 else 2):
-        conv = next(convs)
-        size = res // 2 if conv.up else res  # of its input
-        flops += conv.flops_per_example((None, size, size, conv.in_channels))
+    for conv in self.convs:  # at its resolution, from half of it if up
+      size = conv.resolution // 2 if conv.up else conv.resolution
+      flops += conv.flops_per_example((None, size, size, conv.in_channels))
+    sizes = resolutions(self.image_size)
+    for res, to_rgb in zip(sizes, self.to_rgbs):
       flops += to_rgb.flops_per_example((None, res, res, to_rgb.in_channels))
-      if res > 4:
-        flops += _fir_flops(res, res, self.channels)
-    return flops
+    # The summed images are upsampled to every resolution above 4x4.
+    return flops + sum(_fir_flops(res, res, self.channels)
+                       for res in sizes[1:])
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0], self.image_size, self.image_size, self.channels)
