@@ -143,7 +143,9 @@ class Penalty:
   `state` names the float32 scalar variables the penalty keeps, with their
   initial values; `fields` its own config fields beyond weight and
   interval, with their defaults, and `check` their ranges: settings -> a
-  message for the first one out of range, or None.
+  message for the first one out of range, or None. `examples` gives how
+  many examples the term evaluates for a global batch: (settings, batch)
+  -> count (the benchmark's FLOPs count reads it).
   """
   term: Callable[[PenaltyInputs | GeneratorInputs], tf.Tensor]
   scale: float
@@ -153,6 +155,8 @@ class Penalty:
   fields: tuple[tuple[str, object], ...] = ()
   check: Callable[[ml_collections.ConfigDict], str | None] = (
       lambda settings: None)
+  examples: Callable[[ml_collections.ConfigDict, int], int] = (
+      lambda settings, batch: batch)
 
 
 PENALTIES: Registry[Penalty] = Registry("penalty", "penalties.names")
@@ -213,7 +217,7 @@ def _path_length(inputs: GeneratorInputs) -> tf.Tensor:
   averaged over the ws.
   """
   settings, mean_length = inputs.settings, inputs.state["mean"]
-  count = inputs.batch // settings.batch_shrink
+  count = _path_length_examples(settings, inputs.batch)
   w, labels = inputs.latents(count)
   with tf.GradientTape() as tape:
     tape.watch(w)
@@ -233,6 +237,11 @@ def _path_length(inputs: GeneratorInputs) -> tf.Tensor:
   return tf.square(lengths - moved)
 
 
+def _path_length_examples(settings: ml_collections.ConfigDict,
+                          batch: int) -> int:
+  return batch // settings.batch_shrink
+
+
 def _check_path_length(settings: ml_collections.ConfigDict) -> str | None:
   if not 0 < settings.decay <= 1:
     return f"decay={settings.decay} is out of range; it must be in (0, 1]"
@@ -244,7 +253,8 @@ def _check_path_length(settings: ml_collections.ConfigDict) -> str | None:
 
 PENALTIES.register("pl")(Penalty(
     term=_path_length, scale=1.0, network="g", state=(("mean", 0.0),),
-    fields=(("decay", 0.01), ("batch_shrink", 2)), check=_check_path_length))
+    fields=(("decay", 0.01), ("batch_shrink", 2)), check=_check_path_length,
+    examples=_path_length_examples))
 
 
 @dataclasses.dataclass(frozen=True)

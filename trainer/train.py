@@ -697,12 +697,13 @@ def _check_batch(config: ml_collections.ConfigDict, replicas: int) -> None:
         f"train.batch_size={global_batch} is not divisible by the "
         f"{replicas} replicas; use a multiple of {replicas}")
   for group in losses_lib.penalty_groups(config.penalties, "g"):
-    for name, _, _ in group.penalties:
-      shrink = config.penalties[name].get("batch_shrink", 1)
-      if (global_batch // shrink) % replicas or global_batch < shrink:
+    for name, penalty, _ in group.penalties:
+      settings = config.penalties[name]
+      count = penalty.examples(settings, global_batch)
+      if count % replicas or count < 1:
         raise UserError(
-            f"penalties.{name}.batch_shrink={shrink} leaves "
-            f"{global_batch // shrink} of train.batch_size={global_batch} "
+            f"penalties.{name}.batch_shrink={settings.get('batch_shrink', 1)} "
+            f"leaves {count} of train.batch_size={global_batch} "
             f"examples, which the {replicas} replica(s) cannot share; use a "
             f"batch_shrink that leaves a positive multiple of {replicas}")
 

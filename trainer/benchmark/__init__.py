@@ -119,6 +119,14 @@ def _our_steps(config: ml_collections.ConfigDict,
 def step_shape(config: ml_collections.ConfigDict) -> flops.StepShape:
   """What the cost of a resolved config's step depends on (flops.StepShape)."""
   groups = losses.penalty_groups(config.penalties, "d")
+  g_groups = losses.penalty_groups(config.penalties, "g")
+  batch = config.train.batch_size
+
+  def share(group: losses.PenaltyGroup) -> float:
+    """The share of the batch that G's penalties of a group evaluate."""
+    return sum(penalty.examples(config.penalties[name], batch)
+               for name, penalty, _ in group.penalties) / batch
+
   return flops.StepShape(
       n_disc=config.train.n_disc, simultaneous=config.train.simultaneous,
       eager_penalties=sum(len(g.penalties) for g in groups if g.interval == 1),
@@ -126,7 +134,9 @@ def step_shape(config: ml_collections.ConfigDict) -> flops.StepShape:
                   any(p.needs_fake for _, p, _ in g.penalties))
                  for g in groups if g.interval > 1),
       generator_needs_real=losses.LOSSES.get(
-          config.model.loss).generator_needs_real)
+          config.model.loss).generator_needs_real,
+      g_eager_penalties=sum(share(g) for g in g_groups if g.interval == 1),
+      g_lazy=tuple((g.interval, share(g)) for g in g_groups if g.interval > 1))
 
 
 def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,

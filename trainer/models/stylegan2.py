@@ -124,6 +124,15 @@ def upsample(x: tf.Tensor) -> tf.Tensor:
                                 [1, 1, 1, 1], "VALID")
 
 
+def _fir_flops(height: int, width: int, channels: int) -> int:
+  """FLOPs of upsample or downsample for one example, by the output size.
+
+  As implemented: the 4x4 filter at every output pixel of every channel (in
+  upsampling, 3 of its 4 taps per axis meet interleaved zeros).
+  """
+  return layers.kernel_flops(height * width, (len(_FIR), len(_FIR), channels))
+
+
 def downsample(x: tf.Tensor) -> tf.Tensor:
   """[B, H, W, C] -> [B, H/2, W/2, C]: the low-pass filter, then stride 2."""
   x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
@@ -252,6 +261,11 @@ class EqualDense(keras.layers.Layer):
                                        x.dtype)
     return _lrelu(x, 1.0, None) if self.activation else x
 
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example (trainer/benchmark/flops.py)."""
+    del input_shape  # [B, fan-in]: the kernel's
+    return layers.kernel_flops(1, self.kernel.shape)
+
   def compute_output_shape(self, input_shape):
     return (*input_shape[:-1], self.units)
 
@@ -306,6 +320,15 @@ class EqualConv2D(keras.layers.Layer):
     if self.activation:
       return _lrelu(x, self.gain, self.clamp)
     return _clamp(x * tf.cast(self.gain, x.dtype), self.clamp, self.gain)
+
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: the downsampling and the convolution."""
+    _, height, width, channels = input_shape
+    flops = 0
+    if self.down:
+      height, width = height // 2, width // 2
+      flops += _fir_flops(height, width, channels)
+    return flops + layers.kernel_flops(height * width, self.kernel.shape)
 
   def compute_output_shape(self, input_shape):
     b, h, w, _ = input_shape
@@ -483,6 +506,25 @@ class ModulatedConv2D(keras.layers.Layer):
                        "none, random")
     return tf.cast(noise * self.noise_strength, x.dtype)
 
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example (trainer/benchmark/flops.py).
+
+    The style's affine layer, the upsampling, the demodulation coefficients'
+    product [Cin] x [Cin, Cout] and the convolution at the output size. Both
+    modconv modes do the convolution's multiply-adds, the grouped one with
+    one group per example; their elementwise modulation (of the kernel per
+    example, or of the activations) is not counted: per example, at most
+    1 / (H W) of the convolution, under 1% of a network.
+    """
+    _, height, width, _ = input_shape
+    flops = self.affine.flops_per_example((None, self.w_dim))
+    if self.up:
+      height, width = 2 * height, 2 * width
+      flops += _fir_flops(height, width, self.in_channels)
+    if self.demodulate:
+      flops += layers.kernel_flops(1, (self.in_channels, self.filters))
+    return flops + layers.kernel_flops(height * width, self.kernel.shape)
+
   def compute_output_shape(self, input_shape):
     b, h, w, _ = input_shape
     if self.up:
@@ -581,6 +623,16 @@ class Mapping(keras.layers.Layer):
     later = tf.range(self.num_ws)[None, :] >= cutoff[:, None]  # [B, num_ws]
     take = (later & mixes[:, None])[:, :, None]
     return tf.where(take, other_ws, ws)
+
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example in training mode.
+
+    Its fully connected layers, twice with style mixing: the MLP maps every
+    example's second z, mixed or not.
+    """
+    del input_shape  # the sizes are the constructor's
+    passes = 2 if self.style_mixing else 1
+    return passes * sum(fc.flops_per_example(None) for fc in self.fcs)
 
   def compute_output_shape(self, input_shape):
     return (None, self.num_ws, self.w_dim)
@@ -715,6 +767,20 @@ class Synthesis(keras.layers.Layer):
       images = tf.clip_by_value(images, -1.0, 1.0)
     return images
 
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: its layers' and the images' upsampling."""
+    del input_shape  # the sizes are the constructor's
+    flops = 0
+    for conv in self.convs:  # at its resolution, from half of it if up
+      size = conv.resolution // 2 if conv.up else conv.resolution
+      flops += conv.flops_per_example((None, size, size, conv.in_channels))
+    sizes = resolutions(self.image_size)
+    for res, to_rgb in zip(sizes, self.to_rgbs):
+      flops += to_rgb.flops_per_example((None, res, res, to_rgb.in_channels))
+    # The summed images are upsampled to every resolution above 4x4.
+    return flops + sum(_fir_flops(res, res, self.channels)
+                       for res in sizes[1:])
+
   def compute_output_shape(self, input_shape):
     return (input_shape[0], self.image_size, self.image_size, self.channels)
 
@@ -816,6 +882,11 @@ class Projection(keras.layers.Layer):
     embedded = tf.gather(self.embeddings, tf.cast(labels, tf.int32))
     scale = 1.0 / math.sqrt(h.shape[-1])  # equalized learning rate
     return tf.reduce_sum(embedded * h, axis=-1, keepdims=True) * scale
+
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: the product embed(label) . h."""
+    del input_shape  # [[B, F], [B]]: F is the embeddings'
+    return layers.kernel_flops(1, self.embeddings.shape[1:])
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0][0], 1)
