@@ -13,6 +13,7 @@ import tensorflow as tf
 from tests.conftest import assert_all_close
 from tests.conftest import cpu_strategy
 from tests.conftest import load_config
+from tests.conftest import TINY_STYLEGAN2
 from tests.conftest import trained_values
 from trainer import losses
 from trainer import state as state_lib
@@ -20,6 +21,7 @@ from trainer import train
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
+from trainer.models import stylegan2
 
 TINY = {"model.image_size": 14, "model.g_width": 4, "model.d_width": 4,
         "model.latent_dim": 8, "train.batch_size": 4}
@@ -158,6 +160,24 @@ def test_lazy_update_is_the_penalty_times_its_interval(interval, data):
   element = {"image": images[None], "label": tf.zeros([1, 4], tf.int32)}
   metrics = tf.function(lambda: strategy.run(lazy.fn, args=(element,)))()
   assert float(metrics["grad_norm/d_r1"]) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("names,runs_g", [("r1", False), ("r2", True)])
+def test_a_lazy_d_update_runs_g_only_for_penalties_on_fakes(names, runs_g):
+  # Observed through w's average, which moves whenever G runs in training.
+  config = load_config(**{**TINY_STYLEGAN2, "penalties.names": names,
+                          f"penalties.{names}.interval": 2,
+                          "model.w_avg_beta": 0.5})
+  strategy = cpu_strategy(1)
+  state = state_lib.build_state(config, strategy)
+  phases = train.make_phases(state, config, config.train.batch_size)
+  (lazy,) = [phase for phase in phases if phase.interval == 2]
+  images = tf.random.stateless_uniform([1, 8, 32, 32, 1], [0, 3], -1, 1)
+  element = {"image": images, "label": tf.zeros([1, 8], tf.int32)}
+  w_avg = stylegan2.mapping_of(state.generator).w_avg
+  before = w_avg.numpy().copy()
+  tf.function(lambda: strategy.run(lazy.fn, args=(element,)))()
+  assert (not np.array_equal(before, w_avg.numpy())) == runs_g
 
 
 def test_adam_is_corrected_for_the_lazy_updates(data):

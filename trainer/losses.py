@@ -90,7 +90,8 @@ class PenaltyInputs:
     judge: (images, labels) -> D's logits [B], through the step's
       augmentation, differentiable in the images and in D's weights.
     real, real_labels: the real batch (labels None if unconditional).
-    fake, fake_labels: generated images with no path to G.
+    fake, fake_labels: generated images with no path to G; None in a lazy
+      group whose penalties all have needs_fake False.
     seed: a stateless seed [2] for the penalty's own random draws.
     settings: the penalty's section of the config (penalties.<name>).
     state: the penalty's variables by name (Penalty.state).
@@ -100,7 +101,7 @@ class PenaltyInputs:
   judge: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
   real: tf.Tensor
   real_labels: tf.Tensor | None
-  fake: tf.Tensor
+  fake: tf.Tensor | None
   fake_labels: tf.Tensor | None
   seed: tf.Tensor
   settings: ml_collections.ConfigDict

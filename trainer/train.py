@@ -323,9 +323,12 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
 
   def d_penalty_inputs(judge, images, real_labels, fake, fake_labels, step,
                        k) -> losses_lib.PenaltyInputs:
+    # G's images are float32; without fakes (a group on reals alone) so are
+    # the reals given to the penalties.
     return losses_lib.PenaltyInputs(
-        judge=judge, real=tf.cast(images, fake.dtype),
-        real_labels=real_labels, fake=tf.stop_gradient(fake),
+        judge=judge, real=tf.cast(images, tf.float32),
+        real_labels=real_labels,
+        fake=None if fake is None else tf.stop_gradient(fake),
         fake_labels=fake_labels,
         seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k),
         settings=None, state=None, mean=global_mean)
@@ -447,7 +450,11 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
     def fn(real):
       step = state.step.read_value()
       images, real_labels = real_batch(real, 0)
-      fake, fake_labels = fakes(step, update)
+      # Only penalties on fakes (r2, gp) need G's images: R1 alone would
+      # otherwise pay a G forward pass, and move w's average, for nothing.
+      fake, fake_labels = (fakes(step, update) if any(
+          penalty.needs_fake for _, penalty, _ in group.penalties)
+                           else (None, None))
       with tf.GradientTape() as tape:
         terms, raw = _penalty_terms(group, d_penalty_inputs(
             judge_for(step, update), images, real_labels, fake, fake_labels,
