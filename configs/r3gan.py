@@ -48,16 +48,18 @@ Variants (`--config=configs/r3gan.py:<variant>`):
   mnist32  MNIST resized to 32x32, small enough for a 2-core CPU: widths
            128 up to 16x16 and 64 at 32x32, 1 block per stage, cardinality
            8 (4 at 32x32), z of 64, batch 32, no augmentation; R3GAN's
-           schedules over the run's 1 M images (lr 2e-4 -> 5e-5, gamma
-           0.05 -> 0.005, beta2 0.9 -> 0.99) and G_ema's half-life 0 -> 10
-           k images. Offline:
+           schedules over the run's 256 k images, 8,000 steps (lr 2e-4 ->
+           5e-5, gamma 0.05 -> 0.005, beta2 0.9 -> 0.99) and G_ema's
+           half-life 0 -> 10 k images. Measured speed: about 18
+           examples/sec on one device of a shared 2-core CPU, so about 4
+           hours. Offline:
              python -m trainer.main --config=configs/r3gan.py:mnist32 \
                  --strategy=one_device --workdir=runs/r3gan_mnist32 \
                  --config.data.source=idx:../shared/data/mnist \
                  --config.data.split=test
-           Expected: readable digits; BENCHMARKS.md has no measurement of
-           it yet (tests/test_learning.py checks that a smaller one lowers
-           the FID within 200 steps).
+           Expected: readable digits; the whole run has not been measured
+           (tests/test_learning.py checks that a smaller network lowers the
+           FID within 200 steps: BENCHMARKS.md, "Learning check").
   smoke    Tiny networks at 32x32 on MNIST, 20 steps at batch 8 with R1,
            R2 and scheduled ADA: checks that everything runs, in about a
            minute on 2 CPU cores. Not expected to produce digits.
@@ -100,7 +102,7 @@ _PRESETS = {
         model=dict(channel_base=2048, channel_max=128, blocks_per_stage=1,
                    cardinality=8, expansion=2),
         lr=(2e-4, 5e-5), gamma=(0.05, 0.005), ema_kimg=10.0, p=0.0,
-        schedule_kimg=1_000, batch=32, kimg=1_000),
+        schedule_kimg=256, batch=32, kimg=256),
     "smoke": dict(
         model=dict(channel_base=256, channel_max=32, blocks_per_stage=1,
                    cardinality=4, expansion=2),
