@@ -7,7 +7,9 @@ schedules over the images seen: learning rates, gamma and beta2, G_ema's
 half-life (from 0) and ADA's augmentation probability p (fixed, not
 adaptive). The numbers are those of the presets in brownvc/R3GAN's
 train.py (CIFAR10, FFHQ-256) and of its README's commands (batch sizes).
-The data, training-loop and evaluation sections are configs/dcgan_mnist.py's.
+The data, training-loop and evaluation sections are those of
+configs/stylegan2.py's variant of the same name (the same datasets, sizes
+and metrics; they build on configs/dcgan_mnist.py's).
 
 Differences from R3GAN's runs that are not settings: its augmentation
 pipeline adds cutout and runs the colour transforms at half probability
@@ -69,15 +71,6 @@ import ml_collections
 
 from trainer import config as config_lib
 
-# (image size, channels, classes, source) of each variant's data.
-_DATA = {
-    "cifar32": (32, 3, 10, "tfds:cifar10"),
-    "ffhq256": (256, 3, 0, "folder:data/ffhq256"),
-    "ffhq1024": (1024, 3, 0, "folder:data/ffhq1024"),
-    "mnist32": (32, 1, 0, "tfds:mnist"),
-    "smoke": (32, 1, 0, "tfds:mnist"),
-}
-
 # R3GAN's widths (channel_base 24576, channel_max 768): 768 channels up to
 # 32x32, halving above.
 _PAPER_WIDTHS = dict(channel_base=24576, channel_max=768, blocks_per_stage=2,
@@ -117,19 +110,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant not in _PRESETS:
     raise ValueError(f"unknown variant {arg!r} of r3gan; valid: "
                      f"{', '.join(sorted(_PRESETS))}")
-  config = config_lib.sibling_config(
-      __file__, "dcgan_mnist", "smoke" if variant == "smoke" else None)
+  # The data, loop and evaluation of stylegan2's variant of the same name:
+  # the same datasets, at the same sizes, evaluated the same way.
+  config = config_lib.sibling_config(__file__, "stylegan2", variant)
   preset = _PRESETS[variant]
-  size, channels, classes, source = _DATA[variant]
+  sizes = config.model  # stylegan2's: image size, channels, classes
   horizon = preset["schedule_kimg"]
   cosine = lambda end: f"cosine({end}, {horizon})"
 
-  config.data.source = source
-  # MNIST's 28x28 digits are resized to the model's 32x32.
-  config.data.resize = source == "tfds:mnist"
   config.model = ml_collections.ConfigDict({
-      "architecture": "r3gan", "image_size": size, "channels": channels,
-      "latent_dim": 64, "num_classes": classes, "loss": "rpgan",
+      "architecture": "r3gan", "image_size": sizes.image_size,
+      "channels": sizes.channels, "num_classes": sizes.num_classes,
+      "latent_dim": 64, "loss": "rpgan",
       "num_fp16_res": 4, "ema_decay": 0.999, "ema_kimg": 0.0,
       "ema_rampup": 0.0, **preset["model"]})
   # G_ema's half-life ramps up from 0 (R3GAN's ema_scheduler).
@@ -148,22 +140,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.penalties[name].weight, config.penalties[name].interval = start, 1
     config.schedules.penalties[name].weight = cosine(end)
 
+  # ADA's pipeline with p scheduled from 0, not adapted; none for p = 0.
+  config.augment.name = "ada" if preset["p"] else ""
+  config.augment.p_mode, config.augment.p = "fixed", 0.0
   if preset["p"]:
-    # ADA's pipeline with p scheduled from 0, not adapted.
-    config.augment.name, config.augment.p_mode = "ada", "fixed"
-    config.augment.p = 0.0
     config.schedules.augment.p = cosine(preset["p"])
 
   config.train.batch_size = preset["batch"]
   config.train.steps = int(preset["kimg"] * 1000 // preset["batch"])
-  if variant not in ("mnist32", "smoke"):
-    config.eval.extractor = "inception_v3"
-    config.eval.metrics = "fid,kid,inception_score,precision_recall"
-    config.eval.num_samples = 50_000
-    config.eval.num_real = 50_000
-    config.train.checkpoint_every = 5000
-    config.train.image_every = 1000
-  if variant == "mnist32":
-    config.eval.metrics = "fid,kid,class_coverage"
-    config.train.eval_every = 2000
   return config
