@@ -115,6 +115,29 @@ def trained_values(config, source, replicas: int,
   return [np.array(v.numpy()) for v in variables]
 
 
+def assert_replicas_agree(config, control, source, steps: int = 2) -> None:
+  """1 and 2 replicas train `config` alike; `control` (another seed) not.
+
+  The control shows that the comparison can tell two runs apart.
+  """
+  one = trained_values(config, source, 1, steps=steps)
+  assert_all_close(one, trained_values(config, source, 2, steps=steps))
+  other = trained_values(control, source, 1, steps=steps)
+  assert any(not np.allclose(a, b, rtol=1e-4, atol=1e-5)
+             for a, b in zip(one, other))
+
+
+def synthetic_32(count: int = 16):
+  """`count` random 32x32 grey images with labels 0..9 in turn, in memory."""
+  from trainer.data import sources  # pylint: disable=g-import-not-at-top
+  images = np.random.default_rng(0).integers(
+      0, 256, size=(count, 32, 32, 1), dtype=np.uint8)
+  return sources.in_memory(
+      "synthetic", images, np.arange(count) % 10, 10,
+      sources.Request(split="train", image_size=32, channels=1,
+                      resize=False))
+
+
 def assert_all_close(a: list[np.ndarray], b: list[np.ndarray]) -> None:
   assert len(a) == len(b)
   for x, y in zip(a, b):

@@ -174,11 +174,12 @@ def test_the_command_line_prints_one_error_line(trained, mnist_dir):
 
 @pytest.mark.parametrize("architecture,field,other", [
     ("dcgan", "g_width", 32), ("dcgan", "d_spectral_norm", True),
-    ("stylegan2", "channel_base", 256), ("stylegan2", "w_dim", 64)])
+    ("stylegan2", "channel_base", 256), ("stylegan2", "w_dim", 64),
+    ("r3gan", "blocks_per_stage", 1), ("r3gan", "cardinality", 48)])
 def test_a_workdir_of_another_width_is_told_apart(architecture, field, other,
                                                   tmp_path):
   overrides = {"model.architecture": architecture}
-  if architecture == "stylegan2":
+  if architecture != "dcgan":
     overrides["model.image_size"] = 32
   saved = load_config(**overrides)
   (tmp_path / "config.json").write_text(config_lib.to_json(saved))

@@ -13,6 +13,7 @@ import ml_collections
 
 from trainer.models import dcgan
 from trainer.models import latent
+from trainer.models import r3gan
 from trainer.models import stylegan2
 from trainer.registry import Registry
 
@@ -81,4 +82,23 @@ the same function. num_fp16_res and conv_clamp act under mixed_* policies
 as in StyleGAN2-ADA (conv_clamp 0: none); style_mixing is the probability
 of style mixing in training; mbstd_group and mbstd_features size D's
 minibatch standard deviation.
+"""
+ARCHITECTURES.register("r3gan")(Architecture(
+    build=r3gan.build,
+    fields={"channel_base": 24576, "channel_max": 768, "blocks_per_stage": 2,
+            "cardinality": 96, "expansion": 2, "num_fp16_res": 4},
+    positive=("channel_base", "channel_max", "blocks_per_stage",
+              "cardinality", "expansion"),
+    state_fields=("channel_base", "channel_max", "blocks_per_stage",
+                  "cardinality", "expansion"),
+    split=latent.no_mapping))
+"""R3GAN with its presets' settings (trainer/models/r3gan.py).
+
+Widths min(channel_base // r, channel_max) at resolution r (24576 and 768:
+R3GAN's CIFAR-10 and FFHQ presets, 768 channels up to 32x32, halving
+above); blocks_per_stage residual blocks per resolution, each expanding to
+expansion x the width for a 3x3 convolution in groups: cardinality groups at
+the widest stage, proportionally fewer where narrower. Under mixed_*
+policies the top num_fp16_res resolutions (never 4x4) compute in the
+reduced dtype. No mapping network: G's latent space is z.
 """
