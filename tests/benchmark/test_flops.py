@@ -172,6 +172,22 @@ def test_stylegan2_count_agrees_with_tensorflows_profiler(modconv,
                                                    profiled)
 
 
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_r3gan_count_agrees_with_tensorflows_profiler(num_classes):
+  config = load_config(**{"model.architecture": "r3gan",
+                          "model.image_size": 16, "model.channel_base": 256,
+                          "model.channel_max": 32, "model.cardinality": 4,
+                          "model.blocks_per_stage": 1,
+                          "model.latent_dim": 8,
+                          "model.num_classes": num_classes})
+  for model in ARCHITECTURES.get("r3gan")(config.model, "float32"):
+    counted, profiled = flops.forward_flops(model), _profiled_flops(model)
+    # Left out: biases, activations, the residual sums and the basis'
+    # elementwise product.
+    assert counted <= profiled <= 1.05 * counted, (model.name, counted,
+                                                   profiled)
+
+
 @pytest.mark.parametrize("interval", [1, 4], ids=["eager", "lazy"])
 def test_a_step_with_the_path_length_costs_what_tensorflows_profiler_counts(
     interval):

@@ -11,7 +11,8 @@ forward pass (the gradients of the inputs and of the weights). This is the
 count by which the tutorial's DCGAN step costs 3 F_G + 6 F_D = 434 MFLOPs
 per example.
 
-Keras' Dense, Conv2D and Conv2DTranspose are counted here. Any other layer
+Keras' Dense, Conv2D, DepthwiseConv2D and Conv2DTranspose are counted
+here. Any other layer
 counts itself with a method `flops_per_example(input_shape) -> int`: its
 forward FLOPs for one example as the training step calls it (training
 mode), from its input shape(s) with the batch axis; a layer made of
@@ -39,6 +40,10 @@ def _layer_flops(layer: keras.layers.Layer) -> int:
       layer, layers.SpectralNormalization) else layer
   if isinstance(weight_layer, keras.layers.Dense):
     return layers.kernel_flops(1, weight_layer.kernel.shape)
+  if isinstance(weight_layer, keras.layers.DepthwiseConv2D):
+    _, height, width, _ = layer.output.shape
+    return layers.kernel_flops(height * width,
+                                weight_layer.kernel.shape)
   if isinstance(weight_layer, keras.layers.Conv2DTranspose):
     # Every input position scatters a kernel-sized patch of every output map.
     _, height, width, _ = layer.input.shape

@@ -57,6 +57,7 @@ import ml_collections
 import tensorflow as tf
 
 from trainer.errors import UserError
+from trainer.models import layers
 from trainer.models import stylegan2
 
 _SLOPE = 0.2
@@ -105,6 +106,12 @@ class Convolution(keras.layers.Layer):
   def call(self, x):  # [B, H, W, Cin] -> [B, H, W, filters]
     # A kernel of Cin / groups input channels makes tf.nn.conv2d grouped.
     return tf.nn.conv2d(x, tf.cast(self.kernel, x.dtype), 1, "SAME")
+
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example (trainer/benchmark/flops.py); a grouped
+    kernel holds Cin / groups inputs per output, which the count follows."""
+    _, height, width, _ = input_shape
+    return layers.kernel_flops(height * width, self.kernel.shape)
 
   def compute_output_shape(self, input_shape):
     return (*input_shape[:-1], self.filters)
@@ -168,6 +175,13 @@ class ResidualBlock(keras.layers.Layer):
     y = self.act2(self.grouped(y))
     return x + self.project(y)
 
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: its three convolutions."""
+    inner = (*input_shape[:-1], self.channels * self.expansion)
+    return (self.expand.flops_per_example(input_shape)
+            + self.grouped.flops_per_example(inner)
+            + self.project.flops_per_example(inner))
+
   def compute_output_shape(self, input_shape):
     return input_shape
 
@@ -188,6 +202,11 @@ class Resample(keras.layers.Layer):
     if self.direction == "up":
       return stylegan2.upsample(x)
     return stylegan2.downsample(x)
+
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: the filter, by the output size."""
+    _, height, width, channels = self.compute_output_shape(input_shape)
+    return stylegan2.fir_flops(height, width, channels)
 
   def compute_output_shape(self, input_shape):
     b, h, w, c = input_shape
@@ -217,6 +236,11 @@ class GenerativeBasis(keras.layers.Layer):
     scales = tf.matmul(z, tf.cast(self.kernel, z.dtype))  # [B, C]
     return tf.cast(self.basis, z.dtype)[None] * scales[:, None, None, :]
 
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: the linear layer of z."""
+    del input_shape
+    return layers.kernel_flops(1, self.kernel.shape)
+
   def compute_output_shape(self, input_shape):
     return (input_shape[0], 4, 4, self.channels)
 
@@ -244,6 +268,10 @@ class Aggregation(keras.layers.Layer):
     if not training:
       images = tf.clip_by_value(images, -1.0, 1.0)
     return images
+
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: the 1x1 convolution."""
+    return self.to_image.flops_per_example(input_shape)
 
   def compute_output_shape(self, input_shape):
     return (*input_shape[:-1], self.channels)
@@ -273,6 +301,11 @@ class Projection(keras.layers.Layer):
     features, labels = inputs
     embedded = tf.gather(self.embeddings, tf.cast(labels, tf.int32))
     return tf.reduce_sum(embedded * features, axis=-1, keepdims=True)
+
+  def flops_per_example(self, input_shape) -> int:
+    """Forward FLOPs of one example: the dot product with the embedding."""
+    del input_shape
+    return layers.kernel_flops(1, self.embeddings.shape[1:])
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0][0], 1)

@@ -124,7 +124,7 @@ def upsample(x: tf.Tensor) -> tf.Tensor:
                                 [1, 1, 1, 1], "VALID")
 
 
-def _fir_flops(height: int, width: int, channels: int) -> int:
+def fir_flops(height: int, width: int, channels: int) -> int:
   """FLOPs of upsample or downsample for one example, by the output size.
 
   As implemented: the 4x4 filter at every output pixel of every channel (in
@@ -327,7 +327,7 @@ class EqualConv2D(keras.layers.Layer):
     flops = 0
     if self.down:
       height, width = height // 2, width // 2
-      flops += _fir_flops(height, width, channels)
+      flops += fir_flops(height, width, channels)
     return flops + layers.kernel_flops(height * width, self.kernel.shape)
 
   def compute_output_shape(self, input_shape):
@@ -520,7 +520,7 @@ class ModulatedConv2D(keras.layers.Layer):
     flops = self.affine.flops_per_example((None, self.w_dim))
     if self.up:
       height, width = 2 * height, 2 * width
-      flops += _fir_flops(height, width, self.in_channels)
+      flops += fir_flops(height, width, self.in_channels)
     if self.demodulate:
       flops += layers.kernel_flops(1, (self.in_channels, self.filters))
     return flops + layers.kernel_flops(height * width, self.kernel.shape)
@@ -778,7 +778,7 @@ class Synthesis(keras.layers.Layer):
     for res, to_rgb in zip(sizes, self.to_rgbs):
       flops += to_rgb.flops_per_example((None, res, res, to_rgb.in_channels))
     # The summed images are upsampled to every resolution above 4x4.
-    return flops + sum(_fir_flops(res, res, self.channels)
+    return flops + sum(fir_flops(res, res, self.channels)
                        for res in sizes[1:])
 
   def compute_output_shape(self, input_shape):
