@@ -138,6 +138,19 @@ def synthetic_32(count: int = 16):
                       resize=False))
 
 
+def assert_float32_finite_ends(g, d, z, labels) -> None:
+  """G's images and D's logits are float32 and finite, in both modes.
+
+  For networks whose inner layers may run in a reduced dtype.
+  """
+  for training in (False, True):
+    images = g([z, labels], training=training)
+    logits = d([images, labels], training=training)
+    assert images.dtype == logits.dtype == tf.float32
+    assert np.isfinite(images.numpy()).all()
+    assert np.isfinite(logits.numpy()).all()
+
+
 def assert_all_close(a: list[np.ndarray], b: list[np.ndarray]) -> None:
   assert len(a) == len(b)
   for x, y in zip(a, b):

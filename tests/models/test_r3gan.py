@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import assert_float32_finite_ends
 from tests.conftest import assert_replicas_agree
 from tests.conftest import cpu_strategy
 from tests.conftest import load_config
@@ -187,13 +188,7 @@ def test_mixed_precision_in_the_top_resolutions(policy, reduced):
   assert d.get_layer("extraction").compute_dtype == reduced
   for name in ("basis_depthwise", "basis_linear", "projection"):
     assert d.get_layer(name).compute_dtype == "float32"
-  labels = tf.constant([1, 2, 3, 4])
-  for training in (False, True):
-    images = g([_z(), labels], training=training)
-    logits = d([images, labels], training=training)
-    assert images.dtype == logits.dtype == tf.float32
-    assert np.isfinite(images.numpy()).all()
-    assert np.isfinite(logits.numpy()).all()
+  assert_float32_finite_ends(g, d, _z(), tf.constant([1, 2, 3, 4]))
 
 
 def test_float32_policy_keeps_every_layer_float32():
