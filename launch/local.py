@@ -156,8 +156,18 @@ class _Group:
                          args=(index, process.stdout, output, self._lock)),
         threading.Thread(target=lambda: self.events.put(
             ("exit", index, process.wait())), daemon=True)]
-    for thread in self._threads[-2:]:
-      thread.start()
+    # The kernel hands a process's signal to any of its threads that does
+    # not block it. Had a helper thread taken a stop signal, the main thread
+    # would sleep on in `next_event` and never run the handler (seen as a
+    # rare hang after Ctrl-C). The helpers start with the stop signals
+    # blocked (a new thread inherits the mask), so only the main thread
+    # takes them. The workers, started above, keep the usual mask.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+      for thread in self._threads[-2:]:
+        thread.start()
+    finally:
+      signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
   def next_event(self, timeout: float | None = None) -> tuple:
     """The next event; raises queue.Empty after `timeout` seconds."""

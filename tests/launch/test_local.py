@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -266,6 +267,33 @@ def test_a_worker_killed_by_a_signal_is_named():
 
   assert outcome.exit_code == 1
   assert outcome.message().startswith("error: worker 0 was killed by SIGKILL;")
+
+
+def _blocked_signals(thread_id: int) -> set[int]:
+  """The signals a thread of this process blocks (Linux's /proc)."""
+  status = pathlib.Path(f"/proc/self/task/{thread_id}/status").read_text()
+  [mask] = [line.split()[1] for line in status.splitlines()
+            if line.startswith("SigBlk:")]
+  bits = int(mask, 16)
+  return {n for n in range(1, 65) if bits >> (n - 1) & 1}
+
+
+def test_only_the_main_thread_takes_the_stop_signals():
+  # The kernel may hand a signal to any thread that does not block it; one
+  # taken by a helper thread left the launcher asleep after Ctrl-C.
+  group = local._Group()
+  group.start(python(_SLEEPER), dict(os.environ), io.StringIO())
+  try:
+    stops = {int(s) for s in local._STOP_SIGNALS}
+    helpers = [thread.native_id for thread in group._threads]
+    assert len(helpers) == 2
+    for thread_id in helpers:
+      assert stops <= _blocked_signals(thread_id), thread_id
+    assert not stops & _blocked_signals(threading.get_native_id())
+  finally:
+    group.stop(grace_seconds=1.0)
+  # The worker, started from the main thread, takes SIGTERM as usual.
+  assert group.processes[0].returncode == -signal.SIGTERM
 
 
 def start_launcher(on_sigterm: str, grace_seconds: float) -> subprocess.Popen:
