@@ -102,29 +102,54 @@ def trained_values(config, source, replicas: int,
   Networks (G_ema too), both optimizers, ADA's p and r_t sum and the
   penalties' state: what two runs that agree must hold alike.
   """
+  return _values_before_and_after(config, source, replicas, steps)[1]
+
+
+def _values_before_and_after(config, source, replicas: int, steps: int):
+  """trained_values before and after, and how many of them are G's and D's."""
   from trainer import state as state_lib  # pylint: disable=g-import-not-at-top
   from trainer import train  # pylint: disable=g-import-not-at-top
   strategy = cpu_strategy(replicas)
   state = state_lib.build_state(config, strategy)
-  train.make_train_steps(config, strategy, state, source, 0)(steps)
   variables = (state.generator.variables + state.discriminator.variables
                + state.generator_ema.variables + state.d_optimizer.variables
                + state.g_optimizer.variables
                + [state.augment.p, state.augment.rt_sum]
                + list(state.penalties.variables))
-  return [np.array(v.numpy()) for v in variables]
+  values = lambda: [np.array(v.numpy()) for v in variables]
+  before = values()
+  train.make_train_steps(config, strategy, state, source, 0)(steps)
+  counts = (len(state.generator.variables), len(state.discriminator.variables))
+  return before, values(), counts
 
 
-def assert_replicas_agree(config, control, source, steps: int = 2) -> None:
-  """1 and 2 replicas train `config` alike; `control` (another seed) not.
+def assert_replicas_agree(config, source, steps: int = 2) -> None:
+  """1 and 2 replicas train `config` alike.
 
-  The control shows that the comparison can tell two runs apart.
+  Measured against the training's own movement: for every value of the state,
+  the two runs differ by less than 1% of how far the one-replica run moved it
+  plus a few float32 roundings of the value itself (the same sums in another
+  order differ by far less; a replica that saw other examples, other noise or
+  a missed all-reduce differs by about the movement itself). An element-wise
+  tolerance fails now and then instead: Adam divides by the root of a second
+  moment, so a weight whose gradient is near zero turns a last-digit
+  difference into a visible one, and a weight stored at 100x its scale (the
+  mapping network's learning-rate multiplier) moves by few of its ulps.
+  The control: G's and D's weights moved in the one-replica run.
   """
-  one = trained_values(config, source, 1, steps=steps)
-  assert_all_close(one, trained_values(config, source, 2, steps=steps))
-  other = trained_values(control, source, 1, steps=steps)
-  assert any(not np.allclose(a, b, rtol=1e-4, atol=1e-5)
-             for a, b in zip(one, other))
+  before, one, (g_count, d_count) = _values_before_and_after(
+      config, source, 1, steps)
+  two = trained_values(config, source, 2, steps=steps)
+  assert len(one) == len(two)
+  moved = [float(np.linalg.norm(a - b)) for a, b in zip(one, before)]
+  for index, (a, b) in enumerate(zip(one, two)):
+    differ = float(np.linalg.norm(a - b))
+    rounding = 1e-6 * (float(np.linalg.norm(a)) + np.sqrt(a.size))
+    assert differ <= 0.01 * moved[index] + rounding, (
+        f"value {index} of shape {a.shape}: 1 and 2 replicas differ by "
+        f"{differ:.3g}, the one-replica run moved it by {moved[index]:.3g}")
+  assert max(moved[:g_count]) > 1e-3
+  assert max(moved[g_count:g_count + d_count]) > 1e-3
 
 
 def synthetic_32(count: int = 16):
@@ -149,12 +174,6 @@ def assert_float32_finite_ends(g, d, z, labels) -> None:
     assert images.dtype == logits.dtype == tf.float32
     assert np.isfinite(images.numpy()).all()
     assert np.isfinite(logits.numpy()).all()
-
-
-def assert_all_close(a: list[np.ndarray], b: list[np.ndarray]) -> None:
-  assert len(a) == len(b)
-  for x, y in zip(a, b):
-    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
 
 
 # Generous: a TensorFlow process takes seconds; this only stops a hung one.

@@ -152,8 +152,8 @@ def _path_length_inputs(matrix, mean, *, batch, shrink=1, decay=0.5,
   w = tf.constant(np.random.default_rng(0).normal(size=(batch, 3)),
                   tf.float32)  # [B, 3]
   return losses.GeneratorInputs(
-      latents=lambda count: (w[:count], None),
-      synthesize=lambda w, labels: tf.reshape(w @ matrix, [-1, 2, 2, 1]),
+      latents=lambda count: (w[:count], None, w[:count]),
+      synthesize=lambda w, labels, z: tf.reshape(w @ matrix, [-1, 2, 2, 1]),
       rows=lambda x: x, batch=batch, seed=tf.constant(seed),
       settings=ml_collections.ConfigDict({"decay": decay,
                                           "batch_shrink": shrink}),

@@ -257,15 +257,22 @@ def _scalar_tags(logdir) -> set[str]:
   return set(reader.Tags()["scalars"]) | set(reader.Tags()["tensors"])
 
 
-@pytest.mark.parametrize("parts", [{}, MODERN, STYLE, R3],
-                         ids=["dcgan", "modern", "stylegan2", "r3gan"])
+@pytest.mark.parametrize("parts", [{}, MODERN], ids=["dcgan", "modern"])
 def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir,
                                                        parts):
+  check_stop_and_restart(tmp_path, mnist_dir, parts, cpu_strategy(2))
+
+
+def check_stop_and_restart(tmp_path, mnist_dir, parts: dict,
+                           strategy: tf.distribute.Strategy) -> None:
+  """6 steps straight and 3 + 3 with a restart end in the same state.
+
+  tests/test_resume_families.py runs it for StyleGAN2 and R3GAN.
+  """
   overrides = {**TINY, "data.source": f"idx:{mnist_dir}",
                "data.split": "test", "train.checkpoint_every": 3,
                "train.steps_per_loop": 2, "train.log_every": 3,
                "train.image_every": 100, **parts}
-  strategy = cpu_strategy(2)
   straight = tmp_path / "straight"
   train.run(load_config(**overrides, **{"train.steps": 6}), str(straight),
             strategy)

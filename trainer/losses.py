@@ -114,18 +114,22 @@ class GeneratorInputs:
   """What a penalty of G may read.
 
   Attributes:
-    latents: n -> (w, labels): this replica's share of n fresh latents of
-      the global batch, in G's intermediate space (ws [b, num_ws, w_dim]
+    latents: n -> (w, labels, z): this replica's share of n fresh latents
+      of the global batch, in G's intermediate space (ws [b, num_ws, w_dim]
       for a style-based G, z [b, latent_dim] for one without a mapping),
-      differentiable in G's mapping weights; labels [b] or None.
-    synthesize: (w, labels) -> images [b, H, W, C] float32, differentiable
-      in w and G's weights.
+      differentiable in G's mapping weights; labels [b] or None; the zs
+      [b, latent_dim] they were mapped from.
+    synthesize: (w, labels, z) -> images [b, H, W, C] float32,
+      differentiable in w and G's weights. G's noise inputs are drawn from
+      the bits of z: w's last bits depend on how the batch is split over
+      replicas (a matmul of 2 rows rounds unlike one of 4), so noise drawn
+      from them would differ between 1 and 2 replicas.
     rows: a tensor drawn for n global rows -> this replica's rows of it.
     batch: the global batch size.
     seed, settings, state, mean: as in PenaltyInputs.
   """
-  latents: Callable[[int], tuple[tf.Tensor, tf.Tensor | None]]
-  synthesize: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
+  latents: Callable[[int], tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]
+  synthesize: Callable[[tf.Tensor, tf.Tensor | None, tf.Tensor], tf.Tensor]
   rows: Callable[[tf.Tensor], tf.Tensor]
   batch: int
   seed: tf.Tensor
@@ -219,10 +223,10 @@ def _path_length(inputs: GeneratorInputs) -> tf.Tensor:
   """
   settings, mean_length = inputs.settings, inputs.state["mean"]
   count = _path_length_examples(settings, inputs.batch)
-  w, labels = inputs.latents(count)
+  w, labels, z = inputs.latents(count)
   with tf.GradientTape() as tape:
     tape.watch(w)
-    images = inputs.synthesize(w, labels)  # [b, H, W, C]
+    images = inputs.synthesize(w, labels, z)  # [b, H, W, C]
     height, width = images.shape[1], images.shape[2]
     noise = inputs.rows(tf.random.stateless_normal(
         [count, *images.shape[1:]], inputs.seed)) / math.sqrt(height * width)

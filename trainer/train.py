@@ -338,12 +338,12 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
 
     def latents(count: int):
       z, labels = _fake_inputs(config, count, step, k)
-      return split.to_w(z, labels, True), labels
+      return split.to_w(z, labels, True), labels, z
 
     return losses_lib.GeneratorInputs(
         latents=latents,
-        synthesize=lambda w, labels: tf.cast(split.synthesize(w, labels, True),
-                                             tf.float32),
+        synthesize=lambda w, labels, z: tf.cast(
+            split.synthesize(w, labels, True, noise_of=z), tf.float32),
         rows=_replica_rows, batch=global_batch,
         seed=state_lib.stream_seed(seed, state_lib.PENALTY, step, k),
         settings=None, state=None, mean=global_mean)

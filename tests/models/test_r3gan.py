@@ -243,5 +243,4 @@ _AGREEMENT = {"train.batch_size": 8, "model.loss": "rpgan",
 def test_one_and_two_replicas_agree():
   # R3GAN's parts (rpgan, eager R1, lazy R2, ADA, a schedule, labels): 2
   # steps of a global batch of 8 on one device and on two.
-  assert_replicas_agree(_config(**_AGREEMENT),
-                        _config(**_AGREEMENT, seed=1), synthetic_32())
+  assert_replicas_agree(_config(**_AGREEMENT), synthetic_32())

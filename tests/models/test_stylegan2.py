@@ -429,5 +429,4 @@ _AGREEMENT = {"train.batch_size": 8, "penalties.names": "r1,pl",
 def test_one_and_two_replicas_agree():
   # Lazy R1, path length and ADA, with style mixing and noise: 2 steps of a
   # global batch of 8 on one device and on two.
-  assert_replicas_agree(_config(**_AGREEMENT),
-                        _config(**_AGREEMENT, seed=1), synthetic_32())
+  assert_replicas_agree(_config(**_AGREEMENT), synthetic_32())
