@@ -34,23 +34,22 @@ def test_every_schedulable_value_is_in_the_default_config():
     assert schedules.specs(config) == {path: "linear(0.5, 1)"}
 
 
-# (the scheduled value's path, its start and end, config overrides of both
-# runs). The schedule reaches its end after one step of 4 images.
+# (the scheduled value's path, its start and end). Each schedule reaches its
+# end after one step of 4 images.
 _SWITCHED = [
-    ("optim.d_lr", 2e-4, 1e-3, {}),
-    ("optim.g_lr", 2e-4, 1e-3, {}),
-    ("optim.beta2", 0.999, 0.9, {}),
-    ("optim.beta1", 0.5, 0.0, {}),
-    ("penalties.r1.weight", 0.1, 10.0,
-     {"penalties.names": "r1", "penalties.r1.interval": 1}),
-    ("model.ema_kimg", 0.002, 0.1, {}),
-    ("augment.p", 0.0, 0.8, {"augment.name": "ada",
-                             "augment.p_mode": "fixed"}),
+    ("optim.d_lr", 2e-4, 1e-3),
+    ("optim.g_lr", 2e-4, 1e-3),
+    ("optim.beta2", 0.999, 0.9),
+    ("optim.beta1", 0.5, 0.0),
+    ("penalties.r1.weight", 0.1, 10.0),
+    ("model.ema_kimg", 0.002, 0.1),
+    ("augment.p", 0.0, 0.8),
 ]
-
-
-def _set(config_overrides: dict, path: str, value: float) -> dict:
-  return {**config_overrides, path: value}
+# What every run here has: an eager R1 and a fixed ADA p (two of its groups:
+# the p is what is scheduled, not the pipeline).
+_BASE = {**TINY, "model.d_dropout": 0.0, "penalties.names": "r1",
+         "penalties.r1.interval": 1, "augment.name": "ada",
+         "augment.p_mode": "fixed", "augment.groups": "xflip,brightness"}
 
 
 def _switch_by_hand(state, path: str, value: float) -> None:
@@ -72,35 +71,42 @@ def _everything(state) -> list[np.ndarray]:
           + state.d_optimizer.variables + [state.augment.p]]
 
 
-@pytest.mark.parametrize("path,start,end,overrides", _SWITCHED,
-                         ids=[case[0] for case in _SWITCHED])
-def test_a_scheduled_value_is_used_from_the_step_it_is_due(path, start, end,
-                                                           overrides):
-  data = _synthetic()
-  base = {**TINY, "model.d_dropout": 0.0, **overrides}
+def _trained(config, start_step: int = 0, steps: int = 3, state=None):
   strategy = cpu_strategy(1)
+  state = state or state_lib.build_state(config, strategy)
+  metrics, _ = train.make_train_steps(config, strategy, state, _synthetic(),
+                                      start_step)(steps)
+  return state, metrics
 
-  scheduled = load_config(**_set(base, path, start),
-                          **{f"schedules.{path}": f"linear({end}, 0.004)"})
-  state = state_lib.build_state(scheduled, strategy)
-  metrics, _ = train.make_train_steps(scheduled, strategy, state, data, 0)(3)
-  assert metrics[f"schedule/{path}"] == pytest.approx(end)
 
-  # The same run as constants: `start` for step 1, `end` from step 2 on.
-  first = load_config(**_set(base, path, start))
-  second = load_config(**_set(base, path, end))
-  by_hand = state_lib.build_state(first, strategy)
-  train.make_train_steps(first, strategy, by_hand, data, 0)(1)
-  _switch_by_hand(by_hand, path, end)
-  train.make_train_steps(second, strategy, by_hand, data, 1)(2)
+def test_scheduled_values_are_used_from_the_step_they_are_due():
+  # Every schedulable value of the step at once, in one run: compared with
+  # constant runs switched by hand after step 1, where the schedules end.
+  starts = {path: start for path, start, _ in _SWITCHED}
+  ends = {path: end for path, _, end in _SWITCHED}
+  schedules_to_end = {f"schedules.{path}": f"linear({end}, 0.004)"
+                      for path, _, end in _SWITCHED}
+  state, metrics = _trained(load_config(**_BASE, **starts,
+                                        **schedules_to_end))
+  for path, _, end in _SWITCHED:
+    assert metrics[f"schedule/{path}"] == pytest.approx(end), path
 
+  by_hand, _ = _trained(load_config(**_BASE, **starts), steps=1)
+  for path, _, end in _SWITCHED:
+    _switch_by_hand(by_hand, path, end)
+  _trained(load_config(**_BASE, **ends), start_step=1, steps=2,
+           state=by_hand)
   for a, b in zip(_everything(state), _everything(by_hand), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-  # And the value mattered: a run constant at `start` ends elsewhere.
-  constant = state_lib.build_state(first, strategy)
-  train.make_train_steps(first, strategy, constant, data, 0)(3)
-  assert any(not np.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in
-             zip(_everything(state), _everything(constant)))
+
+  # And each value mattered: the run with that one kept at its start ends
+  # elsewhere.
+  for path, _, _ in _SWITCHED:
+    others = {k: v for k, v in schedules_to_end.items()
+              if k != f"schedules.{path}"}
+    constant, _ = _trained(load_config(**_BASE, **starts, **others))
+    assert any(not np.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in
+               zip(_everything(state), _everything(constant))), path
 
 
 def test_a_half_life_scheduled_from_0_starts_with_g_ema_equal_to_g():
