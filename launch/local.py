@@ -175,9 +175,11 @@ class _Group:
     """The next event; raises queue.Empty after `timeout` seconds.
 
     It waits in slices of at most _POLL_SECONDS: Python runs a signal's
-    handler only when the main thread is between bytecodes, and a wait that
-    a signal does not interrupt would leave the handler's event unqueued
-    (seen as a rare hang after SIGINT, one test in about a hundred runs).
+    handler only when the main thread is between bytecodes, so a wait that
+    a signal did not interrupt would leave the handler's event unqueued.
+    A guard against the rare hang after SIGINT that the signal mask in
+    `start` did not end; whether it is that hang's cause is not known
+    (BENCHMARKS.md, "The suite under 15 minutes").
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

@@ -99,18 +99,13 @@ def load_config(variant: str | None = "smoke", *, resolved: bool = True,
   return config_lib.resolve(config) if resolved else config
 
 
-def trained_values(config, source, replicas: int,
-                   steps: int = 3) -> list[np.ndarray]:
-  """Every value of the training state after `steps` steps on `replicas`.
+def _values_before_and_after(config, source, replicas: int, steps: int):
+  """Every value of the training state before and after `steps` steps on
+  `replicas`, and how many of them are G's and D's (they come first).
 
   Networks (G_ema too), both optimizers, ADA's p and r_t sum and the
   penalties' state: what two runs that agree must hold alike.
   """
-  return _values_before_and_after(config, source, replicas, steps)[1]
-
-
-def _values_before_and_after(config, source, replicas: int, steps: int):
-  """trained_values before and after, and how many of them are G's and D's."""
   from trainer import state as state_lib  # pylint: disable=g-import-not-at-top
   from trainer import train  # pylint: disable=g-import-not-at-top
   strategy = cpu_strategy(replicas)
@@ -143,7 +138,7 @@ def assert_replicas_agree(config, source, steps: int = 2) -> None:
   """
   before, one, (g_count, d_count) = _values_before_and_after(
       config, source, 1, steps)
-  two = trained_values(config, source, 2, steps=steps)
+  _, two, _ = _values_before_and_after(config, source, 2, steps)
   assert len(one) == len(two)
   moved = [float(np.linalg.norm(a - b)) for a, b in zip(one, before)]
   for index, (a, b) in enumerate(zip(one, two)):

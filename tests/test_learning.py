@@ -1,9 +1,9 @@
 """G learns: a few hundred steps on real MNIST lower the FID, and make a
 class-conditional G draw the digit it is asked for.
 
-Training evaluates every 100 steps (train.eval_every) with the shipped MNIST
-classifier as the feature extractor; the FID at the last checkpoint must be
-below the one at the first. BENCHMARKS.md records the values seen here.
+Training evaluates at evenly spaced checkpoints (train.eval_every) with the
+shipped MNIST classifier as the feature extractor; the FID at the last one
+must be below the one at the first. BENCHMARKS.md records the values seen.
 """
 
 import json
