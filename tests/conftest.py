@@ -4,6 +4,7 @@ The real data is found through one setting, the environment variable
 GAN_TEST_MNIST_DIR (default ../shared/data/mnist, relative to the repository).
 """
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -36,15 +37,15 @@ distribute.configure_cpu_devices(2)
 # of them running a long file alone at the end.
 _SLOWEST_FIRST = (
     "tests/test_step.py", "tests/test_train.py", "tests/test_learning.py",
-    "tests/test_bench.py", "tests/test_resume_families.py",
-    "tests/models/test_stylegan2.py", "tests/launch/test_local.py",
-    "tests/test_evaluation.py", "tests/test_main.py",
-    "tests/test_preemption.py", "tests/test_learning_stylegan2.py",
-    "tests/apply/test_export.py", "tests/test_schedules.py",
-    "tests/apply/test_stylegan2.py", "tests/models/test_r3gan.py",
-    "tests/test_learning_r3gan.py", "tests/apply/test_tasks.py",
-    "tests/test_evaluate.py", "tests/launch/test_slurm.py",
-    "tests/apply/test_main.py")
+    "tests/test_bench.py", "tests/test_learning_r3gan.py",
+    "tests/launch/test_local.py", "tests/test_preemption.py",
+    "tests/test_evaluation.py", "tests/test_learning_stylegan2.py",
+    "tests/test_main.py", "tests/apply/test_export.py",
+    "tests/models/test_stylegan2.py", "tests/test_evaluate.py",
+    "tests/apply/test_main.py", "tests/models/test_r3gan.py",
+    "tests/apply/test_tasks.py", "tests/test_resume_families.py",
+    "tests/apply/test_stylegan2.py", "tests/launch/test_slurm.py",
+    "tests/test_schedules.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,6 +65,38 @@ def mnist_dir() -> pathlib.Path:
         "to a directory with the MNIST IDX files (t10k-images-idx3-ubyte.gz, "
         "t10k-labels-idx1-ubyte.gz).", pytrace=False)
   return MNIST_DIR
+
+
+@contextlib.contextmanager
+def functions_run_eagerly():
+  """Within it, tf.functions run op by op instead of building a graph.
+
+  For tests that check values over many combinations of parts (the step's
+  matrix, replica agreement, exact resume, schedules): building a step's
+  graph is nearly all of such a test's time, 6x to 10x its eager run
+  (BENCHMARKS.md, "The suite under 15 minutes"). The same Python code runs
+  the same ops. What only a graph does (autograph's conversion of the loop,
+  tf.cond around the lazy phases, grappler's rewrites) is checked by the
+  traced tests of each path: a traced step of every loss, penalty and
+  augmentation (tests/test_step.py), the DCGAN's replica agreement with ADA,
+  lazy R1 and the path length, its exact resume (tests/test_train.py), one
+  traced step of each family and their learning checks. tf.data's functions
+  are traced either way. Eager execution cannot gather from replicas
+  (strategy.gather, which train.run's image grids use), so a whole eager
+  training run is on one device.
+  """
+  tf.config.run_functions_eagerly(True)
+  try:
+    yield
+  finally:
+    tf.config.run_functions_eagerly(False)
+
+
+@pytest.fixture
+def eager():
+  """Runs the test's tf.functions eagerly (functions_run_eagerly)."""
+  with functions_run_eagerly():
+    yield
 
 
 @functools.cache

@@ -25,5 +25,5 @@ R3GAN = {"model.architecture": "r3gan", "model.image_size": 32,
 
 def test_fid_falls_during_training(tmp_path, mnist_dir):
   check_fid_falls(tmp_path, mnist_dir, R3GAN,
-                  tf.distribute.OneDeviceStrategy("/cpu:0"), steps=120,
+                  tf.distribute.OneDeviceStrategy("/cpu:0"), steps=90,
                   batch=32, evaluations=3, samples=1000)

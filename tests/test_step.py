@@ -3,7 +3,9 @@
 Losses x penalties x augmentations, the lazy schedule and its Adam
 correction, ADA's p, and replica equivalence with ADA and R1: each test
 builds tiny networks on 14x14 random images, in seconds, so that a change to
-the step can be checked without the slower integration tests.
+the step can be checked without the slower integration tests. The checks of
+many combinations run op by op (conftest's `eager`); each loss, penalty and
+augmentation also runs in a traced step, as training runs it.
 """
 
 import numpy as np
@@ -50,11 +52,37 @@ _PENALTIES = ["", "r1", "r2", "r1,r2"]
 _AUGMENTATIONS = ["", "diffaugment", "ada"]
 
 
+# Every combination op by op; the traced steps follow.
+@pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("augment", _AUGMENTATIONS)
 @pytest.mark.parametrize("penalties", _PENALTIES)
 @pytest.mark.parametrize("loss", losses.LOSSES.names())
 def test_one_step_of_every_loss_penalty_and_augmentation(loss, penalties,
                                                          augment, data):
+  _check_one_step(loss, penalties, augment, data)
+
+
+# Each loss, each set of penalties and each augmentation in a traced step.
+_TRACED = [(loss, _PENALTIES[i % len(_PENALTIES)],
+            _AUGMENTATIONS[i % len(_AUGMENTATIONS)])
+           for i, loss in enumerate(losses.LOSSES.names())]
+
+
+@pytest.mark.parametrize("loss,penalties,augment", _TRACED)
+def test_one_traced_step_of_each_loss_penalty_and_augmentation(
+    loss, penalties, augment, data):
+  _check_one_step(loss, penalties, augment, data)
+
+
+def test_the_traced_steps_cover_every_penalty_and_augmentation():
+  assert {p for _, p, _ in _TRACED} == set(_PENALTIES)
+  assert {a for _, _, a in _TRACED} == set(_AUGMENTATIONS)
+
+
+def _check_one_step(loss: str, penalties: str, augment: str,
+                    data: sources.Source) -> None:
+  """One step: finite metrics, each penalty's and ADA's logged, every
+  kernel of both networks moved."""
   config = load_config(**TINY, **{
       "model.loss": loss, "penalties.names": penalties,
       "penalties.r1.interval": 1, "penalties.r2.interval": 1,
@@ -93,6 +121,7 @@ def test_lazy_penalty_runs_on_the_steps_k_times_n(name, norm, data):
   assert ran == [0, 3, 6]
 
 
+@pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("simultaneous", [False, True])
 @pytest.mark.parametrize("loss", losses.LOSSES.names())
 def test_one_step_with_an_eager_path_length_penalty(loss, simultaneous, data):
@@ -214,6 +243,7 @@ def _set_d_bias(state, value: float) -> None:
   bias.assign([value])
 
 
+@pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("replicas", [1, 2])
 @pytest.mark.parametrize("bias,moves", [(100.0, "up"), (-100.0, "down")])
 def test_ada_p_rises_against_an_overfitting_d_and_falls_otherwise(
@@ -232,6 +262,7 @@ def test_ada_p_rises_against_an_overfitting_d_and_falls_otherwise(
   assert metrics["augment/p"] == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.usefixtures("eager")
 def test_p_is_clamped_fixed_or_scheduled(data):
   adaptive = load_config(**TINY, **{
       "augment.name": "ada", "augment.p": 0.05, "augment.interval": 1,

@@ -75,6 +75,7 @@ def test_one_step_each_loss(strategy_name, loss, mnist):
   assert _changed(before["g"], state.generator.trainable_variables)
 
 
+@pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("loss", _STRUCTURES)
 def test_one_conditional_step_each_loss(loss, mnist):
   config = load_config(**TINY, **{"model.loss": loss,
@@ -130,6 +131,7 @@ def test_simultaneous_g_update_uses_ds_fakes_and_d_before_its_update(
   assert logged != pytest.approx(expected, rel=1e-2)
 
 
+@pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("loss", _STRUCTURES)
 def test_one_simultaneous_step_each_loss_on_two_replicas(loss, mnist):
   config = load_config(**TINY, **{"model.loss": loss,
@@ -202,6 +204,7 @@ def _weights_after(replicas: int, sync_batchnorm: bool, mnist,
           + _values(state.d_optimizer.variables))
 
 
+@pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("num_classes", [0, 10],
                          ids=["unconditional", "conditional"])
 def test_one_and_two_replicas_agree_with_sync_batchnorm(mnist, num_classes):
@@ -212,6 +215,7 @@ def test_one_and_two_replicas_agree_with_sync_batchnorm(mnist, num_classes):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.usefixtures("eager")
 def test_per_replica_batchnorm_makes_two_replicas_differ(mnist):
   # The control for the test above: it can tell the difference.
   one = _weights_after(1, False, mnist)

@@ -239,6 +239,7 @@ _AGREEMENT = {"train.batch_size": 8, "model.loss": "rpgan",
               "schedules.optim.d_lr": "cosine(5e-5, 0.016)"}
 
 
+@pytest.mark.usefixtures("eager")
 def test_one_and_two_replicas_agree():
   # R3GAN's parts (rpgan, eager R1, lazy R2, a schedule, labels): 2
   # steps of a global batch of 8 on one device and on two.

@@ -422,7 +422,7 @@ def test_one_training_step():
 
 # ADA and R1 are left out: they act on D's side, the same for every
 # architecture, and tests/test_step.py checks that replicas agree with them
-# (and with the path length); they would double this test's time. The path
+# (and with the path length). The path
 # length stays: its pass through the mapping network and the noise is this
 # family's own (its noise, once drawn from w's bits, differed between
 # replicas).
@@ -430,7 +430,9 @@ _AGREEMENT = {"train.batch_size": 8, "penalties.names": "pl",
               "penalties.pl.interval": 2}
 
 
+@pytest.mark.usefixtures("eager")
 def test_one_and_two_replicas_agree():
   # The lazy path length, with style mixing and noise: 2 steps of a global
-  # batch of 8 on one device and on two.
+  # batch of 8 on one device and on two, op by op (the traced step is
+  # test_one_training_step's).
   assert_replicas_agree(_config(**_AGREEMENT), synthetic_32())
