@@ -148,7 +148,7 @@ def test_missing_directory_is_a_user_error(tmp_path, kind):
 
 
 def test_unknown_kind_lists_the_valid_kinds():
-  with pytest.raises(UserError, match="valid: folder, idx, stacked_mnist, tfds"):
+  with pytest.raises(UserError, match="valid: folder, idx, packed, stacked_mnist, tfds"):
     sources.load("foo:bar", _request())
 
 

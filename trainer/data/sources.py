@@ -80,7 +80,7 @@ def open_source(spec: str, request: Request) -> Source:
     raise UserError(
         f"data.source={spec!r} is not of the form <kind>:<argument>; kinds: "
         f"{', '.join(SOURCES.names())} (e.g. tfds:mnist, idx:/data/mnist, "
-        "folder:/data/faces)")
+        "folder:/data/faces, packed:/data/faces64)")
   return SOURCES.get(kind)(argument, request)
 
 
