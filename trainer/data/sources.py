@@ -397,39 +397,10 @@ def _list_images(directory: str) -> tuple[list[str], list[int], list[str]]:
   return [p for p, _ in nested], [l for _, l in nested], classes
 
 
-def _first_size(path: str) -> tuple[int, int]:
-  """(H, W) of an image, from its header only."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
-      width, height = image.size
-  except (OSError, SyntaxError, tf.errors.OpError) as e:
-    raise UserError(f"cannot read image {path}: {e}") from None
-  return height, width
-
-
-def _decode_file(path: str, channels: int) -> np.ndarray:
-  """Decodes an image file to uint8 [H, W, channels].
-
-  Raises:
-    BadImage: the file is missing, truncated or not an image.
-  """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
-      # Grey <-> RGB as libpng and libjpeg convert (ITU-R BT.601 luma).
-      pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-  except (OSError, SyntaxError, ValueError, tf.errors.OpError) as e:
-    raise BadImage(path, str(e) or type(e).__name__) from None
-  return pixels.reshape(pixels.shape[:2] + (channels,))
-
-
 class BadImage(ValueError):
   """An image file that cannot be decoded, met while reading index `index`."""
 
-  def __init__(self, path: str, reason: str, index: int = -1):
+  def __init__(self, path: str, reason: str, index: int):
     self.path, self.reason, self.index = path, reason, index
     super().__init__(f"bad image <{path}> [{index}]: {reason}")
 
@@ -447,6 +418,35 @@ def bad_image_in(error: Exception) -> BadImage | None:
   match = _BAD_IMAGE.search(str(error))
   return (BadImage(match["path"], match["reason"], int(match["index"]))
           if match else None)
+
+
+def _first_size(path: str) -> tuple[int, int]:
+  """(H, W) of an image, from its header only."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
+      width, height = image.size
+  except (OSError, SyntaxError, tf.errors.OpError) as e:
+    raise UserError(f"cannot read image {path}: {e}") from None
+  return height, width
+
+
+def _decode_file(path: str, channels: int, index: int) -> np.ndarray:
+  """Decodes the image file of source index `index` to uint8 [H, W, channels].
+
+  Raises:
+    BadImage: the file is missing, truncated or not an image.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
+      # Grey <-> RGB as libpng and libjpeg convert (ITU-R BT.601 luma).
+      pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+  except (OSError, SyntaxError, ValueError, tf.errors.OpError) as e:
+    raise BadImage(path, str(e) or type(e).__name__, index) from None
+  return pixels.reshape(pixels.shape[:2] + (channels,))
 
 
 ON_BAD_IMAGE = ("stop", "skip")
@@ -488,10 +488,7 @@ def _folder(directory: str, request: Request) -> Source:
   skipped: dict[str, str] = {}
 
   def decode_checked(index: int) -> np.ndarray:
-    try:
-      image = _decode_file(paths[index], channels)
-    except BadImage as e:
-      raise BadImage(e.path, e.reason, index) from None
+    image = _decode_file(paths[index], channels, index)
     if not (native or request.resize) and image.shape[:2] != size:
       raise BadImage(paths[index], (
           f"it is {image.shape[0]}x{image.shape[1]}, the first image "
