@@ -51,8 +51,10 @@ _CREATING = ".creating"
 # group_size:1, so that reading one record decodes one record (ArrayRecord
 # groups records into compressed chunks; random access reads whole chunks).
 _WRITER_OPTIONS = "group_size:1"
-# Images read and converted at a time: bounds the memory of `create`.
+# Images read and converted at a time (fewer if they would take more than
+# _CHUNK_BYTES): bounds the memory of `create`, whatever the dataset's size.
 _CHUNK = 64
+_CHUNK_BYTES = 32 << 20
 
 RESIZE_FILTERS: Registry = Registry("resize filter", "--resize_filter")
 for _name, _filter in (("box", Image.Resampling.BOX),
@@ -284,8 +286,9 @@ def _chunks(source: sources.Source, start: int, end: int
             ) -> Iterator[dict[str, np.ndarray]]:
   """The source's examples start..end-1, a chunk at a time, read ahead in
   parallel (images of a size that varies, one at a time)."""
-  fixed = None not in source.image_shape
-  indices = tf.data.Dataset.range(start, end).batch(_CHUNK if fixed else 1)
+  chunk = (1 if None in source.image_shape else
+           max(1, min(_CHUNK, _CHUNK_BYTES // math.prod(source.image_shape))))
+  indices = tf.data.Dataset.range(start, end).batch(chunk)
   examples = indices.map(source.read, num_parallel_calls=tf.data.AUTOTUNE,
                          deterministic=True).prefetch(2)
   try:
