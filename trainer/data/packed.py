@@ -26,11 +26,11 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from typing import Iterator
 
 from absl import logging
-from array_record.python import array_record_data_source
 from array_record.python import array_record_module
 import numpy as np
 from PIL import Image
@@ -134,30 +134,69 @@ def read_metadata(directory: str) -> dict:
   return metadata
 
 
-def _open_shards(directory: str, metadata: dict) -> list[str]:
-  """Checks every shard's index; returns their read instructions.
+def _open_shard(path: str, directory: str, count: int
+                ) -> array_record_module.ArrayRecordReader:
+  """A reader of one shard, which must hold `count` records.
 
   ArrayRecord keeps a shard's index at its end, so a truncated or damaged
-  shard fails here, at start, rather than mid-run.
+  shard fails here rather than mid-read.
   """
-  instructions = []
-  for shard in metadata["shards"]:
-    path = os.path.join(directory, shard["name"])
-    try:
-      reader = array_record_module.ArrayRecordReader(path)
-      found = reader.num_records()
-      reader.close()
-    except (RuntimeError, ValueError, OSError) as e:
-      reason = str(e).strip().splitlines()[0][:200]
-      raise UserError(f"shard {path} of packed:{directory} is missing or "
-                      f"damaged ({reason}); make the dataset again with "
-                      "`python -m trainer.dataset create`") from None
-    if found != shard["count"]:
-      raise UserError(f"shard {path} of packed:{directory} holds {found} "
-                      f"images, {METADATA} says {shard['count']}; make the "
-                      "dataset again with `python -m trainer.dataset create`")
-    instructions.append(f"{path}[0:{found}]")
-  return instructions
+  try:
+    # No read-ahead: records are read at random.
+    reader = array_record_module.ArrayRecordReader(
+        path, "readahead_buffer_size:0", file_reader_buffer_size=32768)
+    found = reader.num_records()
+  except (RuntimeError, ValueError, OSError) as e:
+    reason = str(e).strip().splitlines()[0][:200]
+    raise UserError(f"shard {path} of packed:{directory} is missing or "
+                    f"damaged ({reason}); make the dataset again with "
+                    "`python -m trainer.dataset create`") from None
+  if found != count:
+    raise UserError(f"shard {path} of packed:{directory} holds {found} "
+                    f"images, {METADATA} says {count}; make the dataset again "
+                    "with `python -m trainer.dataset create`")
+  return reader
+
+
+class ShardReader:
+  """Random access to the records of a packed dataset, by global index.
+
+  Every shard is checked when it is constructed (its index, its count); a
+  shard is then opened again when it is first read, so that a process holds
+  open only the shards it reads.
+  """
+
+  def __init__(self, directory: str, shards: list[dict]):
+    self._directory = directory
+    self._paths = [os.path.join(directory, s["name"]) for s in shards]
+    counts = [int(s["count"]) for s in shards]
+    for path, count in zip(self._paths, counts):
+      _open_shard(path, directory, count).close()
+    self._counts = counts
+    self._starts = np.cumsum([0] + counts)  # [shards + 1]
+    self._readers = [None] * len(shards)
+    self._lock = threading.Lock()
+
+  def __len__(self) -> int:
+    return int(self._starts[-1])
+
+  def _reader(self, shard: int) -> array_record_module.ArrayRecordReader:
+    with self._lock:
+      if self._readers[shard] is None:
+        self._readers[shard] = _open_shard(self._paths[shard],
+                                           self._directory,
+                                           self._counts[shard])
+      return self._readers[shard]
+
+  def read(self, indices: np.ndarray) -> np.ndarray:
+    """The records at int `indices` [n], as bytes objects [n]."""
+    shards = np.searchsorted(self._starts, indices, side="right") - 1
+    records = np.empty(len(indices), dtype=object)
+    for shard in np.unique(shards):
+      at = np.flatnonzero(shards == shard)
+      positions = (indices[at] - self._starts[shard]).tolist()
+      records[at] = self._reader(int(shard)).read(positions)
+    return records
 
 
 @sources.SOURCES.register("packed")
@@ -169,8 +208,7 @@ def _packed(directory: str, request: sources.Request) -> sources.Source:
   """
   directory = directory.rstrip("/")
   metadata = read_metadata(directory)
-  reader = array_record_data_source.ArrayRecordDataSource(
-      _open_shards(directory, metadata))
+  reader = ShardReader(directory, metadata["shards"])
   part = range(metadata["count"])[sources.apply_slice(request.split,
                                                       metadata["count"])]
   first, count = part.start, len(part)
@@ -180,12 +218,9 @@ def _packed(directory: str, request: sources.Request) -> sources.Source:
   features = {"image": tf.io.FixedLenFeature([], tf.string),
               "label": tf.io.FixedLenFeature([], tf.int64)}
 
-  def gather(indices: np.ndarray) -> np.ndarray:
-    records = reader.__getitems__((indices + first).tolist())
-    return np.array(records, dtype=object)
-
   def read(indices: tf.Tensor) -> dict[str, tf.Tensor]:
-    records = tf.numpy_function(gather, [indices], tf.string, stateful=False)
+    records = tf.numpy_function(lambda i: reader.read(i + first), [indices],
+                                tf.string, stateful=False)
     example = tf.io.parse_example(tf.ensure_shape(records, [None]), features)
     images = tf.map_fn(
         lambda png: tf.ensure_shape(tf.io.decode_png(png, shape[2]), shape),
