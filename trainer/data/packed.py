@@ -261,6 +261,11 @@ def _check_destination(dest: str, overwrite: bool) -> None:
                     "replaced only once the new dataset is complete)")
 
 
+def _pil(image: np.ndarray) -> Image.Image:
+  """uint8 [H, W, 1 or 3] as a PIL image (mode L or RGB)."""
+  return Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+
+
 class _Converter:
   """Crops and resizes source images to the packed shape, as PNG records."""
 
@@ -299,16 +304,15 @@ class _Converter:
     size = self._settings.resolution
     if not size or image.shape[:2] == (size, size):
       return image
-    pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
-    resized = np.asarray(pil.resize((size, size), resample=self._filter))
+    resized = np.asarray(_pil(image).resize((size, size),
+                                            resample=self._filter))
     return resized.reshape(size, size, image.shape[2])
 
   def record(self, image: np.ndarray, label: int) -> bytes:
     """A serialized tf.train.Example: PNG "image" and "label"."""
     image = self.image(image)
     buffer = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(
-        buffer, format="PNG")
+    _pil(image).save(buffer, format="PNG")
     feature = tf.train.Feature
     return tf.train.Example(features=tf.train.Features(feature={
         "image": feature(bytes_list=tf.train.BytesList(
