@@ -71,7 +71,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  # tfds:<name>, idx:<dir> or folder:<dir> (see README, "Data sources").
+  # tfds:<name>, idx:<dir>, folder:<dir>, packed:<dir> or
+  # stacked_mnist:<digits> (see README, "Data sources").
   config.data.source = "tfds:mnist"
   config.data.split = "train"
   # Where TFDS finds (or builds) prepared datasets; "" is TFDS's default.
@@ -82,6 +83,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.shuffle = True
   # Resize images whose size differs from the model's instead of refusing.
   config.data.resize = False
+  # A folder: image that cannot be decoded: "stop" the run naming it, or
+  # "skip" it (the next good image takes its place) and count it.
+  config.data.on_bad_image = "stop"
 
   config.model = ml_collections.ConfigDict()
   config.model.architecture = "dcgan"

@@ -29,12 +29,14 @@ def test_a_config_saved_before_penalties_and_augmentation_resolves():
     del old[section]
   for field in ("d_spectral_norm", "g_spectral_norm"):
     del old["model"][field]
+  del old["data"]["on_bad_image"]
   old["model"].update(loss="wgan_gp", gp_weight=5.0)
   resolved = config_lib.resolve(ml_collections.ConfigDict(old))
   assert resolved.penalties.names == "gp"  # the loss's own penalty
   assert resolved.penalties.gp.weight == 5.0
   assert resolved.augment.name == ""
   assert not resolved.model.d_spectral_norm
+  assert resolved.data.on_bad_image == "stop"
 
 
 def test_a_run_saved_with_a_linear_p_gets_it_as_a_schedule():
@@ -118,6 +120,8 @@ _BAD = [
     ({"model.architecture": "resnet"},
      "unknown architecture 'resnet' in model.architecture; valid: dcgan"),
     ({"model.d_width": 0}, "model.d_width=0 is out of range"),
+    ({"data.on_bad_image": "ignore"},
+     "data.on_bad_image='ignore' is not valid; valid: stop, skip"),
 ]
 
 

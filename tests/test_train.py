@@ -398,3 +398,30 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(
   assert all(np.array_equal(good[k], after[k]) for k in good)
   assert not any(p.name.startswith("ckpt-40")
                  for p in (tmp_path / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("on_bad_image", ["stop", "skip"])
+def test_a_corrupt_folder_image_stops_at_its_step_or_is_skipped_and_counted(
+    tmp_path, on_bad_image):
+  # Unshuffled batches of 8 from 24 files: index 20 is read by step 3.
+  images = tmp_path / "images"
+  images.mkdir()
+  for i in range(24):
+    tf.io.write_file(str(images / f"{i:02d}.png"), tf.io.encode_png(
+        tf.fill([28, 28, 1], tf.constant(i * 10, tf.uint8))))
+  (images / "20.png").write_bytes(b"not a PNG")
+  config = load_config(**TINY, **{
+      "data.source": f"folder:{images}", "data.shuffle": False,
+      "data.on_bad_image": on_bad_image, "train.histogram_samples": 8,
+      "train.steps": 4, "train.checkpoint_every": 2, "train.log_every": 1,
+      "train.image_every": 100, "train.steps_per_loop": 4})
+  workdir = tmp_path / "run"
+  if on_bad_image == "stop":
+    with pytest.raises(train.BadImage, match=(
+        r"cannot read image .*20\.png .* at step 3; training stopped, the "
+        r"last good checkpoint is .*ckpt-2.*data\.on_bad_image=skip")):
+      train.run(config, str(workdir), cpu_strategy(1))
+  else:
+    assert int(train.run(config, str(workdir),
+                         cpu_strategy(1)).step.numpy()) == 4
+    assert "data/skipped_images" in _scalar_tags(workdir / "train")

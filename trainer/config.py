@@ -12,6 +12,7 @@ from trainer import augment as augment_lib
 from trainer import files
 from trainer import losses as losses_lib
 from trainer import schedules as schedules_lib
+from trainer.data import sources
 from trainer.errors import UserError
 from trainer.models import ARCHITECTURES
 
@@ -39,6 +40,7 @@ _ADDED_FIELDS = {
     "model.ema_kimg": 0.0,
     "model.ema_rampup": 0.0,
     "train.simultaneous": False,
+    "data.on_bad_image": "stop",
     "runtime.intra_op_threads": 0,
     "runtime.inter_op_threads": 0,
     "penalties": {"names": "", "r1": _penalty("r1", 1.0, 16),
@@ -273,6 +275,9 @@ def _validate(config: ml_collections.ConfigDict, architecture) -> None:
         f"train.simultaneous=True takes G's and D's updates from one forward "
         f"pass, so it needs train.n_disc=1 (got {config.train.n_disc}); set "
         "train.simultaneous=False for several D updates per step")
+  if config.data.on_bad_image not in sources.ON_BAD_IMAGE:
+    raise UserError(f"data.on_bad_image={config.data.on_bad_image!r} is not "
+                    f"valid; valid: {', '.join(sources.ON_BAD_IMAGE)}")
   policy = config.runtime.mixed_precision
   if policy not in MIXED_PRECISION_POLICIES:
     raise UserError(f"runtime.mixed_precision={policy!r} is not valid; valid: "

@@ -78,7 +78,7 @@ def real_source(config: ml_collections.ConfigDict) -> sources.Source:
       split=config.eval.split or data.split,
       image_size=config.model.image_size, channels=config.model.channels,
       resize=data.resize, tfds_data_dir=data.tfds_data_dir,
-      tfds_download=data.tfds_download))
+      tfds_download=data.tfds_download, on_bad_image=data.on_bad_image))
 
 
 def cache_dir(config: ml_collections.ConfigDict) -> str:

@@ -39,7 +39,8 @@ def _sigterm_received():
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  with cli.errors_as_messages(train.NonFiniteLoss, train.ClusterFailure):
+  with cli.errors_as_messages(train.NonFiniteLoss, train.ClusterFailure,
+                               train.BadImage):
     try:
       train.run(cli.config(), cli.workdir(), cli.create_strategy(),
                 stop_requested=_sigterm_received())

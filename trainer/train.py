@@ -49,6 +49,10 @@ class Preempted(RuntimeError):
   """Training stopped on request (SIGTERM) after saving the current step."""
 
 
+class BadImage(RuntimeError):
+  """An image of the data could not be read (data.on_bad_image=stop)."""
+
+
 class ClusterFailure(RuntimeError):
   """Another task of the cluster stopped; the message says how to go on."""
 
@@ -655,6 +659,8 @@ def make_train_steps(config: ml_collections.ConfigDict,
     if uses_p:
       metrics["augment/p"] = float(state.augment.p.numpy())
     metrics.update(state.schedules.summaries())
+    if source.skipped():
+      metrics["data/skipped_images"] = float(source.skipped())
     return metrics, int(first_bad)
 
   return train_steps
@@ -732,7 +738,8 @@ def load_source(config: ml_collections.ConfigDict) -> sources.Source:
   return sources.load(data.source, sources.Request(
       split=data.split, image_size=config.model.image_size,
       channels=config.model.channels, resize=data.resize,
-      tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download))
+      tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download,
+      on_bad_image=data.on_bad_image))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -756,6 +763,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     NonFiniteLoss: a loss became NaN or Inf (no checkpoint is written after).
     Preempted: stop_requested() became True; the current step was saved.
     ClusterFailure: another task stopped; the last checkpoint is intact.
+    BadImage: an image could not be read (data.on_bad_image=stop); the last
+      checkpoint is intact.
   """
   config = config_lib.resolve(config)
   _check_batch(config, strategy.num_replicas_in_sync)
@@ -787,8 +796,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   writer.text(step, "config", "    " + config_lib.to_json(config).replace(
       "\n", "\n    "))
   train_steps = make_train_steps(config, strategy, state, source, step)
-  monitor = monitor_lib.Monitor(strategy, state, config, pipeline.first_examples(
-      source, config.train.histogram_samples))
+  with _bad_images(checkpointer, lambda index: (
+      f"at start, reading the first {config.train.histogram_samples} "
+      "examples for D's histograms")):
+    monitor = monitor_lib.Monitor(strategy, state, config,
+                                  pipeline.first_examples(
+                                      source, config.train.histogram_samples))
   progress = summaries.Progress(total_steps=config.train.steps,
                                 examples_per_step=config.train.batch_size,
                                 start_step=step)
@@ -801,16 +814,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     stop = _next_stop(step, config)
     # Any collective can be the first to meet a lost peer: the training
     # steps, a checkpoint's, an evaluation's or the stop agreement.
-    with _peer_failures(checkpointer):
+    with _peer_failures(checkpointer), _bad_images(
+        checkpointer, _step_reading(config, source, step)):
       metrics, first_bad = train_steps(stop - step)
       if first_bad >= 0:
         writer.flush()
-        last_good = (f"the last good checkpoint is {checkpointer.latest} "
-                     "(nothing was saved after it)" if checkpointer.latest
-                     else "no checkpoint had been written yet")
         raise NonFiniteLoss(
             f"a loss became NaN or Inf at step {first_bad}; training stopped, "
-            f"{last_good}")
+            f"{_last_checkpoint(checkpointer)}")
       step = stop
       saved = _on_step(step, config, metrics, progress, writer, monitor,
                        checkpointer, evaluator)
@@ -823,6 +834,51 @@ def run(config: ml_collections.ConfigDict, workdir: str,
             f"{checkpointer.latest}; run the same command to resume")
   writer.flush()
   return state
+
+
+def _last_checkpoint(checkpointer: checkpoint_lib.Checkpointer) -> str:
+  return (f"the last good checkpoint is {checkpointer.latest} (nothing was "
+          "saved after it)" if checkpointer.latest
+          else "no checkpoint had been written yet")
+
+
+def _step_reading(config: ml_collections.ConfigDict, source: sources.Source,
+                  start_step: int) -> Callable[[int], str]:
+  """Says at which step after `start_step` the example of an index is read.
+
+  The input pipeline reads ahead, but it hands an element's error over only
+  when that element is taken: at the first step that reads the index.
+  """
+
+  def where(index: int) -> str:
+    step = pipeline.first_step_reading(
+        index, source.num_examples, seed=config.seed,
+        shuffle=config.data.shuffle, start_step=start_step,
+        global_batch=config.train.batch_size, n_disc=config.train.n_disc)
+    return f"at step {step}"
+
+  return where
+
+
+@contextlib.contextmanager
+def _bad_images(checkpointer: checkpoint_lib.Checkpointer,
+                where: Callable[[int], str]):
+  """Turns a folder image that cannot be read into BadImage.
+
+  Args:
+    checkpointer: says which checkpoint is the last good one.
+    where: says where the example of an index was met ("at step 7").
+  """
+  try:
+    yield
+  except tf.errors.OpError as e:
+    bad = sources.bad_image_in(e)
+    if bad is None:
+      raise
+    raise BadImage(
+        f"cannot read image {bad.path} ({bad.reason}), met {where(bad.index)}"
+        f"; training stopped, {_last_checkpoint(checkpointer)}. Replace or "
+        "remove the file, or set data.on_bad_image=skip") from None
 
 
 @contextlib.contextmanager

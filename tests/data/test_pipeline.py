@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import cpu_strategy
+from trainer.data import packed
 from trainer.data import pipeline
 from trainer.data import sources
 
@@ -23,6 +24,23 @@ def _ids_source(num_examples: int = NUM_IDS) -> sources.Source:
                             resize=False)
   return sources.in_memory("ids", np.ascontiguousarray(images),
                            np.zeros(num_examples, np.int32), 1, request)
+
+
+@pytest.fixture(scope="module", params=["in_memory", "packed"])
+def ids_source(request, tmp_path_factory) -> sources.Source:
+  """The ids source, in memory or packed (read by index from ArrayRecord)."""
+  source = _ids_source()
+  if request.param == "in_memory":
+    return source
+  root = tmp_path_factory.mktemp("ids")
+  images = source.read(tf.range(NUM_IDS, dtype=tf.int64))["image"]
+  for i, image in enumerate(images):
+    tf.io.write_file(str(root / "png" / f"{i:02d}.png"),
+                     tf.io.encode_png(image))
+  packed.create(packed.Settings(source=f"folder:{root / 'png'}", split="all",
+                                channels=1, shard_size=5), str(root / "ids"))
+  return sources.load(f"packed:{root / 'ids'}", sources.Request(
+      split="train", image_size=2, channels=1, resize=False))
 
 
 def _to_ids(images: np.ndarray) -> np.ndarray:
@@ -85,6 +103,19 @@ def test_stream_from_start_is_the_tail_of_the_whole_stream(start, shuffle):
 
 
 # --------------------------------------------------------- to_unit_range ---
+
+
+@pytest.mark.parametrize("start_step", [0, 5])
+def test_first_step_reading_is_the_first_step_whose_batch_holds_the_index(
+    start_step):
+  per_step = GLOBAL_BATCH * 2
+  steps = _stream(NUM_IDS, 12 * per_step, start=start_step * per_step
+                  ).reshape(12, per_step)
+  for index in (0, 5, NUM_IDS - 1):
+    first = next(k for k, batch in enumerate(steps) if index in batch)
+    assert pipeline.first_step_reading(
+        index, NUM_IDS, seed=SEED, shuffle=True, start_step=start_step,
+        global_batch=GLOBAL_BATCH, n_disc=2) == start_step + first + 1
 
 
 def test_to_unit_range_maps_the_byte_range_onto_minus_one_to_one():
@@ -162,8 +193,9 @@ def test_replicas_together_take_the_global_batch_of_each_d_update(
 
 @pytest.mark.parametrize("n_disc", [1, 2], ids=["n_disc1", "n_disc2"])
 @pytest.mark.parametrize("start_step", [1, 4])
-def test_start_step_resumes_where_step_zero_run_would_be(start_step, n_disc):
-  source, steps = _ids_source(), 3
+def test_start_step_resumes_where_step_zero_run_would_be(
+    ids_source, start_step, n_disc):
+  source, steps = ids_source, 3
   from_zero = _run(source, replicas=2, steps=start_step + steps, n_disc=n_disc)
   resumed = _run(source, replicas=2, steps=steps, n_disc=n_disc,
                  start_step=start_step)
@@ -195,14 +227,16 @@ def test_labels_travel_with_their_images(mnist_source, replicas):
 
 
 @pytest.mark.parametrize("n_disc", [1, 2], ids=["n_disc1", "n_disc2"])
-def test_two_pipelines_feed_what_one_feeds_to_the_same_replicas(n_disc):
+def test_two_pipelines_feed_what_one_feeds_to_the_same_replicas(
+    ids_source, n_disc):
   # Workers (one pipeline each) get the rows that replicas of one process
   # get: what is drawn per row meets the same example either way.
-  steps, source = 7, _ids_source()
+  steps, source = 7, ids_source
   one = _run(source, replicas=2, steps=steps, n_disc=n_disc)
   input_fn = pipeline.make_input_fn(
       source, global_batch=GLOBAL_BATCH, n_disc=n_disc, seed=SEED,
       shuffle=True, start_step=0)
+  workers = []
   for worker in (0, 1):
     context = tf.distribute.InputContext(num_input_pipelines=2,
                                          input_pipeline_id=worker,
@@ -212,3 +246,8 @@ def test_two_pipelines_feed_what_one_feeds_to_the_same_replicas(n_disc):
       np.testing.assert_array_equal(_to_ids(element["image"]),
                                     _to_ids(one[step][worker]),
                                     err_msg=f"worker {worker}, step {step}")
+    workers.append([_to_ids(e["image"]) for e in elements])
+  # The two workers' halves, side by side, are each D update's global batch.
+  expected = _stream(NUM_IDS, steps * n_disc * GLOBAL_BATCH).reshape(
+      steps, n_disc, GLOBAL_BATCH)
+  np.testing.assert_array_equal(np.concatenate(workers, axis=-1), expected)

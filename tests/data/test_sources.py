@@ -3,6 +3,7 @@
 import gzip
 import io
 import pathlib
+import shutil
 import struct
 
 import numpy as np
@@ -147,7 +148,7 @@ def test_missing_directory_is_a_user_error(tmp_path, kind):
 
 
 def test_unknown_kind_lists_the_valid_kinds():
-  with pytest.raises(UserError, match="valid: folder, idx, stacked_mnist, tfds"):
+  with pytest.raises(UserError, match="valid: folder, idx, packed, stacked_mnist, tfds"):
     sources.load("foo:bar", _request())
 
 
@@ -252,12 +253,15 @@ def test_folder_class_subfolders_give_sorted_labels(tmp_path):
 
 
 def test_folder_mixed_sizes_need_resize(tmp_path):
-  _save(tmp_path / "small.png", _smooth_rgb(0, size=(8, 8)))
-  _save(tmp_path / "large.png", _smooth_rgb(1, size=(10, 12)))
-  with pytest.raises(UserError) as error:
-    sources.load(f"folder:{tmp_path}", _folder_request())
-  assert "different sizes" in str(error.value)
-  assert "data.resize=True" in str(error.value)
+  _save(tmp_path / "a_small.png", _smooth_rgb(0, size=(8, 8)))
+  _save(tmp_path / "b_large.png", _smooth_rgb(1, size=(10, 12)))
+  # Listed, not decoded, at start: the first image gives the size.
+  source = sources.load(f"folder:{tmp_path}", _folder_request())
+  with pytest.raises(tf.errors.OpError) as error:
+    _read_all(source)
+  bad = sources.bad_image_in(error.value)
+  assert bad.path == str(tmp_path / "b_large.png")
+  assert "10x12" in bad.reason and "data.resize=True" in bad.reason
 
   source = sources.load(f"folder:{tmp_path}",
                         _folder_request(image_size=16, resize=True))
@@ -282,15 +286,42 @@ def _truncated_png() -> bytes:
   return data[:len(data) // 2]
 
 
-@pytest.mark.parametrize("make_bytes", [
+_CORRUPT = pytest.mark.parametrize("make_bytes", [
     lambda: b"this is not an image at all",
     _truncated_png,
 ], ids=["garbage", "truncated"])
-def test_folder_corrupt_png_is_a_user_error_naming_it(tmp_path, make_bytes):
-  _save(tmp_path / "good.png", _smooth_rgb(0))
-  (tmp_path / "broken.png").write_bytes(make_bytes())
-  with pytest.raises(UserError, match="broken.png"):
-    sources.load(f"folder:{tmp_path}", _folder_request())
+
+
+@_CORRUPT
+def test_folder_corrupt_image_is_met_when_read_naming_it(tmp_path, make_bytes):
+  for i in range(3):
+    _save(tmp_path / f"{i}.png", _smooth_rgb(i))
+  (tmp_path / "1.png").write_bytes(make_bytes())
+  source = sources.load(f"folder:{tmp_path}", _folder_request())
+  good = source.read(tf.constant([0, 2], tf.int64))["image"].numpy()
+  np.testing.assert_array_equal(good, [_smooth_rgb(0), _smooth_rgb(2)])
+  with pytest.raises(tf.errors.OpError) as error:
+    source.read(tf.constant([0, 1], tf.int64))
+  assert sources.bad_image_in(error.value).path == str(tmp_path / "1.png")
+  assert source.skipped() == 0
+
+
+@_CORRUPT
+def test_folder_skip_replaces_a_corrupt_image_by_the_next_and_counts_it(
+    tmp_path, make_bytes):
+  for i in range(4):
+    _save(tmp_path / f"{i}.png", _smooth_rgb(i))
+  (tmp_path / "1.png").write_bytes(make_bytes())
+  (tmp_path / "3.png").write_bytes(make_bytes())
+  source = sources.load(f"folder:{tmp_path}",
+                        _folder_request(on_bad_image="skip"))
+  assert source.num_examples == 4  # the batch shapes stay as listed
+  # In index order, wrapping around: 1 -> 2, 3 -> 0.
+  images, _ = _read_all(source)
+  np.testing.assert_array_equal(
+      images, [_smooth_rgb(i) for i in (0, 2, 2, 0)])
+  _read_all(source)
+  assert source.skipped() == 2  # each bad file counted once
 
 
 def test_folder_images_at_top_level_and_in_subfolders_is_a_user_error(
@@ -431,3 +462,55 @@ def test_tfds_not_prepared_without_download_is_a_user_error(tmp_path):
 def test_tfds_unknown_dataset_is_a_user_error(tmp_path):
   with pytest.raises(UserError, match="not a known TFDS dataset"):
     sources.load("tfds:no_such_dataset_xyz", _tfds_request(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def tfds_array_record(tmp_path_factory, tfds_prepared):
+  """The data dir of tfds_prepared's examples prepared as ArrayRecord."""
+  _, examples = tfds_prepared
+  data_dir = tmp_path_factory.mktemp("tfds_array_record")
+  TinyMnistForTests(examples=examples, data_dir=str(data_dir),
+                    file_format="array_record").download_and_prepare()
+  return data_dir
+
+
+@pytest.mark.parametrize("split", ["train", "test[10:60]"])
+def test_tfds_array_record_gives_the_in_memory_examples_by_index(
+    tfds_prepared, tfds_array_record, split):
+  in_memory_dir, _ = tfds_prepared
+  spec = f"tfds:{TinyMnistForTests.name}"
+  by_index = sources.load(spec, _tfds_request(tfds_array_record, split=split))
+  in_memory = sources.load(spec, _tfds_request(in_memory_dir, split=split))
+  assert by_index.num_examples == in_memory.num_examples
+  assert by_index.class_names == in_memory.class_names == tuple(
+      str(i) for i in range(10))
+  indices = tf.constant([7, 0, by_index.num_examples - 1, 7], tf.int64)
+  for key in ("image", "label"):
+    np.testing.assert_array_equal(by_index.read(indices)[key].numpy(),
+                                  in_memory.read(indices)[key].numpy())
+
+
+def test_tfds_array_record_is_read_from_its_files_when_read(
+    tfds_prepared, tfds_array_record, tmp_path):
+  # A copy, so that removing its files leaves the module's dataset alone.
+  data_dir = tmp_path / "copy"
+  shutil.copytree(tfds_array_record, data_dir)
+  source = sources.load(f"tfds:{TinyMnistForTests.name}",
+                        _tfds_request(data_dir, split="train"))
+  assert isinstance(source.reader, type(tfds.data_source(
+      TinyMnistForTests.name, split="train", data_dir=str(data_dir))))
+  assert len(source.reader) == source.num_examples == TFDS_SPLITS["train"]
+  shards = list(data_dir.rglob("*.array_record*"))
+  assert shards
+  for shard in shards:  # Nothing was loaded: the examples are gone with them.
+    shard.write_bytes(b"")
+  with pytest.raises(Exception):
+    source.read(tf.constant([3], tf.int64))["image"].numpy()
+
+
+def test_tfds_record_files_over_the_memory_limit_say_how_to_prepare(
+    tfds_prepared, monkeypatch):
+  data_dir, _ = tfds_prepared
+  monkeypatch.setattr(sources, "_MAX_IN_MEMORY_BYTES", 1000)
+  with pytest.raises(UserError, match=r"file_format='array_record'"):
+    sources.load(f"tfds:{TinyMnistForTests.name}", _tfds_request(data_dir))

@@ -41,6 +41,24 @@ def index_stream(num_examples: int, *, seed: int, shuffle: bool,
   return stream.skip(offset)
 
 
+def first_step_reading(index: int, num_examples: int, *, seed: int,
+                       shuffle: bool, start_step: int, global_batch: int,
+                       n_disc: int) -> int:
+  """The first step after `start_step` whose examples include `index`.
+
+  Steps are numbered as in the training log: step s reads global positions
+  (s - 1) * global_batch * n_disc onwards.
+  """
+  per_step = global_batch * n_disc
+  stream = index_stream(num_examples, seed=seed, shuffle=shuffle,
+                        start=start_step * per_step).batch(per_step)
+  # Every index occurs once per epoch: within an epoch and a step of here.
+  for offset, indices in enumerate(stream.take(num_examples // per_step + 2)):
+    if index in indices.numpy():
+      return start_step + offset + 1
+  raise ValueError(f"index {index} is not in [0, {num_examples})")
+
+
 def to_unit_range(images: tf.Tensor) -> tf.Tensor:
   """uint8 [0, 255] -> float32 [-1, 1], the range of G's tanh output."""
   return tf.cast(images, tf.float32) / 127.5 - 1.0

@@ -14,6 +14,7 @@ import urllib.parse
 import zlib
 from typing import Callable
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -39,6 +40,13 @@ class Source:
   image_shape: tuple[int, int, int]  # [H, W, C] as read, after any resize
   num_classes: int
   read: ReadFn
+  # The name of each label, where the source has them.
+  class_names: tuple[str, ...] = ()
+  # How many bad images were skipped so far (data.on_bad_image=skip).
+  skipped: Callable[[], int] = lambda: 0
+  # The random-access reader that `read` reads through, where there is one
+  # (a tfds data source, a packed dataset's ArrayRecord files).
+  reader: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,23 +58,29 @@ class Request:
   resize: bool
   tfds_data_dir: str = ""
   tfds_download: bool = True
+  on_bad_image: str = "stop"
 
 
 def load(spec: str, request: Request) -> Source:
   """Opens `spec` ("kind:argument") and checks it against the model."""
-  source = _open(spec, request)
+  source = open_source(spec, request)
   _check_shape(spec, source, request)
   return source
 
 
-def _open(spec: str, request: Request) -> Source:
-  """Opens `spec` ("kind:argument") without checking it against the model."""
+def open_source(spec: str, request: Request) -> Source:
+  """Opens `spec` ("kind:argument") without checking it against the model.
+
+  A request with image_size 0 (and no resize) reads images at their own
+  size; a source whose images vary in size has None for them in its
+  image_shape and reads one index at a time.
+  """
   kind, sep, argument = spec.partition(":")
   if not sep or not argument:
     raise UserError(
         f"data.source={spec!r} is not of the form <kind>:<argument>; kinds: "
         f"{', '.join(SOURCES.names())} (e.g. tfds:mnist, idx:/data/mnist, "
-        "folder:/data/faces)")
+        "folder:/data/faces, packed:/data/faces64)")
   return SOURCES.get(kind)(argument, request)
 
 
@@ -115,14 +129,14 @@ def _slice_bound(bound: str, n: int, default: int) -> int:
   return int(bound)
 
 
-def _apply_slice(split: str, n: int) -> slice:
+def apply_slice(split: str, n: int) -> slice:
   _, start, end = _parse_split(split)
   return slice(_slice_bound(start, n, 0), _slice_bound(end, n, n))
 
 
 # ------------------------------------------------------------- in memory ---
 
-def _resize_uint8(images: tf.Tensor, size: int) -> tf.Tensor:
+def resize_uint8(images: tf.Tensor, size: int) -> tf.Tensor:
   """Resizes [..., H, W, C] uint8 images to size x size, antialiased."""
   resized = tf.image.resize(tf.cast(images, tf.float32), [size, size],
                             antialias=True)
@@ -132,12 +146,12 @@ def _resize_uint8(images: tf.Tensor, size: int) -> tf.Tensor:
 def in_memory(description: str, images: np.ndarray, labels: np.ndarray,
               num_classes: int, request: Request) -> Source:
   """A source over arrays: images uint8 [N, H, W, C], labels int [N]."""
-  images = images[_apply_slice(request.split, len(images))]
-  labels = labels[_apply_slice(request.split, len(labels))]
+  images = images[apply_slice(request.split, len(images))]
+  labels = labels[apply_slice(request.split, len(labels))]
   if len(images) == 0:
     raise UserError(f"{description} split {request.split!r} has no images")
   if request.resize and images.shape[1:3] != (request.image_size,) * 2:
-    images = _resize_uint8(images, request.image_size).numpy()
+    images = resize_uint8(images, request.image_size).numpy()
   images_t = tf.constant(images)
   labels_t = tf.constant(labels.astype(np.int32))
 
@@ -274,12 +288,26 @@ def _tfds(name: str, request: Request) -> Source:
           f"tfds:{name} is not prepared in {where} and could not be "
           f"downloaded ({reason}). {_OFFLINE_HINT}") from None
   info = builder.info
-  if info.dataset_size and info.dataset_size > _MAX_IN_MEMORY_BYTES:
-    raise UserError(f"tfds:{name} is {info.dataset_size} bytes; datasets over "
-                    f"{_MAX_IN_MEMORY_BYTES} bytes are not loaded in memory")
   if "image" not in info.features:
     raise UserError(f"tfds:{name} has no 'image' feature; it has: "
                     f"{', '.join(info.features)}")
+  label = info.features["label"] if "label" in info.features else None
+  if label is not None and hasattr(label, "num_classes"):
+    num_classes, class_names = label.num_classes, tuple(label.names)
+  else:
+    label, num_classes, class_names = None, 1, ()
+  if info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+    return _tfds_by_index(name, builder, label is not None, num_classes,
+                          class_names, request)
+  if info.dataset_size and info.dataset_size > _MAX_IN_MEMORY_BYTES:
+    raise UserError(
+        f"tfds:{name} is {info.dataset_size} bytes, prepared as "
+        f"{info.file_format.value} only, and datasets over "
+        f"{_MAX_IN_MEMORY_BYTES} bytes are not loaded in memory; prepare it "
+        "as ArrayRecord, which is read by index: tfds.builder("
+        f"{name!r}, data_dir=..., file_format='array_record')"
+        ".download_and_prepare() (or `tfds build --file_format=array_record "
+        f"{name}`)")
   try:
     data = tfds.as_numpy(builder.as_dataset(split=request.split,
                                             batch_size=-1))
@@ -287,103 +315,222 @@ def _tfds(name: str, request: Request) -> Source:
     raise UserError(f"tfds:{name} has no split {request.split!r} ({e}); "
                     f"splits: {', '.join(info.splits)}") from None
   images = data["image"]
-  if "label" in info.features and hasattr(info.features["label"],
-                                          "num_classes"):
-    labels = data["label"]
-    num_classes = info.features["label"].num_classes
-  else:
-    labels, num_classes = np.zeros(len(images), np.int32), 1
+  labels = (data["label"] if label is not None
+            else np.zeros(len(images), np.int32))
   whole = dataclasses.replace(request, split="all")
-  return in_memory(f"tfds:{name}", images, labels, num_classes, whole)
+  return dataclasses.replace(
+      in_memory(f"tfds:{name}", images, labels, num_classes, whole),
+      class_names=class_names)
+
+
+def _tfds_by_index(name: str, builder, has_labels: bool, num_classes: int,
+                   class_names: tuple[str, ...], request: Request) -> Source:
+  """A TFDS split prepared as ArrayRecord, read by index (tfds data source).
+
+  Only the examples asked for are read and decoded; nothing is loaded at
+  start.
+  """
+  try:
+    data_source = builder.as_data_source(split=request.split)
+  except (ValueError, KeyError) as e:
+    raise UserError(f"tfds:{name} has no split {request.split!r} ({e}); "
+                    f"splits: {', '.join(builder.info.splits)}") from None
+  if not len(data_source):
+    raise UserError(f"tfds:{name} split {request.split!r} has no images")
+  shape = builder.info.features["image"].shape
+  if None in shape:  # Sizes vary: the first example says the size to expect.
+    shape = data_source[0]["image"].shape
+
+  def gather(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    examples = data_source.__getitems__(indices.tolist())
+    labels = [e["label"] if has_labels else 0 for e in examples]
+    return (np.stack([e["image"] for e in examples]),
+            np.asarray(labels, np.int32))
+
+  def read(indices: tf.Tensor) -> dict[str, tf.Tensor]:
+    images, labels = tf.numpy_function(gather, [indices],
+                                       [tf.uint8, tf.int32], stateful=False)
+    images = tf.ensure_shape(images, (None, *shape))  # [n, H, W, C]
+    if request.resize and shape[:2] != (request.image_size,) * 2:
+      images = resize_uint8(images, request.image_size)
+    return {"image": images, "label": tf.ensure_shape(labels, [None])}
+
+  size = ((request.image_size,) * 2 if request.resize and request.image_size
+          else tuple(shape[:2]))
+  return Source(f"tfds:{name}", len(data_source), (*size, shape[2]),
+                num_classes, read, class_names=class_names,
+                reader=data_source)
 
 
 # ---------------------------------------------------------------- folder ---
 
-def _list_images(directory: str) -> tuple[list[str], list[int], int]:
-  """Image paths, their labels (class subfolder index) and the class count."""
-  entries = sorted(os.listdir(directory))
+def _list_images(directory: str) -> tuple[list[str], list[int], list[str]]:
+  """Image paths, their labels (class subfolder index) and the class names.
+
+  Images at the top level are one class without a name.
+  """
+  gfile = tf.io.gfile
+  entries = sorted(e.rstrip("/") for e in gfile.listdir(directory))
   top = [os.path.join(directory, e) for e in entries
          if e.lower().endswith(_IMAGE_SUFFIXES)]
-  classes = [e for e in entries if os.path.isdir(os.path.join(directory, e))]
+  classes = [e for e in entries if gfile.isdir(os.path.join(directory, e))]
   nested = []
   for label, cls in enumerate(classes):
-    for root, _, files in sorted(os.walk(os.path.join(directory, cls))):
-      nested += [(os.path.join(root, f), label) for f in sorted(files)
-                 if f.lower().endswith(_IMAGE_SUFFIXES)]
-  if top and nested:
-    raise UserError(f"folder:{directory} has images both at its top level and "
-                    "in subfolders; put all images in class subfolders, or "
-                    "none")
+    found = [(os.path.join(root, f), label)
+             for root, _, files in sorted(gfile.walk(os.path.join(directory,
+                                                                  cls)))
+             for f in sorted(files) if f.lower().endswith(_IMAGE_SUFFIXES)]
+    if top and found:
+      raise UserError(f"folder:{directory} has images both at its top level "
+                      "and in subfolders; put all images in class subfolders, "
+                      "or none")
+    if not found and not top:
+      raise UserError(
+          f"folder:{directory}: class subfolder {cls!r} holds no PNG or JPEG "
+          "images, so its label would have no examples; remove it or fill it "
+          f"(classes: {', '.join(classes)})")
+    nested += found
   if top:
-    return top, [0] * len(top), 1
+    return top, [0] * len(top), []
   if not nested:
     raise UserError(f"folder:{directory} holds no PNG or JPEG images")
-  return [p for p, _ in nested], [l for _, l in nested], len(classes)
+  return [p for p, _ in nested], [l for _, l in nested], classes
 
 
-def _check_sizes(directory: str, paths: list[str], request: Request) -> tuple:
-  """Reads every image header; returns the common (H, W) of the images."""
+class BadImage(ValueError):
+  """An image file that cannot be decoded, met while reading index `index`."""
+
+  def __init__(self, path: str, reason: str, index: int):
+    self.path, self.reason, self.index = path, reason, index
+    super().__init__(f"bad image <{path}> [{index}]: {reason}")
+
+
+_BAD_IMAGE = re.compile(
+    r"bad image <(?P<path>.+?)> \[(?P<index>-?\d+)\]: (?P<reason>[^\n]*)")
+
+
+def bad_image_in(error: Exception) -> BadImage | None:
+  """The BadImage that `error` reports, e.g. from inside tf.data, or None.
+
+  TensorFlow turns an exception raised in a tf.numpy_function into an
+  OpError that keeps its message only.
+  """
+  match = _BAD_IMAGE.search(str(error))
+  return (BadImage(match["path"], match["reason"], int(match["index"]))
+          if match else None)
+
+
+def _first_size(path: str) -> tuple[int, int]:
+  """(H, W) of an image, from its header only."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  sizes = set()
-  for path in paths:
-    try:
-      with Image.open(path) as image:
-        width, height = image.size
-        # Reads the whole file, so that a truncated or corrupt image fails
-        # here, naming the file, rather than in the input pipeline mid-run.
-        image.verify()
-    except (OSError, SyntaxError) as e:
-      raise UserError(f"cannot read image {path}: {e}") from None
-    sizes.add((height, width))
-    if len(sizes) > 1 and not request.resize:
-      raise UserError(
-          f"folder:{directory} holds images of different sizes "
-          f"({' and '.join(f'{h}x{w}' for h, w in sorted(sizes))}, e.g. "
-          f"{path}); set data.resize=True to resize them to "
-          f"{request.image_size}x{request.image_size}")
-  return sizes.pop() if len(sizes) == 1 else None
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
+      width, height = image.size
+  except (OSError, SyntaxError, tf.errors.OpError) as e:
+    raise UserError(f"cannot read image {path}: {e}") from None
+  return height, width
+
+
+def _decode_file(path: str, channels: int, index: int) -> np.ndarray:
+  """Decodes the image file of source index `index` to uint8 [H, W, channels].
+
+  Raises:
+    BadImage: the file is missing, truncated or not an image.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
+      # Grey <-> RGB as libpng and libjpeg convert (ITU-R BT.601 luma).
+      pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+  except (OSError, SyntaxError, ValueError, tf.errors.OpError) as e:
+    raise BadImage(path, str(e) or type(e).__name__, index) from None
+  return pixels.reshape(pixels.shape[:2] + (channels,))
+
+
+ON_BAD_IMAGE = ("stop", "skip")
 
 
 @SOURCES.register("folder")
 def _folder(directory: str, request: Request) -> Source:
   """PNG/JPEG files; class subfolders, if any, give the labels.
 
-  Images are decoded to the model's channel count (grey becomes RGB and back).
+  The files are listed at start, not decoded: the image size is the first
+  image's (or the model's, with data.resize). Images are decoded to the
+  model's channel count (grey becomes RGB and back) when they are read; one
+  that cannot be decoded, or whose size differs without data.resize, is a
+  BadImage: it stops the read, or with request.on_bad_image="skip" it is
+  replaced by the next good image (in index order, so every run reads the
+  same) and counted in `Source.skipped`.
   If `<directory>/<split>` exists it is read, else the whole directory.
+  A request with image_size 0 reads every image at its own size (one index
+  per read; the packing tool's use).
   """
-  if not os.path.isdir(directory):
+  if not tf.io.gfile.isdir(directory):
     raise UserError(f"folder:{directory}: no such directory")
   name, _, _ = _parse_split(request.split)
-  if os.path.isdir(os.path.join(directory, name)):
+  if tf.io.gfile.isdir(os.path.join(directory, name)):
     directory = os.path.join(directory, name)
-  paths, labels, num_classes = _list_images(directory)
-  part = _apply_slice(request.split, len(paths))
+  paths, labels, class_names = _list_images(directory)
+  part = apply_slice(request.split, len(paths))
   paths, labels = paths[part], labels[part]
   if not paths:
     raise UserError(f"folder:{directory} split {request.split!r} is empty")
-  size = _check_sizes(directory, paths, request)
-  if request.resize or size is None:
-    size = (request.image_size, request.image_size)
-  paths_t = tf.constant(paths)
-  labels_t = tf.constant(labels, tf.int32)
   channels = request.channels
+  native = request.image_size == 0
+  if native:
+    size = (None, None)
+  elif request.resize:
+    size = (request.image_size, request.image_size)
+  else:
+    size = _first_size(paths[0])
+  skipped: dict[str, str] = {}
 
-  def decode(path: tf.Tensor) -> tf.Tensor:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                               expand_animations=False)  # [H, W, C]
+  def decode_checked(index: int) -> np.ndarray:
+    image = _decode_file(paths[index], channels, index)
+    if not (native or request.resize) and image.shape[:2] != size:
+      raise BadImage(paths[index], (
+          f"it is {image.shape[0]}x{image.shape[1]}, the first image "
+          f"{paths[0]} is {size[0]}x{size[1]}; set data.resize=True to "
+          "resize them all"), index)
+    return image
+
+  def decode(index: np.int64) -> tuple[np.ndarray, np.int32]:
+    for offset in range(len(paths)):
+      at = (int(index) + offset) % len(paths)
+      try:
+        return decode_checked(at), np.int32(labels[at])
+      except BadImage as e:
+        if request.on_bad_image != "skip":
+          raise
+        if e.path not in skipped:
+          skipped[e.path] = e.reason
+          logging.warning("Skipping %s (data.on_bad_image=skip); %d bad "
+                          "image(s) skipped so far", e, len(skipped))
+    raise UserError(f"folder:{directory}: no image can be decoded")
+
+  def read_one(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    image, label = tf.numpy_function(decode, [index], [tf.uint8, tf.int32],
+                                     stateful=False)
+    image = tf.ensure_shape(image, (None, None, channels))
     if request.resize:
-      image = _resize_uint8(image, request.image_size)
-    return tf.ensure_shape(image, size + (channels,))
+      image = resize_uint8(image, request.image_size)
+    return tf.ensure_shape(image, size + (channels,)), label
 
+  # A graph also when called eagerly, so that a BadImage always reaches the
+  # caller as an OpError (bad_image_in).
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
   def read(indices: tf.Tensor) -> dict[str, tf.Tensor]:
-    images = tf.map_fn(decode, tf.gather(paths_t, indices),
-                       fn_output_signature=tf.TensorSpec(size + (channels,),
-                                                         tf.uint8))
-    return {"image": images, "label": tf.gather(labels_t, indices)}
+    images, read_labels = tf.map_fn(
+        read_one, indices, fn_output_signature=(
+            tf.TensorSpec(size + (channels,), tf.uint8),
+            tf.TensorSpec([], tf.int32)))
+    return {"image": images, "label": tf.ensure_shape(read_labels, [None])}
 
   return Source(f"folder:{directory}", len(paths), size + (channels,),
-                num_classes, read)
+                max(len(class_names), 1), read, class_names=tuple(class_names),
+                skipped=lambda: len(skipped))
 
 
 # --------------------------------------------------------- stacked MNIST ---
@@ -414,7 +561,7 @@ def _digit_triples(num_digits: int) -> np.ndarray:
 def _open_digits(spec: str, request: Request) -> Source:
   """Opens the digit source of stacked_mnist:<spec>, 1 channel, <= 10 classes."""
   try:
-    digits = _open(spec, dataclasses.replace(request, channels=1))
+    digits = open_source(spec, dataclasses.replace(request, channels=1))
   except UserError as e:
     raise UserError(f"stacked_mnist:{spec}: bad digit source: {e}") from None
   channels = digits.image_shape[2]

@@ -1,0 +1,62 @@
+"""Tests for trainer/dataset.py, the dataset tool, as real processes."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import PROCESS_TIMEOUT_SECONDS, REPO, run_command
+from trainer.data import sources
+from trainer.errors import UserError
+
+_COUNT, _SHARD_SIZE = 1000, 25  # 40 shards of real MNIST digits
+
+
+def _read(spec: str, split: str) -> dict[str, np.ndarray]:
+  source = sources.load(spec, sources.Request(
+      split=split, image_size=28, channels=1, resize=False))
+  data = source.read(tf.range(source.num_examples, dtype=tf.int64))
+  return {k: v.numpy() for k, v in data.items()}
+
+
+def test_an_interrupted_create_is_not_a_dataset_and_is_completed_by_another(
+    mnist_dir, tmp_path):
+  dest = tmp_path / "digits"
+  command = (sys.executable, "-m", "trainer.dataset", "create",
+             f"--source=idx:{mnist_dir}", f"--split=test[:{_COUNT}]",
+             f"--dest={dest}", f"--shard_size={_SHARD_SIZE}", "--workers=1")
+  creating = tmp_path / "digits.creating"
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+  try:
+    deadline = time.monotonic() + PROCESS_TIMEOUT_SECONDS
+    # Killed once its first shard is done, with 39 still to write.
+    while not list(creating.glob("*.done.json")):
+      assert process.poll() is None, process.stderr.read().decode()[-3000:]
+      assert time.monotonic() < deadline, "no shard was written in time"
+      time.sleep(0.02)
+  finally:
+    process.kill()
+    process.wait()
+  done = sorted(p.name for p in creating.glob("*.done.json"))
+  assert 1 <= len(done) < _COUNT // _SHARD_SIZE
+  kept = {p.name: p.stat().st_ino for p in creating.glob("*.array_record")
+          if p.name + ".done.json" in done}
+  with pytest.raises(UserError, match=r"not a packed dataset.*unfinished"):
+    sources.load(f"packed:{dest}", sources.Request(
+        split="test", image_size=28, channels=1, resize=False))
+
+  code, out, err = run_command(*command)
+  assert code == 0, err[-3000:]
+  assert json.loads(out)["count"] == _COUNT
+  assert not creating.exists()
+  # The shards done before the kill were kept, not written again.
+  assert {n: (dest / n).stat().st_ino for n in kept} == kept
+  packed, idx = (_read(f"packed:{dest}", "all"),
+                 _read(f"idx:{mnist_dir}", f"test[:{_COUNT}]"))
+  np.testing.assert_array_equal(packed["image"], idx["image"])
+  np.testing.assert_array_equal(packed["label"], idx["label"])
