@@ -217,6 +217,11 @@ TINY_FLAGS = ("--config.model.g_width=8", "--config.model.d_width=8",
 
 # A tiny StyleGAN2 on MNIST resized to 32x32 (8 ws of 16 numbers): overrides
 # of load_config's for tests of what needs a mapping network.
+# trainer.bench's --peak_seconds in tests: short trials of the matmul peak,
+# whose figure the tests check for consistency only (2 dtypes x 5 trials of
+# the default second would be most of a small benchmark's time).
+PEAK_SECONDS = 0.1
+
 TINY_STYLEGAN2 = {"model.architecture": "stylegan2", "model.image_size": 32,
                   "data.resize": True, "model.channel_base": 128,
                   "model.channel_max": 16, "model.w_dim": 16,

@@ -8,7 +8,8 @@ import sys
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.conftest import REPO, cpu_strategy, load_config, run_command
+from tests.conftest import PEAK_SECONDS, REPO, cpu_strategy, load_config
+from tests.conftest import run_command
 from trainer import benchmark
 from trainer import distribute
 from trainer.errors import UserError
@@ -20,7 +21,8 @@ def _bench(mnist_dir, *args: str) -> tuple[int, str, str]:
   return run_command(
       sys.executable, "-m", "trainer.bench", f"--config={_MNIST_CONFIG}",
       f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
-      "--strategy=one_device", "--steps=10", "--rounds=2", *args)
+      "--strategy=one_device", "--steps=10", "--rounds=2",
+      f"--peak_seconds={PEAK_SECONDS}", *args)
 
 
 def _record(code: int, out: str, err: str) -> dict:
@@ -160,6 +162,7 @@ def _training(steps, overrides=None):
 # one `error:` line, as above): before it times or trains anything.
 @pytest.mark.parametrize("refused, message", [
     (_timing(steps=5), "too few to measure"),
+    (_timing(peak_seconds=0), "--peak_seconds=0 is out of range"),
     (_timing(baseline="pytorch"), "unknown baseline 'pytorch'"),
     (_timing({"model.channels": 3}, baseline="tutorial"),
      "trains the tutorial's 28x28 grey"),
@@ -170,7 +173,7 @@ def _training(steps, overrides=None):
     (_training(-3), "--train_steps=-3 is out"),
     (_training(5, {"eval.metrics": "fid,sharpness"}),
      "unknown metric 'sharpness'"),
-], ids=["steps", "baseline", "baseline_channels", "tpu", "scaling",
+], ids=["steps", "peak_seconds", "baseline", "baseline_channels", "tpu", "scaling",
         "threads", "train_steps", "metric"])
 def test_bad_settings_are_refused(mnist_dir, tmp_path, refused, message):
   with pytest.raises(UserError) as raised:

@@ -35,6 +35,10 @@ _SCALING = flags.DEFINE_bool(
     "scaling", False, "Also time the same step on one device of this process "
     "(rounds alternating with ours) and give ours / one device; needs "
     "several local replicas (--strategy=mirrored).")
+_PEAK_SECONDS = flags.DEFINE_float(
+    "peak_seconds", benchmark.peak.TRIAL_SECONDS, "Length of each of the 5 "
+    "timed trials of the matmul peak, per dtype (shorter: a quicker, noisier "
+    "peak).")
 _PIPELINE_ONLY = flags.DEFINE_bool(
     "pipeline_only", False, "Time the input pipeline alone.")
 _TRAIN_STEPS = flags.DEFINE_integer(
@@ -71,7 +75,8 @@ def main(argv) -> None:
     else:
       record = benchmark.run(config, strategy, steps=_STEPS.value,
                              rounds=_ROUNDS.value, baseline=_BASELINE.value,
-                             scaling=_SCALING.value)
+                             scaling=_SCALING.value,
+                             peak_seconds=_PEAK_SECONDS.value)
     flag_values = flags.FLAGS
     print(json.dumps({
         "config": flag_values["config"].serialize().partition("=")[2],

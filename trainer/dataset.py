@@ -34,6 +34,10 @@ _CROP = flags.DEFINE_string(
 _RESIZE_FILTER = flags.DEFINE_string(
     "resize_filter", "box", "create: the resize filter (it changes FIDs): "
     f"{', '.join(packed.RESIZE_FILTERS.names())}.")
+_ENCODING = flags.DEFINE_string(
+    "encoding", "png", "create: how images are stored: "
+    f"{', '.join(packed.ENCODINGS.names())} (png: compact, decoded when "
+    "read; raw: the pixels, larger on disk, read without decoding).")
 _CHANNELS = flags.DEFINE_integer(
     "channels", 3, "create: channels of folder images, 1 (grey) or 3 (RGB); "
     "other sources keep theirs.")
@@ -68,7 +72,8 @@ def main(argv) -> None:
       metadata = packed.create(packed.Settings(
           source=_SOURCE.value, split=_SPLIT.value,
           resolution=_RESOLUTION.value, crop=_CROP.value,
-          resize_filter=_RESIZE_FILTER.value, channels=_CHANNELS.value,
+          resize_filter=_RESIZE_FILTER.value, encoding=_ENCODING.value,
+          channels=_CHANNELS.value,
           shard_size=_SHARD_SIZE.value, tfds_data_dir=_TFDS_DATA_DIR.value),
           _DEST.value, overwrite=_OVERWRITE.value, workers=_WORKERS.value)
     else:

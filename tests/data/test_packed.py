@@ -56,9 +56,12 @@ def classes_dir(tmp_path) -> pathlib.Path:
   return tmp_path / "photos"
 
 
+@pytest.mark.parametrize("encoding", packed.ENCODINGS.names())
 def test_create_reads_back_the_folder_pixels_labels_and_classes(
-    classes_dir, tmp_path):
-  metadata = _create(f"folder:{classes_dir}", tmp_path / "packed")
+    classes_dir, tmp_path, encoding):
+  metadata = _create(f"folder:{classes_dir}", tmp_path / "packed",
+                     encoding=encoding)
+  assert metadata["settings"]["encoding"] == encoding
   expected = _read_all(_native(f"folder:{classes_dir}"))
   source = _open(tmp_path / "packed", 8)
   assert (source.num_examples, source.image_shape) == (10, (8, 8, 3))
@@ -166,6 +169,11 @@ def _unknown_crop(root):
   return {"crop": "random"}
 
 
+def _unknown_encoding(root):
+  _save_png(root / "src" / "a.png", _noise(0, (8, 8, 3)))
+  return {"encoding": "jpeg"}
+
+
 @pytest.mark.parametrize("make, message", [
     (_mixed_sizes, r"mixed sizes .*10x10.*--resolution"),
     (_not_square, r"8x10, not square; pass --crop=center"),
@@ -175,6 +183,7 @@ def _unknown_crop(root):
     (_unknown_filter, r"unknown resize filter 'nearest'.*bicubic, bilinear, "
                       r"box, lanczos"),
     (_unknown_crop, r"unknown crop 'random'.*center, none"),
+    (_unknown_encoding, r"unknown encoding 'jpeg'.*png, raw"),
 ])
 def test_bad_input_is_one_message_and_writes_nothing(tmp_path, make,
                                                      message):
@@ -206,8 +215,17 @@ def _miscount_metadata(directory: pathlib.Path) -> str:
   return packed.METADATA
 
 
+def _unknown_encoding_in_metadata(directory: pathlib.Path) -> str:
+  path = directory / packed.METADATA
+  metadata = json.loads(path.read_text())
+  metadata["settings"]["encoding"] = "webp"
+  path.write_text(json.dumps(metadata))
+  return packed.METADATA
+
+
 @pytest.mark.parametrize("damage", [_truncate_shard, _garble_metadata,
-                                    _miscount_metadata])
+                                    _miscount_metadata,
+                                    _unknown_encoding_in_metadata])
 def test_a_damaged_dataset_is_refused_at_start_naming_the_file(
     classes_dir, tmp_path, damage):
   _create(f"folder:{classes_dir}", tmp_path / "packed")

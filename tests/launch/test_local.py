@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from launch import local
-from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, checkpoint_values,
-                            run_command, saved_step, smoke_flags)
+from tests.conftest import (PEAK_SECONDS, PROCESS_TIMEOUT_SECONDS, REPO,
+                            checkpoint_values, run_command, saved_step,
+                            smoke_flags)
 
 # A small step for the benchmark through the launcher.
 TINY_BENCH = ("--config.model.g_width=8", "--config.model.d_width=8",
@@ -165,7 +166,8 @@ def test_two_workers_run_the_benchmark(mnist_dir):
       "--workers=2", "--module=trainer.bench", "--",
       f"--config={REPO / 'configs' / 'dcgan_mnist.py'}",
       f"--config.data.source=idx:{mnist_dir}", "--config.data.split=test",
-      *TINY_BENCH, "--steps=10", "--rounds=1")
+      *TINY_BENCH, "--steps=10", "--rounds=1",
+      f"--peak_seconds={PEAK_SECONDS}")
   assert code == 0, stderr[-3000:]
   records = {}
   for line in stdout.splitlines():

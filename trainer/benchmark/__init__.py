@@ -64,7 +64,10 @@ def _num_workers(strategy: tf.distribute.Strategy) -> int:
 
 
 def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
-           baseline: str) -> None:
+           baseline: str, peak_seconds: float) -> None:
+  if not peak_seconds > 0:
+    raise UserError(f"--peak_seconds={peak_seconds} is out of range; it must "
+                    "be > 0")
   if steps < MIN_STEPS:
     raise UserError(f"--steps={steps} is too few to measure a steady state; "
                     f"use at least {MIN_STEPS}")
@@ -141,12 +144,14 @@ def step_shape(config: ml_collections.ConfigDict) -> flops.StepShape:
 
 def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
         *, steps: int, rounds: int, baseline: str = "",
-        scaling: bool = False) -> dict:
+        scaling: bool = False,
+        peak_seconds: float = peak.TRIAL_SECONDS) -> dict:
   """Measures the training step (and a baseline); returns the JSON record.
 
   With `scaling`, the same step also runs on one device of this process
   (OneDeviceStrategy, the first of the strategy's devices), in rounds that
   alternate with the others: `scaling` is ours / one device.
+  `peak_seconds`: the length of each timed trial of the matmul peak.
 
   Raises:
     UserError: too few steps, an unknown baseline, or a config the
@@ -154,7 +159,7 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
       a bad config or data source.
   """
   config = config_lib.resolve(config)
-  _check(config, steps, rounds, baseline)
+  _check(config, steps, rounds, baseline, peak_seconds)
   if scaling:
     _check_scaling(strategy)
   source = train.load_source(config)
@@ -183,9 +188,10 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   simultaneous = config.train.simultaneous
   step_flops = flops.gan_step_flops(g_forward, d_forward, step_shape(config))
   policy = config.runtime.mixed_precision
-  peaks = {dtype: peak.matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
-  if policy == "mixed_float16":
-    peaks["float16"] = peak.matmul_peak("float16")
+  peak_dtypes = ("float32", "bfloat16") + (
+      ("float16",) if policy == "mixed_float16" else ())
+  peaks = {dtype: peak.matmul_peak(dtype, peak_seconds)
+           for dtype in peak_dtypes}
   policy_peak = peaks[_PEAK_DTYPE[policy]]
   median = statistics.median(ours_rates)
   # Every worker measures its own peak, at about the same time (the timed
@@ -233,7 +239,7 @@ def pipeline_rate(config: ml_collections.ConfigDict,
                   rounds: int) -> dict:
   """examples/sec of the input pipeline alone, as the step would read it."""
   config = config_lib.resolve(config)
-  _check(config, steps, rounds, "")
+  _check(config, steps, rounds, "", peak.TRIAL_SECONDS)
   source = train.load_source(config)
   train_config = config.train
   dataset = strategy.distribute_datasets_from_function(

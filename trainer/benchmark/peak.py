@@ -9,13 +9,13 @@ import tensorflow as tf
 # one product to take well under a second on 2 CPU cores.
 _SIZE = 2048
 _TRIALS = 5
-# Each trial runs about this long, whatever the dtype's speed: a fixed number
-# of products is slow where a CPU emulates bfloat16, and too short to time
-# on a fast accelerator.
-_TRIAL_SECONDS = 1.0
+# Each trial runs about this long by default, whatever the dtype's speed: a
+# fixed number of products is slow where a CPU emulates bfloat16, and too
+# short to time on a fast accelerator.
+TRIAL_SECONDS = 1.0
 
 
-def matmul_peak(dtype: str) -> float:
+def matmul_peak(dtype: str, trial_seconds: float = TRIAL_SECONDS) -> float:
   """FLOP/s of square matrix products in `dtype`, best of a few trials.
 
   One chain of products per core runs in one compiled loop on the default
@@ -23,7 +23,8 @@ def matmul_peak(dtype: str) -> float:
   TensorFlow's default threads each product is shared by all cores, with
   one thread per op (runtime.intra_op_threads=1) the chains run side by
   side. A first timed call of one product per chain sets the chains' length
-  so that each trial takes about _TRIAL_SECONDS.
+  so that each trial takes about `trial_seconds` (at least one product per
+  chain).
   """
   # The cores this process may use (Linux); elsewhere all of the machine's.
   cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -46,6 +47,6 @@ def matmul_peak(dtype: str) -> float:
     return time.perf_counter() - start
 
   seconds(1)  # compiles
-  length = max(1, round(_TRIAL_SECONDS / seconds(1)))
+  length = max(1, round(trial_seconds / seconds(1)))
   fastest = min(seconds(length) for _ in range(_TRIALS))
   return chains * length * 2 * n**3 / fastest

@@ -4,8 +4,8 @@ A packed dataset is a directory (local or gs://) holding
 
   dataset.json                 what it holds (count, shape, classes, ...)
   shard-00000.array_record     serialized tf.train.Examples, one per image:
-  shard-00001.array_record     "image" (PNG bytes, lossless), "label" (int64)
-  ...
+  shard-00001.array_record     "image" (its bytes in the dataset's encoding,
+  ...                          lossless: PNG or raw pixels), "label" (int64)
 
 `create` writes one from any source the trainer reads (sources.SOURCES),
 cropped and resized with a named filter; `packed:<dir>` reads it back by
@@ -28,7 +28,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from absl import logging
 from array_record.python import array_record_module
@@ -66,6 +66,50 @@ for _name, _filter in (("box", Image.Resampling.BOX),
 CROPS: Registry = Registry("crop", "--crop")
 
 
+@dataclasses.dataclass(frozen=True)
+class Encoding:
+  """How an image is stored in its record.
+
+  Attributes:
+    encode: uint8 [H, W, C] -> bytes.
+    decode: (string [n], shape (H, W, C)) -> uint8 [n, H, W, C].
+  """
+  encode: Callable[[np.ndarray], bytes]
+  decode: Callable[[tf.Tensor, tuple], tf.Tensor]
+
+
+ENCODINGS: Registry = Registry("encoding", "--encoding")
+
+
+def _pil(image: np.ndarray) -> Image.Image:
+  """uint8 [H, W, 1 or 3] as a PIL image (mode L or RGB)."""
+  return Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  _pil(image).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def _decode_pngs(data: tf.Tensor, shape: tuple) -> tf.Tensor:
+  return tf.map_fn(
+      lambda png: tf.ensure_shape(tf.io.decode_png(png, shape[2]), shape),
+      data, fn_output_signature=tf.TensorSpec(shape, tf.uint8))
+
+
+def _decode_raw(data: tf.Tensor, shape: tuple) -> tf.Tensor:
+  # One op for the batch: every record holds H * W * C bytes.
+  return tf.reshape(tf.io.decode_raw(data, tf.uint8), [-1, *shape])
+
+
+# PNG: compact (MNIST digits about 4x smaller than their pixels), decoded
+# per image. Raw: the pixels as they are, several times larger on disk and
+# read without decoding (BENCHMARKS.md, "Packed datasets").
+ENCODINGS.register("png")(Encoding(_png_bytes, _decode_pngs))
+ENCODINGS.register("raw")(Encoding(lambda image: image.tobytes(), _decode_raw))
+
+
 @CROPS.register("none")
 def _no_crop(image: np.ndarray) -> np.ndarray:
   return image
@@ -88,6 +132,7 @@ class Settings:
   resolution: int = 0  # 0: the source's size
   crop: str = "none"
   resize_filter: str = "box"
+  encoding: str = "png"
   channels: int = 3  # of folder images (other sources keep theirs)
   shard_size: int = 1024  # images per shard
   tfds_data_dir: str = ""
@@ -120,12 +165,17 @@ def read_metadata(directory: str) -> dict:
       metadata = json.load(f)
     count, shape = int(metadata["count"]), tuple(metadata["shape"])
     shards = [(str(s["name"]), int(s["count"])) for s in metadata["shards"]]
+    # Datasets made before --encoding existed hold PNGs.
+    encoding = metadata["settings"].get("encoding", "png")
     problem = (f"its format is {metadata['format']!r}, not {FORMAT!r}"
                if metadata["format"] != FORMAT else
                "its shard counts do not add up to its count"
                if sum(n for _, n in shards) != count else
                f"its shape {shape} is not [H, W, 1 or 3]"
-               if len(shape) != 3 or shape[2] not in (1, 3) else "")
+               if len(shape) != 3 or shape[2] not in (1, 3) else
+               f"its encoding {encoding!r} is not one of "
+               f"{', '.join(ENCODINGS.names())}"
+               if encoding not in ENCODINGS.names() else "")
   except (ValueError, KeyError, TypeError) as e:
     problem = f"it cannot be parsed ({type(e).__name__}: {e})"
   if problem:
@@ -215,6 +265,7 @@ def _packed(directory: str, request: sources.Request) -> sources.Source:
   if not count:
     raise UserError(f"packed:{directory} split {request.split!r} is empty")
   shape = tuple(metadata["shape"])
+  encoding = ENCODINGS.get(metadata["settings"].get("encoding", "png"))
   features = {"image": tf.io.FixedLenFeature([], tf.string),
               "label": tf.io.FixedLenFeature([], tf.int64)}
 
@@ -222,9 +273,7 @@ def _packed(directory: str, request: sources.Request) -> sources.Source:
     records = tf.numpy_function(lambda i: reader.read(i + first), [indices],
                                 tf.string, stateful=False)
     example = tf.io.parse_example(tf.ensure_shape(records, [None]), features)
-    images = tf.map_fn(
-        lambda png: tf.ensure_shape(tf.io.decode_png(png, shape[2]), shape),
-        example["image"], fn_output_signature=tf.TensorSpec(shape, tf.uint8))
+    images = encoding.decode(example["image"], shape)  # [n, H, W, C]
     if request.resize and shape[:2] != (request.image_size,) * 2:
       images = sources.resize_uint8(images, request.image_size)
     return {"image": images,  # [n, H, W, C]
@@ -243,6 +292,7 @@ def _packed(directory: str, request: sources.Request) -> sources.Source:
 
 def _check_settings(settings: Settings) -> None:
   RESIZE_FILTERS.get(settings.resize_filter)
+  ENCODINGS.get(settings.encoding)
   CROPS.get(settings.crop)
   for name, value, minimum in (("resolution", settings.resolution, 0),
                                ("shard_size", settings.shard_size, 1)):
@@ -261,11 +311,6 @@ def _check_destination(dest: str, overwrite: bool) -> None:
                     "replaced only once the new dataset is complete)")
 
 
-def _pil(image: np.ndarray) -> Image.Image:
-  """uint8 [H, W, 1 or 3] as a PIL image (mode L or RGB)."""
-  return Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
-
-
 class _Converter:
   """Crops and resizes source images to the packed shape, as PNG records."""
 
@@ -275,6 +320,7 @@ class _Converter:
     self._description = description
     self._crop = CROPS.get(settings.crop)
     self._filter = RESIZE_FILTERS.get(settings.resize_filter)
+    self._encode = ENCODINGS.get(settings.encoding).encode
 
   def check(self, shape: tuple, what: str) -> None:
     """Raises UserError if an image of `shape` cannot be packed."""
@@ -309,14 +355,11 @@ class _Converter:
     return resized.reshape(size, size, image.shape[2])
 
   def record(self, image: np.ndarray, label: int) -> bytes:
-    """A serialized tf.train.Example: PNG "image" and "label"."""
-    image = self.image(image)
-    buffer = io.BytesIO()
-    _pil(image).save(buffer, format="PNG")
+    """A serialized tf.train.Example: the encoded "image" and "label"."""
     feature = tf.train.Feature
     return tf.train.Example(features=tf.train.Features(feature={
         "image": feature(bytes_list=tf.train.BytesList(
-            value=[buffer.getvalue()])),
+            value=[self._encode(self.image(image))])),
         "label": feature(int64_list=tf.train.Int64List(value=[label])),
     })).SerializeToString()
 
