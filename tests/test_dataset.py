@@ -60,3 +60,17 @@ def test_an_interrupted_create_is_not_a_dataset_and_is_completed_by_another(
                  _read(f"idx:{mnist_dir}", f"test[:{_COUNT}]"))
   np.testing.assert_array_equal(packed["image"], idx["image"])
   np.testing.assert_array_equal(packed["label"], idx["label"])
+
+
+def test_bad_input_is_one_error_line_and_writes_nothing(mnist_dir, tmp_path):
+  code, _, err = run_command(
+      sys.executable, "-m", "trainer.dataset", "create",
+      f"--source=idx:{mnist_dir}", "--split=test[:10]",
+      f"--dest={tmp_path / 'digits'}", "--resize_filter=nearest")
+  assert code == 1, err[-3000:]
+  errors = [line for line in err.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1, err[-3000:]
+  assert "unknown resize filter 'nearest'" in errors[0]
+  assert "bicubic, bilinear, box, lanczos" in errors[0]
+  assert "Traceback" not in err
+  assert list(tmp_path.iterdir()) == []
