@@ -64,7 +64,8 @@ def _num_workers(strategy: tf.distribute.Strategy) -> int:
 
 
 def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
-           baseline: str, peak_seconds: float) -> None:
+           baseline: str,
+           peak_seconds: float = peak.TRIAL_SECONDS) -> None:
   if not peak_seconds > 0:
     raise UserError(f"--peak_seconds={peak_seconds} is out of range; it must "
                     "be > 0")
@@ -239,7 +240,7 @@ def pipeline_rate(config: ml_collections.ConfigDict,
                   rounds: int) -> dict:
   """examples/sec of the input pipeline alone, as the step would read it."""
   config = config_lib.resolve(config)
-  _check(config, steps, rounds, "", peak.TRIAL_SECONDS)
+  _check(config, steps, rounds, "")
   source = train.load_source(config)
   train_config = config.train
   dataset = strategy.distribute_datasets_from_function(
