@@ -383,22 +383,24 @@ def _chunks(source: sources.Source, start: int, end: int
 
 
 class _Progress:
-  """Logs images done, images/sec and the time left."""
+  """Logs images done, images/sec and the time left (summaries.Progress,
+  counting images as steps), at most every 5 seconds."""
 
   def __init__(self, total: int, done: int):
-    self._total, self._done, self._start = total, done, done
-    self._began = self._last = time.monotonic()
+    self._total, self._done = total, done
+    self._rates = summaries.Progress(total_steps=total, examples_per_step=1,
+                                     start_step=done)
+    self._last = time.monotonic()
 
   def add(self, count: int) -> None:
     self._done += count
-    now = time.monotonic()
-    if now - self._last < 5 and self._done < self._total:
+    if time.monotonic() - self._last < 5 and self._done < self._total:
       return
-    self._last = now
-    rate = (self._done - self._start) / max(now - self._began, 1e-9)
-    left = (self._total - self._done) / rate if rate else float("inf")
+    self._last = time.monotonic()
+    rates = self._rates.update(self._done)
     logging.info("%d/%d images | %.1f images/sec | time left %s", self._done,
-                 self._total, rate, summaries.format_duration(left))
+                 self._total, rates["perf/examples_per_sec"],
+                 summaries.format_duration(rates["progress/seconds_left"]))
 
 
 def _write_shard(path: str, records: Iterator[bytes]) -> dict:
