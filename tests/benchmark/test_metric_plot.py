@@ -1,11 +1,15 @@
-"""trainer.benchmark.metric_plot: a metric against images seen, as a PNG."""
+"""trainer.benchmark.metric_plot: a metric against images seen or seconds,
+as a PNG."""
 
 import io
 import json
+import os
 import sys
+import time
 
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from tests.conftest import run_command
 from trainer.benchmark import metric_plot
@@ -44,3 +48,44 @@ def test_a_missing_metric_names_the_ones_there(tmp_path):
     metric_plot.curve(str(tmp_path / "a"), "precision")
   with pytest.raises(UserError, match="has no config.json"):
     metric_plot.curve(str(tmp_path), "fid")
+
+
+def test_seconds_run_from_the_training_log_to_each_checkpoint(tmp_path):
+  """--x=seconds: from the first event of train/ to when each evaluated
+  checkpoint's index file was written."""
+  workdir = tmp_path / "a"
+  _run(workdir, 64, {200: 30.0, 400: 20.0})
+  records = [json.loads(line) for line in
+             (workdir / "eval" / "metrics.jsonl").read_text().splitlines()]
+  lines = [json.dumps({**r, "checkpoint": f"/elsewhere/ckpt-{r['step']}"})
+           for r in records]
+  (workdir / "eval" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+  before = time.time()
+  writer = tf.summary.create_file_writer(str(workdir / "train"))
+  writer.flush()
+  after = time.time()
+  (workdir / "checkpoints").mkdir()
+  for step, offset in ((200, 30.0), (400, 90.0)):
+    index = workdir / "checkpoints" / f"ckpt-{step}.index"
+    index.write_bytes(b"")
+    os.utime(index, (before + offset, before + offset))
+  points = metric_plot.curve(str(workdir), "fid", "seconds")
+  assert [value for _, value in points] == [30.0, 20.0]
+  slack = after - before + 0.1
+  assert points[0][0] == pytest.approx(30.0, abs=slack)
+  assert points[1][0] == pytest.approx(90.0, abs=slack)
+
+  out = tmp_path / "fid.png"
+  code, stdout, stderr = run_command(
+      sys.executable, "-m", "trainer.benchmark.metric_plot", "--x=seconds",
+      f"--run=a={workdir}", f"--out={out}")
+  assert code == 0, stderr
+  assert json.loads(stdout.strip().splitlines()[-1])["x"] == "seconds"
+
+  # A checkpoint that is gone, and a run without its training log.
+  (workdir / "checkpoints" / "ckpt-400.index").unlink()
+  with pytest.raises(UserError, match="ckpt-400.index is missing"):
+    metric_plot.curve(str(workdir), "fid", "seconds")
+  _run(tmp_path / "b", 64, {200: 30.0})
+  with pytest.raises(UserError, match="has no TensorBoard events"):
+    metric_plot.curve(str(tmp_path / "b"), "fid", "seconds")

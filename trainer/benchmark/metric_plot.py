@@ -1,13 +1,22 @@
-r"""An evaluation metric against images seen, for several runs, as one PNG.
+r"""An evaluation metric against images seen or seconds, for several runs,
+as one PNG.
 
     python -m trainer.benchmark.metric_plot --metric=fid --out=fid.png \
         --run=none=runs/limited_none --run=ada=runs/limited_ada
 
-Each run is `label=workdir` of a `trainer.main` run that evaluated during
-training (`train.eval_every`): its `eval/metrics.jsonl` gives the metric at
-each evaluated step, its `config.json` the real images D sees per step
-(`train.batch_size x train.n_disc`). Prints one JSON line: per run, the
-(images seen, value) points.
+Each run is `label=workdir` of a `trainer.main` run whose checkpoints were
+evaluated (`train.eval_every`, or `trainer.evaluate` afterwards): its
+`eval/metrics.jsonl` gives the metric at each evaluated step.
+
+--x=images (the default): its `config.json` gives the real images D sees per
+step (`train.batch_size x train.n_disc`).
+--x=seconds: the wall-clock seconds from the run's start (the first event of
+its `train/` TensorBoard log) to the moment each evaluated checkpoint was
+written (its index file's modification time), for comparing runs given the
+same time. Evaluations made during training are inside that time; a run that
+was stopped and resumed counts the pause as well.
+
+Prints one JSON line: per run, the (x, value) points.
 """
 
 import io
@@ -19,6 +28,7 @@ from absl import app
 from absl import flags
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from tensorboard.backend.event_processing import event_file_loader
 import tensorflow as tf
 
 from trainer import config as config_lib
@@ -29,39 +39,80 @@ _RUNS = flags.DEFINE_multi_string(
     "run", [], "label=workdir of a run with eval/metrics.jsonl; repeat.")
 _METRIC = flags.DEFINE_string("metric", "fid", "The metric key to plot.")
 _OUT = flags.DEFINE_string("out", "", "Where to write the PNG.")
+_X = flags.DEFINE_enum(
+    "x", "images", ["images", "seconds"],
+    "The horizontal axis: real images seen, or wall-clock seconds from the "
+    "run's start to each checkpoint.")
+
+_X_LABELS = {"images": "real images seen (thousands)",
+             "seconds": "wall-clock seconds of training"}
 
 
-def curve(workdir: str, metric: str) -> list[tuple[int, float]]:
-  """[(images seen, value)] of a run's evaluations, by step.
+def curve(workdir: str, metric: str,
+          x: str = "images") -> list[tuple[float, float]]:
+  """[(x, value)] of a run's evaluations, by step; x as --x says.
 
   Raises:
-    UserError: no config.json, no evaluations, or none with `metric`.
+    UserError: no config.json, no evaluations, or none with `metric`; for
+      seconds, no training log or an evaluated checkpoint that is gone.
   """
   saved = config_lib.read_saved(workdir)
   if saved is None:
     raise UserError(f"{workdir} has no config.json: pass the --workdir of a "
                     "python -m trainer.main run")
-  train = saved["train"]
-  per_step = train["batch_size"] * train.get("n_disc", 1)
-  records = evaluation.read_records(workdir)
-  points = sorted((r["step"] * per_step, float(r[metric]))
-                  for r in records if metric in r)
-  if not points:
-    found = sorted({k for r in records for k in r
+  records = [r for r in evaluation.read_records(workdir) if metric in r]
+  if not records:
+    found = sorted({k for r in evaluation.read_records(workdir) for k in r
                     if isinstance(r[k], float)})
     raise UserError(f"{workdir} has no evaluation with {metric!r}; its "
                     f"metrics: {', '.join(found) or 'none'}")
-  return points
+  if x == "seconds":
+    start = _start_time(workdir)
+    return sorted((round(_written_at(workdir, r) - start, 1), float(r[metric]))
+                  for r in records)
+  train = saved["train"]
+  per_step = train["batch_size"] * train.get("n_disc", 1)
+  return sorted((r["step"] * per_step, float(r[metric])) for r in records)
 
 
-def plot(curves: dict[str, list[tuple[int, float]]], metric: str) -> bytes:
-  """A PNG of each run's metric against images seen."""
+def _start_time(workdir: str) -> float:
+  """The wall time of the first event of the run's training log."""
+  files = tf.io.gfile.glob(os.path.join(workdir, "train",
+                                        "events.out.tfevents.*"))
+  starts = []
+  for path in files:
+    for event in event_file_loader.EventFileLoader(path).Load():
+      starts.append(event.wall_time)
+      break
+  if not starts:
+    raise UserError(f"{workdir}/train has no TensorBoard events: --x=seconds "
+                    "needs the training log of the run")
+  return min(starts)
+
+
+def _written_at(workdir: str, record: dict) -> float:
+  """When the record's checkpoint was written (its index file's mtime)."""
+  name = os.path.basename(record.get("checkpoint", ""))
+  index = os.path.join(workdir, "checkpoints", f"{name}.index")
+  try:
+    return tf.io.gfile.stat(index).mtime_nsec / 1e9
+  except tf.errors.NotFoundError:
+    raise UserError(
+        f"{index} is missing: --x=seconds reads when each evaluated "
+        f"checkpoint was written (step {record['step']}); keep them "
+        "(train.keep_checkpoints) until they are plotted") from None
+
+
+def plot(curves: dict[str, list[tuple[float, float]]], metric: str,
+         x: str = "images") -> bytes:
+  """A PNG of each run's metric against x (images seen or seconds)."""
   figure = Figure(figsize=(7.0, 4.5), dpi=100)
   axes = figure.add_subplot()
   for label, points in curves.items():
-    axes.plot([x / 1000 for x, _ in points], [y for _, y in points],
+    scale = 1000 if x == "images" else 1
+    axes.plot([a / scale for a, _ in points], [b for _, b in points],
               marker="o", label=label)
-  axes.set_xlabel("real images seen (thousands)")
+  axes.set_xlabel(_X_LABELS[x])
   axes.set_ylabel(metric)
   axes.grid(alpha=0.3)
   axes.legend()
@@ -89,16 +140,16 @@ def main(argv) -> None:
     runs = _parse_runs(_RUNS.value)
     if not _OUT.value:
       raise UserError("--out is required: the PNG to write")
-    curves = {label: curve(workdir, _METRIC.value)
+    curves = {label: curve(workdir, _METRIC.value, _X.value)
               for label, workdir in runs.items()}
     directory = os.path.dirname(_OUT.value)
     if directory:
       tf.io.gfile.makedirs(directory)
     with tf.io.gfile.GFile(_OUT.value, "wb") as f:
-      f.write(plot(curves, _METRIC.value))
+      f.write(plot(curves, _METRIC.value, _X.value))
   except UserError as e:
     sys.exit(f"error: {e}")
-  print(json.dumps({"metric": _METRIC.value, "out": _OUT.value,
+  print(json.dumps({"metric": _METRIC.value, "x": _X.value, "out": _OUT.value,
                     "curves": curves}))
 
 
