@@ -60,9 +60,10 @@ def curve(workdir: str, metric: str,
   if saved is None:
     raise UserError(f"{workdir} has no config.json: pass the --workdir of a "
                     "python -m trainer.main run")
-  records = [r for r in evaluation.read_records(workdir) if metric in r]
+  evaluated = evaluation.read_records(workdir)
+  records = [r for r in evaluated if metric in r]
   if not records:
-    found = sorted({k for r in evaluation.read_records(workdir) for k in r
+    found = sorted({k for r in evaluated for k in r
                     if isinstance(r[k], float)})
     raise UserError(f"{workdir} has no evaluation with {metric!r}; its "
                     f"metrics: {', '.join(found) or 'none'}")
@@ -108,8 +109,8 @@ def plot(curves: dict[str, list[tuple[float, float]]], metric: str,
   """A PNG of each run's metric against x (images seen or seconds)."""
   figure = Figure(figsize=(7.0, 4.5), dpi=100)
   axes = figure.add_subplot()
+  scale = 1000 if x == "images" else 1
   for label, points in curves.items():
-    scale = 1000 if x == "images" else 1
     axes.plot([a / scale for a, _ in points], [b for _, b in points],
               marker="o", label=label)
   axes.set_xlabel(_X_LABELS[x])
