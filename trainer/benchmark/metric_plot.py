@@ -14,7 +14,9 @@ step (`train.batch_size x train.n_disc`).
 its `train/` TensorBoard log) to the moment each evaluated checkpoint was
 written (its index file's modification time), for comparing runs given the
 same time. Evaluations made during training are inside that time; a run that
-was stopped and resumed counts the pause as well.
+was stopped and resumed counts the pause as well. Both moments come in whole
+seconds (TensorFlow writes the log's first event and reports a local file's
+modification time to the second), so each x is good to about a second.
 
 Prints one JSON line: per run, the (x, value) points.
 """
