@@ -11,15 +11,6 @@ import os
 import pathlib
 import subprocess
 
-# Each pytest-xdist worker (pyproject.toml: -n 2) spreads an op over its share
-# of the cores, instead of every worker spreading every op over all of them
-# and contending for them (BENCHMARKS.md, "One thread per op in the
-# tests"). TensorFlow reads this when it loads; a value in the environment
-# wins, and the processes the tests start inherit it.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(
-    max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
-
 # The package first: it sets TensorFlow's oneDNN switch, which TensorFlow
 # reads when it loads, so that the tests run the kernels the product runs.
 from trainer import distribute  # pylint: disable=g-bad-import-order
