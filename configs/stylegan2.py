@@ -48,8 +48,9 @@ Variants (`--config=configs/stylegan2.py:<variant>`):
            hour of one core (81 k images) it collapses to one digit, FID
            117 where the DCGAN reaches 8.3 in the same time. NVIDIA's
            StyleGAN2-ADA with the same recipe and data drops modes the
-           same way over 64 k images (the section after it): a check that
-           the family runs on a CPU, not a recipe for digits in an hour.
+           same way over 64 k images ("StyleGAN2's collapse on MNIST:
+           the reference does the same"): a check that the family runs
+           on a CPU, not a recipe for digits in an hour.
            On Stacked MNIST (--config.model.channels=3) the same hour
            covers 23 to 79 of the 1000 modes, the DCGAN 941 (BENCHMARKS.md,
            "Stacked MNIST at 32x32, equal wall-clock").
