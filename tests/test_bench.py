@@ -34,8 +34,9 @@ def _record(code: int, out: str, err: str) -> dict:
 # and a round of the tutorial's loop (batch 256) costs more than all of ours.
 # Rounds that alternate are checked with --scaling below.
 def test_step_and_tutorial_baseline(mnist_dir):
-  record = _record(*_bench(mnist_dir, "--baseline=tutorial", "--rounds=1",
-                           "--config.train.batch_size=16"))
+  code, out, err = _bench(mnist_dir, "--baseline=tutorial", "--rounds=1",
+                          "--config.train.batch_size=16")
+  record = _record(code, out, err)
   assert record["strategy"] == "one_device" and record["replicas"] == 1
   assert record["workers"] == 1
   # The oneDNN switch as the package left it (trainer/__init__.py).
@@ -55,9 +56,27 @@ def test_step_and_tutorial_baseline(mnist_dir):
   assert len(baseline["examples_per_sec_rounds"]) == 1
   assert record["ratio"] == pytest.approx(
       record["examples_per_sec"] / baseline["examples_per_sec"])
-  # A fraction of a real peak: the step cannot beat the machine.
-  assert 0 < record["peak_fraction"] < 1.2
-  assert 0 < baseline["peak_fraction"] < 1.2
+  # No step beats the machine, but a peak measured while the test's other
+  # worker used the cores can be beaten: then, and only then, the log says
+  # so (timing decides which; the record and the log must agree).
+  for name, fraction in (("ours", record["peak_fraction"]),
+                         ("tutorial", baseline["peak_fraction"])):
+    assert fraction > 0
+    assert (f"{name} ran at " in err) == (fraction > 1), (
+        name, fraction, err[-3000:])
+
+
+def test_the_peak_is_the_best_of_its_trials():
+  meter = benchmark.peak.MatmulPeak("float32", trial_seconds=0.01)
+  with pytest.raises(RuntimeError, match="before any trial"):
+    meter.flops_per_sec
+  meter.trial()
+  first = meter.flops_per_sec
+  meter.trial()
+  meter.trial()
+  assert meter.trials == 3
+  # More trials can only find a faster one.
+  assert meter.flops_per_sec >= first > 0
 
 
 def test_pipeline_only(mnist_dir):

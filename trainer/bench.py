@@ -36,9 +36,10 @@ _SCALING = flags.DEFINE_bool(
     "(rounds alternating with ours) and give ours / one device; needs "
     "several local replicas (--strategy=mirrored).")
 _PEAK_SECONDS = flags.DEFINE_float(
-    "peak_seconds", benchmark.peak.TRIAL_SECONDS, "Length of each of the 5 "
-    "timed trials of the matmul peak, per dtype (shorter: a quicker, noisier "
-    "peak).")
+    "peak_seconds", benchmark.peak.TRIAL_SECONDS, "Length of each timed "
+    "trial of the matmul peak, per dtype (shorter: a quicker, noisier peak). "
+    f"At least {benchmark.peak.TRIALS} trials, one before the first round "
+    "and one after each.")
 _PIPELINE_ONLY = flags.DEFINE_bool(
     "pipeline_only", False, "Time the input pipeline alone.")
 _TRAIN_STEPS = flags.DEFINE_integer(

@@ -176,23 +176,36 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   if scaling:
     one = distribute.create_strategy("one_device")
     timed["one_device"] = (_our_steps(config, one, source)[1], batch)
+  policy = config.runtime.mixed_precision
+  peak_dtypes = ("float32", "bfloat16") + (
+      ("float16",) if policy == "mixed_float16" else ())
+  meters = [peak.MatmulPeak(dtype, peak_seconds) for dtype in peak_dtypes]
+
+  def peak_trials(count: int) -> None:
+    for _ in range(count):
+      for meter in meters:
+        meter.trial()
+
+  # The peak's trials bracket every round (one before the first, one after
+  # each, the rest at the end), so that the best of them sees the machine
+  # as the rounds did, even when something else shared it for a while.
   rates = {name: [] for name in timed}
+  peak_trials(1)
   for r in range(rounds):
     for name, (run_steps, examples) in timed.items():
       rates[name].append(_timed(run_steps, steps, examples))
     logging.info("round %d/%d: %s examples/sec", r + 1, rounds,
                  ", ".join(f"{name} {values[-1]:.1f}"
                            for name, values in rates.items()))
+    peak_trials(1)
+  peak_trials(max(0, peak.TRIALS - rounds - 1))
+  peaks = {dtype: meter.flops_per_sec
+           for dtype, meter in zip(peak_dtypes, meters)}
   ours_rates = rates["ours"]
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
   simultaneous = config.train.simultaneous
   step_flops = flops.gan_step_flops(g_forward, d_forward, step_shape(config))
-  policy = config.runtime.mixed_precision
-  peak_dtypes = ("float32", "bfloat16") + (
-      ("float16",) if policy == "mixed_float16" else ())
-  peaks = {dtype: peak.matmul_peak(dtype, peak_seconds)
-           for dtype in peak_dtypes}
   policy_peak = peaks[_PEAK_DTYPE[policy]]
   median = statistics.median(ours_rates)
   # Every worker measures its own peak, at about the same time (the timed
@@ -232,7 +245,23 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
         "flops_per_example": base_flops,
         "peak_fraction": base_median * base_flops / peaks["float32"]}
     record["ratio"] = median / base_median
+  _warn_above_peak(record)
   return record
+
+
+def _warn_above_peak(record: dict) -> None:
+  """Logs a warning for each figure above its peak: the machine was shared."""
+  fractions = {"ours": record["peak_fraction"]}
+  if "one_device" in record:
+    fractions["one_device"] = record["one_device"]["peak_fraction"]
+  if "baseline" in record:
+    fractions[record["baseline"]["name"]] = record["baseline"]["peak_fraction"]
+  for name, fraction in fractions.items():
+    if fraction > 1:
+      logging.warning(
+          "%s ran at %.2f of the measured matmul peak, which no step can "
+          "beat: something else used the machine during the peak's trials. "
+          "Measure on an idle machine for figures to keep.", name, fraction)
 
 
 def pipeline_rate(config: ml_collections.ConfigDict,
