@@ -189,9 +189,15 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   # The peak's trials bracket every round (one before the first, one after
   # each, the rest at the end), so that the best of them sees the machine
   # as the rounds did, even when something else shared it for a while.
+  # Workers end their trials at different times: one untimed step (its
+  # collectives wait for every worker) lines them up again before a round,
+  # so that no worker's round includes waiting for the others to start.
+  workers = _num_workers(strategy)
   rates = {name: [] for name in timed}
   peak_trials(1)
   for r in range(rounds):
+    if workers > 1:
+      ours(1)
     for name, (run_steps, examples) in timed.items():
       rates[name].append(_timed(run_steps, steps, examples))
     logging.info("round %d/%d: %s examples/sec", r + 1, rounds,
@@ -210,7 +216,6 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   median = statistics.median(ours_rates)
   # Every worker measures its own peak, at about the same time (the timed
   # rounds end together): the cluster's peak is their sum.
-  workers = _num_workers(strategy)
   record = {
       "replicas": strategy.num_replicas_in_sync, "batch_size": batch,
       "mixed_precision": policy, "jit_compile": config.runtime.jit_compile,
