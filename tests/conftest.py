@@ -33,8 +33,8 @@ distribute.configure_cpu_devices(2)
 # The test files that take longest, longest first (BENCHMARKS.md, "The test
 # suite's order" and "The suite under 15 minutes"). pytest-xdist hands out
 # whole files in collection order (pyproject.toml: --no-loadscope-reorder),
-# so these start first and the two workers finish together, instead of one
-# of them running a long file alone at the end.
+# so these start first and the workers finish together, instead of one of
+# them running a long file alone at the end.
 _SLOWEST_FIRST = (
     "tests/test_step.py", "tests/test_train.py", "tests/test_learning.py",
     "tests/test_bench.py", "tests/test_learning_r3gan.py",

@@ -56,8 +56,8 @@ def test_step_and_tutorial_baseline(mnist_dir):
   assert len(baseline["examples_per_sec_rounds"]) == 1
   assert record["ratio"] == pytest.approx(
       record["examples_per_sec"] / baseline["examples_per_sec"])
-  # No step beats the machine, but a peak measured while the test's other
-  # worker used the cores can be beaten: then, and only then, the log says
+  # No step beats the machine, but a peak measured while the other test
+  # workers used the cores can be beaten: then, and only then, the log says
   # so (timing decides which; the record and the log must agree).
   for name, fraction in (("ours", record["peak_fraction"]),
                          ("tutorial", baseline["peak_fraction"])):

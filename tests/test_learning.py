@@ -33,7 +33,7 @@ def check_fid_falls(tmp_path, mnist_dir, family: dict,
   the first one's.
 
   tests/test_learning_stylegan2.py and test_learning_r3gan.py run it for the
-  other families (files of their own, so that the two test workers share
+  other families (files of their own, so that the test workers share
   these long runs). `reevaluate`: the evaluation job, run on the last
   checkpoint, gives the FID that training logged.
   """
