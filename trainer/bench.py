@@ -20,7 +20,6 @@ from absl import app
 from absl import flags
 
 from trainer import benchmark
-from trainer.errors import UserError
 
 _STEPS = flags.DEFINE_integer(
     "steps", 50, f"Timed training steps per round (at least "
@@ -53,14 +52,10 @@ def main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   with cli.errors_as_messages():
     config = cli.config()
-    if _PIPELINE_ONLY.value and (_BASELINE.value or _SCALING.value):
-      raise UserError("--pipeline_only times the input pipeline "
-                      "alone; it takes no --baseline or --scaling")
+    benchmark.check_modes(
+        pipeline_only=_PIPELINE_ONLY.value, baseline=_BASELINE.value,
+        scaling=_SCALING.value, train_steps=_TRAIN_STEPS.value)
     if _TRAIN_STEPS.value:
-      if not _BASELINE.value or _PIPELINE_ONLY.value or _SCALING.value:
-        raise UserError("--train_steps trains a baseline: it needs "
-                        "--baseline and takes no --pipeline_only or "
-                        "--scaling")
       baseline, steps = _BASELINE.value, _TRAIN_STEPS.value
       cli.configure_threads()
       record = benchmark.train_baseline(

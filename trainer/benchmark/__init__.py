@@ -63,6 +63,22 @@ def _num_workers(strategy: tf.distribute.Strategy) -> int:
              if job in spec.jobs)
 
 
+def check_modes(*, pipeline_only: bool, baseline: str, scaling: bool,
+                train_steps: int) -> None:
+  """What trainer.bench measures: its flags that cannot go together.
+
+  Raises:
+    UserError: --pipeline_only with --baseline or --scaling, or --train_steps
+      without --baseline or with another mode.
+  """
+  if pipeline_only and (baseline or scaling):
+    raise UserError("--pipeline_only times the input pipeline alone; it "
+                    "takes no --baseline or --scaling")
+  if train_steps and (not baseline or pipeline_only or scaling):
+    raise UserError("--train_steps trains a baseline: it needs --baseline and "
+                    "takes no --pipeline_only or --scaling")
+
+
 def _check(config: ml_collections.ConfigDict, steps: int, rounds: int,
            baseline: str,
            peak_seconds: float = peak.TRIAL_SECONDS) -> None:
