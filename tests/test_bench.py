@@ -200,8 +200,8 @@ def _modes(**flags):
     (_training(5, {"eval.metrics": "fid,sharpness"}),
      "unknown metric 'sharpness'"),
 ], ids=["pipeline_baseline", "pipeline_scaling", "train_steps_scaling",
-        "steps", "peak_seconds", "baseline", "baseline_channels", "tpu", "scaling",
-        "threads", "train_steps", "metric"])
+        "steps", "peak_seconds", "baseline", "baseline_channels", "tpu",
+        "scaling", "threads", "train_steps", "metric"])
 def test_bad_settings_are_refused(mnist_dir, tmp_path, refused, message):
   with pytest.raises(UserError) as raised:
     refused(mnist_dir, tmp_path)

@@ -121,8 +121,7 @@ def test_stacked_mnist_of_real_digits_has_1000_modes(mnist_dir):
   # The classifier's histogram of these images against their true one: the
   # same images, so only its errors count (two independent samples of 12,000
   # would differ by a KL of about (1000 - 1) / 12000 = 0.08 from noise).
-  truth = metrics.Features(classified.embeddings,
-                           np.eye(1000)[labels])
+  truth = metrics.Features(classified.embeddings, np.eye(1000)[labels])
   result = metrics.compute(["class_coverage"], truth, classified,
                            metrics.Settings())
   assert result["modes"] == 1000

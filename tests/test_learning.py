@@ -62,18 +62,20 @@ def check_fid_falls(tmp_path, mnist_dir, family: dict,
   return workdir
 
 
-def test_conditional_model_lowers_the_fid_and_draws_the_asked_digit(tmp_path, mnist_dir):
-  """A short class-conditional run lowers the FID (and the
-  evaluation job on its last checkpoint gives the FID that training logged);
-  then transfer redraws held-out digits as other digits, and the
-  evaluation's classifier mostly reads those.
+def test_conditional_model_lowers_the_fid_and_draws_the_asked_digit(
+    tmp_path, mnist_dir):
+  """A short class-conditional run lowers the FID, and the evaluation job
+  gives the FID that training logged for its last checkpoint; then transfer
+  redraws held-out digits as other digits, and the evaluation's classifier
+  mostly reads those.
 
-  One run for both checks (BENCHMARKS.md, "The DCGAN's two learning checks
-  in one run"): the unconditional DCGAN trains through the same step without
-  labels, and the other families' learning checks are unconditional. One
-  device: on two logical CPUs of this machine's two cores the run takes
-  about 1.4x as long, and the replica-agreement tests (tests/test_step.py,
-  tests/launch/test_local.py) check that two replicas train alike.
+  One run for both checks (BENCHMARKS.md, "Fewer and smaller checks for the
+  slower kind"): the unconditional DCGAN trains through the same step
+  without labels, and the other families' learning checks are
+  unconditional. One device: on two logical CPUs of this machine's two
+  cores the run takes about 1.4x as long, and the replica-agreement tests
+  (tests/test_step.py, tests/launch/test_local.py) check that two replicas
+  train alike.
   """
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   workdir = str(check_fid_falls(
