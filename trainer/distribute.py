@@ -189,7 +189,9 @@ def replicated(strategy: tf.distribute.Strategy, fn: Callable):
   replicas in replica order.
   """
 
-  @tf.function
+  # No autograph: nothing here branches on a tensor, and converting fn's
+  # call tree would cost time in every process that samples or evaluates.
+  @tf.function(autograph=False)
   def run(*rows):
     outputs = strategy.run(fn, args=rows)
     return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0),

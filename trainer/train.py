@@ -495,7 +495,7 @@ def make_phases(state: state_lib.GanState, config: ml_collections.ConfigDict,
     state.step.assign_add(1)
     return {}
 
-  jit = ((lambda fn: tf.function(fn, jit_compile=True))
+  jit = ((lambda fn: tf.function(fn, jit_compile=True, autograph=False))
          if config.runtime.jit_compile else (lambda fn: fn))
   group_names = lambda groups: tuple(
       name for group in groups for name in _group_metrics(group, state))
@@ -589,7 +589,12 @@ def make_train_loop(strategy: tf.distribute.Strategy, phases: list[Phase],
                                                         "penalties/"))]
 
   def run(phase, element):
-    per_replica = strategy.run(phase.fn, args=(element,))
+    # Only this loop needs autograph (its `for` over a tensor). The phases'
+    # Python control flow is on Python values, so converting their call tree
+    # again in every process would only cost time: about 1 s of a tiny run
+    # (BENCHMARKS.md, "Fewer and smaller checks for the slower kind").
+    per_replica = strategy.run(
+        tf.autograph.experimental.do_not_convert(phase.fn), args=(element,))
     return {name: strategy.reduce(tf.distribute.ReduceOp.SUM,
                                   per_replica[name], axis=None)
             for name in phase.metrics}

@@ -277,7 +277,8 @@ def _compiled(strategy: tf.distribute.Strategy, split: latent.LatentSplit,
                                (first, u, m, v))
     return u, m, v
 
-  @tf.function
+  # No autograph: the loop is an explicit tf.while_loop.
+  @tf.function(autograph=False)
   def optimise(u, m, v, first, last, *data):
     return strategy.run(replica_optimise, args=(u, m, v, first, last, *data))
 
