@@ -183,7 +183,7 @@ def _compiled_augmentation(augmentation: augment_lib.Augmentation | None,
   if augmentation is None:
     return None
 
-  @tf.function
+  @tf.function(autograph=False)
   def augment(images, p, seed, first):
     rows = lambda draw: tf.gather(draw, first + tf.range(images.shape[0]))
     return augmentation(images, p,
