@@ -102,19 +102,21 @@ def test_stacked_mnist_of_real_digits_has_1000_modes(mnist_dir):
   extractor = features.build("mnist_classifier", "", source.image_shape)
   assert extractor.num_classes == 1000
 
-  def classify(indices: np.ndarray) -> metrics.Features:
-    outputs = [extractor.extract(pipeline.to_unit_range(
-        source.read(tf.constant(chunk))["image"]))
-               for chunk in np.array_split(indices, len(indices) // 1000)]
-    embeddings, probabilities = zip(*outputs)
-    return metrics.Features(np.concatenate(embeddings).astype(np.float64),
-                            np.concatenate(probabilities).astype(np.float64))
-
   # 12,000 examples: every one of the 1000 digit triples occurs (the rarest,
-  # of the rarest digit thrice, about 8 times).
+  # of the rarest digit thrice, about 8 times). Read once, in chunks of 1000.
   indices = np.random.default_rng(1).permutation(source.num_examples)[:12_000]
-  classified = classify(indices)
-  labels = source.read(tf.constant(indices))["label"].numpy()
+  embeddings, probabilities, labels = [], [], []
+  for chunk in np.array_split(indices, 12):
+    example = source.read(tf.constant(chunk))
+    embedding, probability = extractor.extract(
+        pipeline.to_unit_range(example["image"]))
+    embeddings.append(embedding)
+    probabilities.append(probability)
+    labels.append(example["label"].numpy())
+  classified = metrics.Features(
+      np.concatenate(embeddings).astype(np.float64),
+      np.concatenate(probabilities).astype(np.float64))
+  labels = np.concatenate(labels)
   # Each channel is classified on its own: the mode is right when all three
   # digits are (the classifier's error is about 1% a digit).
   assert np.mean(classified.probabilities.argmax(1) == labels) > 0.95
