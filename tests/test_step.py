@@ -8,6 +8,7 @@ many combinations run op by op (conftest's `eager`); each loss, penalty and
 augmentation also runs in a traced step, as training runs it.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -234,6 +235,96 @@ def test_adam_is_corrected_for_the_lazy_updates(data):
   assert state.g_optimizer.beta_2 == pytest.approx(both.optim.beta2**0.8)
   assert float(state.d_optimizer.learning_rate.numpy()) == pytest.approx(
       both.optim.d_lr * ratio)
+
+
+_ADAM_SHAPES = [(5, 3), (3,)]
+
+
+def _adam_updates(strategy, make_optimizer, gradients) -> list[np.ndarray]:
+  """Applies each of `gradients` (one array per weight) through
+  train._apply, split evenly over the replicas; returns the weights and
+  the optimizer's variables."""
+  rng = np.random.default_rng(1)
+  with strategy.scope():
+    weights = [keras.Variable(rng.normal(size=shape).astype("float32"))
+               for shape in _ADAM_SHAPES]
+    optimizer = make_optimizer()
+    optimizer.build(weights)
+  replicas = strategy.num_replicas_in_sync
+
+  @tf.function
+  def update(gradient):
+    def fn():
+      with tf.GradientTape() as tape:
+        # Each replica's share: the sum over replicas is `gradient`.
+        loss = tf.add_n([tf.reduce_sum(w * g) for w, g in
+                         zip(weights, gradient)]) / replicas
+      return train._apply(optimizer, tape, loss, weights)
+    return strategy.run(fn)
+
+  for gradient in gradients:
+    update([tf.constant(g) for g in gradient])
+  return [np.array(v.numpy()) for v in weights + optimizer.variables]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_the_fused_adam_updates_as_keras_adam(replicas):
+  # state.Adam applies TensorFlow's fused op to gradients that train._apply
+  # has summed over the replicas; Keras' Adam, on one device, must end at
+  # the same weights, moments and step count.
+  rng = np.random.default_rng(0)
+  gradients = [[rng.normal(size=shape).astype("float32")
+                for shape in _ADAM_SHAPES] for _ in range(4)]
+  settings = dict(learning_rate=0.01, beta_1=0.5, beta_2=0.9)
+  ours = _adam_updates(cpu_strategy(replicas),
+                       lambda: state_lib.Adam(**settings), gradients)
+  keras_adam = _adam_updates(tf.distribute.OneDeviceStrategy("/cpu:0"),
+                             lambda: keras.optimizers.Adam(**settings),
+                             gradients)
+  assert len(ours) == len(keras_adam) == 2 + 1 + 1 + 2 * 2
+  for a, b in zip(ours, keras_adam):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def _collectives(function, *args) -> int:
+  graph = function.get_concrete_function(*args).graph.as_graph_def()
+  nodes = list(graph.node) + [node for f in graph.library.function
+                              for node in f.node_def]
+  return sum(node.op.startswith("Collective") for node in nodes)
+
+
+def test_an_update_reduces_its_gradients_over_the_replicas_once():
+  # Keras' optimizers all-reduce the gradients they are given; train._apply
+  # has already summed them (for the global norm), so a second reduction
+  # would move every gradient's bytes twice.
+  strategy = cpu_strategy(2)
+  with strategy.scope():
+    weights = [keras.Variable(tf.ones(shape)) for shape in _ADAM_SHAPES]
+    optimizer = state_lib.Adam(0.01)
+    optimizer.build(weights)
+
+  def gradients(tape):
+    with tape:
+      loss = tf.add_n([tf.reduce_sum(w * w) for w in weights])
+    return loss
+
+  @tf.function
+  def update():
+    def fn():
+      tape = tf.GradientTape()
+      return train._apply(optimizer, tape, gradients(tape), weights)
+    return strategy.run(fn)
+
+  @tf.function
+  def reduce_once():
+    def fn():
+      tape = tf.GradientTape()
+      grads = tape.gradient(gradients(tape), weights)
+      return tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, grads)
+    return strategy.run(fn)
+
+  assert _collectives(update) == _collectives(reduce_once) > 0
 
 
 def _set_d_bias(state, value: float) -> None:

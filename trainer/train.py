@@ -98,8 +98,8 @@ def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
            scaled_loss: tf.Tensor, variables: list) -> tf.Tensor:
   """Applies the gradients of one update; returns their global norm.
 
-  The gradients are summed over replicas here so that the norm is the global
-  one; the optimizer sums again, hence the division by the replica count.
+  The gradients are summed over replicas here, once, so that the norm is the
+  global one; the optimizer (state.Adam) takes them as they are.
   """
   context = tf.distribute.get_replica_context()
   grads = tape.gradient(scaled_loss, variables)
@@ -110,8 +110,7 @@ def _apply(optimizer: keras.optimizers.Optimizer, tape: tf.GradientTape,
   # With loss scaling, scale_loss(1.0) is the current scale.
   norm = tf.linalg.global_norm(grads) / optimizer.scale_loss(
       tf.constant(1.0))
-  replicas = tf.cast(context.num_replicas_in_sync, grads[0].dtype)
-  optimizer.apply([g / replicas for g in grads], variables)
+  optimizer.apply(grads, variables)
   return norm
 
 
