@@ -146,6 +146,11 @@ class Adam(keras.optimizers.Adam):
   about 30, which counts where the update is bound by memory, as on GPUs
   (BENCHMARKS.md, "A fused Adam, and one all-reduce per update").
 
+  Both overrides are of methods of Keras 3's TensorFlow backend
+  (keras/src/backend/tensorflow/optimizer.py, Keras 3.15). If a Keras release
+  renames them, tests/test_step.py fails: its checks against Keras' Adam and
+  of one all-reduce per update.
+
   The betas may be callables, read at every update (schedules): Keras' Adam
   casts its betas to tensors; a variable there would become part of the
   checkpoint, which the scheduled values are not.
