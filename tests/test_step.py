@@ -303,23 +303,22 @@ def test_an_update_reduces_its_gradients_over_the_replicas_once():
     optimizer = state_lib.Adam(0.01)
     optimizer.build(weights)
 
-  def gradients(tape):
+  def loss_on(tape):
     with tape:
-      loss = tf.add_n([tf.reduce_sum(w * w) for w in weights])
-    return loss
+      return tf.add_n([tf.reduce_sum(w * w) for w in weights])
 
   @tf.function
   def update():
     def fn():
       tape = tf.GradientTape()
-      return train._apply(optimizer, tape, gradients(tape), weights)
+      return train._apply(optimizer, tape, loss_on(tape), weights)
     return strategy.run(fn)
 
   @tf.function
   def reduce_once():
     def fn():
       tape = tf.GradientTape()
-      grads = tape.gradient(gradients(tape), weights)
+      grads = tape.gradient(loss_on(tape), weights)
       return tf.distribute.get_replica_context().all_reduce(
           tf.distribute.ReduceOp.SUM, grads)
     return strategy.run(fn)
