@@ -181,9 +181,15 @@ def test_two_workers_run_the_benchmark(mnist_dir):
     assert record["peak_fraction"] == pytest.approx(
         record["examples_per_sec"] * record["flops_per_example"]
         / (2 * record["peak_flops_per_sec"]["float32"]))
-  # The workers time the same collective steps: their rates agree.
-  rates = [r["examples_per_sec"] for r in records.values()]
-  assert max(rates) < 1.1 * min(rates), rates
+  # Both workers ran the same benchmark, steps of the one cluster: their
+  # records differ only in what each timed on its own clock (its rates and
+  # its matmul peak). Not a bound on timings: those depend on the machine.
+  timed = {"examples_per_sec", "examples_per_sec_rounds",
+           "peak_flops_per_sec", "peak_fraction"}
+  first, second = ({k: v for k, v in r.items() if k not in timed}
+                   for r in records.values())
+  assert first == second, (first, second)
+  assert first["steps"] == 10 and first["rounds"] == 1
 
 
 def test_workers_that_fail_stop_the_launcher(mnist_dir, tmp_path):
