@@ -2,9 +2,11 @@
 
 import gzip
 import io
+import os
 import pathlib
 import shutil
 import struct
+import sys
 
 import numpy as np
 from PIL import Image
@@ -12,6 +14,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.conftest import run_command
 from trainer.data import sources
 from trainer.errors import UserError
 
@@ -462,6 +465,49 @@ def test_tfds_not_prepared_without_download_is_a_user_error(tmp_path):
 def test_tfds_unknown_dataset_is_a_user_error(tmp_path):
   with pytest.raises(UserError, match="not a known TFDS dataset"):
     sources.load("tfds:no_such_dataset_xyz", _tfds_request(tmp_path))
+
+
+# Run in private mount and network namespaces: a name server on the
+# namespace's own loopback hears every query and answers none, and the
+# resolver is told to wait 60 s for it.
+_SILENT_NAME_SERVER = """
+import socket
+import threading
+
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("127.0.0.1", 53))
+threading.Thread(target=lambda: [server.recvfrom(4096) for _ in iter(int, 1)],
+                 daemon=True).start()
+
+from trainer.data import sources
+from trainer.errors import UserError
+
+try:
+  sources._check_download_hosts(
+      "mnist", "here", ["https://storage.googleapis.com/mnist.npz"], seconds=1)
+except UserError as e:
+  print(e)
+"""
+
+
+def test_a_name_server_that_never_answers_meets_the_host_checks_deadline(
+    tmp_path):
+  # socket.create_connection's timeout leaves the name lookup unbounded; the
+  # check's own deadline covers it: the check gives up after its 1 s and
+  # says so, where the resolver would have waited 60 s.
+  if os.geteuid() != 0 or not shutil.which("unshare"):
+    pytest.skip("needs root and unshare(1) for private namespaces")
+  resolv = tmp_path / "resolv.conf"
+  resolv.write_text("nameserver 127.0.0.1\noptions timeout:60 attempts:1\n")
+  script = tmp_path / "check.py"
+  script.write_text(_SILENT_NAME_SERVER)
+  code, out, err = run_command(
+      "unshare", "--mount", "--net", "--", "sh", "-c",
+      f"ip link set lo up && mount --bind {resolv} /etc/resolv.conf && "
+      f"exec {sys.executable} {script}")
+  assert code == 0, err[-3000:]
+  assert ("storage.googleapis.com is unreachable (the name server did not "
+          "resolve it within 1 s)") in out, out + err[-3000:]
 
 
 @pytest.fixture(scope="module")

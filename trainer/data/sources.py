@@ -10,6 +10,8 @@ import gzip
 import os
 import re
 import socket
+import threading
+import time
 import urllib.parse
 import zlib
 from typing import Callable
@@ -244,16 +246,66 @@ _OFFLINE_HINT = ("Offline, prepare the dataset elsewhere and copy it into "
                  "data.tfds_data_dir, or use idx:<dir> or folder:<dir>.")
 
 
-def _check_download_hosts(name: str, where: str, urls) -> None:
+# How long the download hosts may take to answer, name lookup included.
+_HOST_CHECK_SECONDS = 10.0
+
+
+def _connect_within(host: str, seconds: float) -> None:
+  """Opens and closes a TCP connection to host:443 within `seconds`.
+
+  socket.create_connection's timeout does not bound the name lookup, which
+  waits for the name server's timeouts and retries (the options of
+  /etc/resolv.conf, once per search domain): a name server that does not
+  answer could hold the check for minutes. The lookup runs in a daemon
+  thread here, and one deadline covers it and the connection.
+
+  Raises:
+    OSError: no answer within `seconds`, or the lookup or connection failed.
+  """
+  deadline = time.monotonic() + seconds
+  found = {}
+
+  def look_up():
+    try:
+      found["addresses"] = socket.getaddrinfo(host, 443,
+                                              type=socket.SOCK_STREAM)
+    except OSError as e:
+      found["error"] = e
+
+  lookup = threading.Thread(target=look_up, daemon=True)
+  lookup.start()
+  lookup.join(seconds)
+  if lookup.is_alive():
+    raise OSError(f"the name server did not resolve it within {seconds:g} s")
+  if "error" in found:
+    raise found["error"]
+  error = OSError("no address")
+  for family, kind, protocol, _, address in found["addresses"]:
+    left = deadline - time.monotonic()
+    if left <= 0:
+      raise OSError(f"no connection within {seconds:g} s")
+    try:
+      with socket.socket(family, kind, protocol) as connection:
+        connection.settimeout(left)
+        connection.connect(address)
+      return
+    except OSError as e:
+      error = e
+  raise error
+
+
+def _check_download_hosts(name: str, where: str, urls,
+                          seconds: float = _HOST_CHECK_SECONDS) -> None:
   """Fails fast where a download host is unreachable.
 
   TFDS retries a failed connection ten times with growing waits (minutes
-  offline) before it gives up.
+  offline) before it gives up. Each host gets `seconds`, its name lookup
+  included.
   """
   hosts = sorted({urllib.parse.urlsplit(url).hostname for url in urls} - {None})
   for host in hosts:
     try:
-      socket.create_connection((host, 443), timeout=10).close()
+      _connect_within(host, seconds)
     except OSError as e:
       raise UserError(
           f"tfds:{name} is not prepared in {where} and cannot be downloaded: "
