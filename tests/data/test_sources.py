@@ -495,8 +495,11 @@ def test_a_name_server_that_never_answers_meets_the_host_checks_deadline(
   # socket.create_connection's timeout leaves the name lookup unbounded; the
   # check's own deadline covers it: the check gives up after its 1 s and
   # says so, where the resolver would have waited 60 s.
-  if os.geteuid() != 0 or not shutil.which("unshare"):
-    pytest.skip("needs root and unshare(1) for private namespaces")
+  if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
+    pytest.skip("needs root, unshare(1) and ip(8) for private namespaces")
+  code, _, err = run_command("unshare", "--mount", "--net", "true")
+  if code:
+    pytest.skip(f"private namespaces are not permitted here: {err.strip()}")
   resolv = tmp_path / "resolv.conf"
   resolv.write_text("nameserver 127.0.0.1\noptions timeout:60 attempts:1\n")
   script = tmp_path / "check.py"
