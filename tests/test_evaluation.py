@@ -102,8 +102,10 @@ def test_stacked_mnist_of_real_digits_has_1000_modes(mnist_dir):
   extractor = features.build("mnist_classifier", "", source.image_shape)
   assert extractor.num_classes == 1000
 
-  # 12,000 examples: every one of the 1000 digit triples occurs (the rarest,
-  # of the rarest digit thrice, about 8 times). Read once, in chunks of 1000.
+  # 12,000 examples: every one of the 1000 digit triples occurs. The rarest
+  # (the rarest digit thrice) is expected about 8 times; in this sample the
+  # least frequent triple occurs once, and the first 8,000 miss one triple.
+  # Read once, in chunks of 1000.
   indices = np.random.default_rng(1).permutation(source.num_examples)[:12_000]
   embeddings, probabilities, labels = [], [], []
   for chunk in np.array_split(indices, 12):
