@@ -32,13 +32,39 @@ def test_plots_each_run_against_images_seen(tmp_path):
   code, stdout, stderr = run_command(
       sys.executable, "-m", "trainer.benchmark.metric_plot",
       f"--run=a={tmp_path / 'a'}", f"--run=b={tmp_path / 'b'}",
-      f"--out={out}")
+      f"--out={out}", "--y=log")
   assert code == 0, stderr
   record = json.loads(stdout.strip().splitlines()[-1])
   # Sorted by step; images seen = step x batch.
   assert record["curves"] == {"a": [[32000, 30.0], [64000, 20.0]],
                               "b": [[16000, 25.0]]}
+  assert record["y"] == "log"
   assert Image.open(io.BytesIO(out.read_bytes())).size == (700, 450)
+
+
+def test_seeds_of_one_setup_share_a_colour_and_log_needs_positive_values():
+  curves = {"dcgan/seed0": [(1, 30.0), (2, 8.0)],
+            "stylegan2/seed0": [(1, 300.0)],
+            "dcgan/seed1": [(1, 28.0), (2, 8.5)],
+            "r3gan": [(1, 250.0)]}
+  axes = metric_plot.figure(curves, "fid", "seconds", "log").axes[0]
+  assert axes.get_yscale() == "log"
+  lines = {line.get_label(): line for line in axes.get_lines()}
+  assert set(lines) == set(curves)
+  colour = {label: line.get_color() for label, line in lines.items()}
+  style = {label: line.get_linestyle() for label, line in lines.items()}
+  assert colour["dcgan/seed0"] == colour["dcgan/seed1"]
+  assert style["dcgan/seed0"] != style["dcgan/seed1"]
+  assert len({colour["dcgan/seed0"], colour["stylegan2/seed0"],
+              colour["r3gan"]}) == 3
+  assert list(lines["dcgan/seed1"].get_ydata()) == [28.0, 8.5]
+  assert metric_plot.figure(curves, "fid").axes[0].get_yscale() == "linear"
+
+  # A value at or below 0 has no place on a log axis: one clear error.
+  with pytest.raises(UserError, match="--y=log needs values above 0; run "
+                     "'b' has kid 0: use --y=linear"):
+    metric_plot.figure({"a": [(1, 0.5)], "b": [(1, 0.2), (2, 0.0)]}, "kid",
+                       y="log")
 
 
 def test_a_missing_metric_names_the_ones_there(tmp_path):

@@ -18,6 +18,10 @@ was stopped and resumed counts the pause as well. Both moments come in whole
 seconds (TensorFlow writes the log's first event and reports a local file's
 modification time to the second), so each x is good to about a second.
 
+Runs of one setup with other seeds: labels that share the part before a `/`
+(`dcgan/seed0`, `dcgan/seed1`) share a colour, one line style per run.
+--y=log for a metric whose runs lie orders of magnitude apart (FID 8 and 300).
+
 Prints one JSON line: per run, the (x, value) points.
 """
 
@@ -45,6 +49,10 @@ _X = flags.DEFINE_enum(
     "x", "images", ["images", "seconds"],
     "The horizontal axis: real images seen, or wall-clock seconds from the "
     "run's start to each checkpoint.")
+
+_Y = flags.DEFINE_enum(
+    "y", "linear", ["linear", "log"],
+    "The vertical axis' scale; log needs every value above 0.")
 
 _X_LABELS = {"images": "real images seen (thousands)",
              "seconds": "wall-clock seconds of training"}
@@ -106,21 +114,58 @@ def _written_at(workdir: str, record: dict) -> float:
         "(train.keep_checkpoints) until they are plotted") from None
 
 
-def plot(curves: dict[str, list[tuple[float, float]]], metric: str,
-         x: str = "images") -> bytes:
-  """A PNG of each run's metric against x (images seen or seconds)."""
-  figure = Figure(figsize=(7.0, 4.5), dpi=100)
-  axes = figure.add_subplot()
+_LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def styles(labels: list[str]) -> dict[str, tuple[str, str]]:
+  """{label: (colour, line style)}: one colour per group, the part of a label
+  before its first `/` (the whole label without one), in order of first
+  appearance; within a group, one line style per run."""
+  colours = {}
+  counts = {}
+  result = {}
+  for label in labels:
+    group = label.split("/", 1)[0]
+    colours.setdefault(group, f"C{len(colours) % 10}")
+    count = counts.get(group, 0)
+    counts[group] = count + 1
+    result[label] = (colours[group], _LINE_STYLES[count % len(_LINE_STYLES)])
+  return result
+
+
+def figure(curves: dict[str, list[tuple[float, float]]], metric: str,
+           x: str = "images", y: str = "linear") -> Figure:
+  """Each run's metric against x (images seen or seconds), y linear or log.
+
+  Raises:
+    UserError: y is log and a run has a value at or below 0.
+  """
+  if y == "log":
+    for label, points in curves.items():
+      low = min((b for _, b in points), default=1.0)
+      if low <= 0:
+        raise UserError(f"--y=log needs values above 0; run {label!r} has "
+                        f"{metric} {low:g}: use --y=linear")
+  result = Figure(figsize=(7.0, 4.5), dpi=100)
+  axes = result.add_subplot()
   scale = 1000 if x == "images" else 1
-  for label, points in curves.items():
+  for label, (colour, line_style) in styles(list(curves)).items():
+    points = curves[label]
     axes.plot([a / scale for a, _ in points], [b for _, b in points],
-              marker="o", label=label)
+              marker="o", color=colour, linestyle=line_style, label=label)
   axes.set_xlabel(_X_LABELS[x])
   axes.set_ylabel(metric)
-  axes.grid(alpha=0.3)
+  axes.set_yscale(y)
+  axes.grid(alpha=0.3, which="both" if y == "log" else "major")
   axes.legend()
+  return result
+
+
+def plot(curves: dict[str, list[tuple[float, float]]], metric: str,
+         x: str = "images", y: str = "linear") -> bytes:
+  """A PNG of `figure`."""
   buffer = io.BytesIO()
-  FigureCanvasAgg(figure).print_png(buffer)
+  FigureCanvasAgg(figure(curves, metric, x, y)).print_png(buffer)
   return buffer.getvalue()
 
 
@@ -145,15 +190,16 @@ def main(argv) -> None:
       raise UserError("--out is required: the PNG to write")
     curves = {label: curve(workdir, _METRIC.value, _X.value)
               for label, workdir in runs.items()}
+    png = plot(curves, _METRIC.value, _X.value, _Y.value)
     directory = os.path.dirname(_OUT.value)
     if directory:
       tf.io.gfile.makedirs(directory)
     with tf.io.gfile.GFile(_OUT.value, "wb") as f:
-      f.write(plot(curves, _METRIC.value, _X.value))
+      f.write(png)
   except UserError as e:
     sys.exit(f"error: {e}")
-  print(json.dumps({"metric": _METRIC.value, "x": _X.value, "out": _OUT.value,
-                    "curves": curves}))
+  print(json.dumps({"metric": _METRIC.value, "x": _X.value, "y": _Y.value,
+                    "out": _OUT.value, "curves": curves}))
 
 
 if __name__ == "__main__":
