@@ -61,8 +61,9 @@ Variants (`--config=configs/r3gan.py:<variant>`):
                  --config.data.split=test
            Expected: readable digits; the whole run has not been measured.
            In one hour of one core, with the schedules over 64 k images
-           instead of 256 k, it reaches FID 113 (varied shapes, no
-           collapse) where the DCGAN reaches 8.3 in the same time
+           instead of 256 k, it reaches FID 113 and 96 (seeds 0 and 1;
+           varied shapes, no collapse) where the DCGAN reaches 8.3 and
+           8.6 in the same time
            (BENCHMARKS.md, "Modern families on MNIST at 32x32"); on
            Stacked MNIST (--config.model.channels=3) 107 to 290 of the 1000
            modes, the DCGAN 941 ("Stacked MNIST at 32x32, equal
