@@ -65,9 +65,10 @@ Variants (`--config=configs/r3gan.py:<variant>`):
            varied shapes, no collapse) where the DCGAN reaches 8.3 and
            8.6 in the same time
            (BENCHMARKS.md, "Modern families on MNIST at 32x32"); on
-           Stacked MNIST (--config.model.channels=3) 107 to 290 of the 1000
-           modes, the DCGAN 941 ("Stacked MNIST at 32x32, equal
-           wall-clock").
+           Stacked MNIST (--config.model.channels=3) 167 and 63 of the
+           1000 modes at the end of the hour (seeds 0 and 1; at most 290
+           and 317), the DCGAN 941 and 932 ("Stacked MNIST at 32x32,
+           equal wall-clock").
   smoke    Tiny networks at 32x32 on MNIST, 20 steps at batch 8 with R1,
            R2 and scheduled ADA: checks that everything runs, in about a
            minute on 2 CPU cores. Not expected to produce digits.

@@ -53,8 +53,9 @@ Variants (`--config=configs/stylegan2.py:<variant>`):
            the reference does the same"): a check that the family runs
            on a CPU, not a recipe for digits in an hour.
            On Stacked MNIST (--config.model.channels=3) the same hour
-           covers 23 to 79 of the 1000 modes, the DCGAN 941 (BENCHMARKS.md,
-           "Stacked MNIST at 32x32, equal wall-clock").
+           ends with 25 and 7 of the 1000 modes (seeds 0 and 1; at most
+           79 and 131), the DCGAN 941 and 932 (BENCHMARKS.md, "Stacked
+           MNIST at 32x32, equal wall-clock").
   smoke    Tiny networks at 32x32 on MNIST, 20 steps at batch 8 with R1,
            the path length and ADA: checks that everything runs, in about a
            minute on 2 CPU cores. Not expected to produce digits.
