@@ -153,7 +153,7 @@ def test_a_modulated_convolution_by_hand_and_by_tensorflows_profiler(modconv):
   assert counted == 2 * (16 * 32 + 16 * 16 * 16 * 32 + 32 * 32
                          + 16 * 16 * 9 * 32 * 32)
   profiled = _profiled(
-      lambda x, w: conv(x, w, noise_seed=tf.zeros([1], tf.int32)),
+      lambda x, w: conv(x, w, noise=tf.zeros([1, 16, 16, 1])),
       tf.TensorSpec([1, 8, 8, 32]), tf.TensorSpec([1, 16]))
   assert counted <= profiled <= 1.05 * counted, (counted, profiled)
 

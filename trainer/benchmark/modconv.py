@@ -49,7 +49,8 @@ def _passes(mode: str, batch: int, resolution: int, channels: int,
   def train(x, w):
     with tf.GradientTape() as tape:
       tape.watch([x, w])
-      y = layer(x, w, noise_mode="random", noise_seed=seeds)
+      noise, = stylegan2.draw_noise(seeds, [resolution])
+      y = layer(x, w, noise_mode="random", noise=noise)
       loss = tf.reduce_sum(tf.cast(y, tf.float32))
     return tape.gradient(loss, [x, w, layer.kernel])
 
