@@ -179,6 +179,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.histogram_samples = 512  # real and fake images in D's histograms
   # Evaluate (the metrics of config.eval) every this many steps; 0: never.
   config.train.eval_every = 0
+  # With eval_every > 0, also evaluate the untrained G at step 0 of a new
+  # run (not of a resumed one).
+  config.train.eval_at_start = False
 
   # Evaluation: `python -m trainer.evaluate`, and during training when
   # train.eval_every > 0 (see README, "Evaluation").

@@ -47,7 +47,9 @@ Variants (`--config=configs/stylegan2.py:<variant>`):
            (BENCHMARKS.md, "Modern families on MNIST at 32x32"): in one
            hour of one core (81 to 83 k images) it collapses to one digit,
            FID 117 and 143 at the end (seeds 0 and 1) where the DCGAN
-           reaches 8.3 and 8.6 in the same time. NVIDIA's
+           reaches 8.3 and 8.6 in the same time; its untrained G scores
+           100 and 136, so by this evaluator the hour gains nothing
+           ("The untrained G's FID"). NVIDIA's
            StyleGAN2-ADA with the same recipe and data drops modes the
            same way over 64 k images ("StyleGAN2's collapse on MNIST:
            the reference does the same"): a check that the family runs

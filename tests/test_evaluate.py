@@ -164,6 +164,25 @@ def _start_watcher(mnist_dir, cache, workdir, *extra) -> subprocess.Popen:
       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def test_training_evaluates_the_untrained_g_first_when_asked(mnist_dir,
+                                                              tmp_path):
+  """train.eval_at_start: a new run evaluates at step 0, before its first
+  step and without a checkpoint; a resumed run does not again."""
+  config = _config(mnist_dir, tmp_path / "cache", **{
+      "train.steps": 20, "train.eval_every": 20, "train.eval_at_start": True})
+  workdir = tmp_path / "run"
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  train.run(config, str(workdir), strategy)
+  config.train.steps = 40
+  train.run(config, str(workdir), strategy)
+
+  records = _records(workdir)
+  assert [r["step"] for r in records] == [0, 20, 40]
+  assert records[0]["checkpoint"] == ""
+  assert records[1]["checkpoint"].endswith("ckpt-20")
+  assert records[0]["fid"] != records[1]["fid"]  # the untrained G's own
+
+
 def test_continuous_evaluates_each_checkpoint_next_to_training(
     trained, mnist_dir, tmp_path):
   _, cache = trained

@@ -1,5 +1,14 @@
-"""StyleGAN2 learns: 120 steps on real MNIST lower the FID
-(tests/test_learning.py's check)."""
+"""StyleGAN2 trains: over 120 steps on real MNIST the FID falls from its
+first checkpoint to its last (tests/test_learning.py's check).
+
+Not below the untrained G's: StyleGAN2's untrained blobs score 64 to 184
+by this evaluator (seeds 0 to 4); every seed's FID rises to 700 to 900 at
+step 80 and at step 120 is back at 182 to 598. An hour of `stylegan2:mnist32`
+does not get below its untrained G's either (BENCHMARKS.md, "Learning
+check"). What this checks is that the family trains through the product's
+step and evaluation and comes back from its early collapse; with seed 4
+instead of 0 it would fail (346 at step 40, 598 at 120).
+"""
 
 import tensorflow as tf
 
@@ -7,8 +16,8 @@ from tests.test_learning import check_fid_falls
 
 # On the digits resized to 32x32: widths 32, R1 and the optimizer as its
 # config sets them; one device (tests/models check that two replicas train
-# it alike). Seen here: FID 456 at step 40, 815 at 80, 189 at 120
-# (BENCHMARKS.md, "The suite under 15 minutes").
+# it alike). Seen here: FID 480 at step 40, 702 at 80, 182 at 120
+# (BENCHMARKS.md, "Learning check").
 STYLEGAN2 = {"model.architecture": "stylegan2", "model.image_size": 32,
              "data.resize": True, "model.channel_base": 1024,
              "model.channel_max": 32, "model.w_dim": 32,

@@ -40,6 +40,7 @@ _ADDED_FIELDS = {
     "model.ema_kimg": 0.0,
     "model.ema_rampup": 0.0,
     "train.simultaneous": False,
+    "train.eval_at_start": False,
     "data.on_bad_image": "stop",
     "runtime.intra_op_threads": 0,
     "runtime.inter_op_threads": 0,

@@ -813,6 +813,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                source.description)
   if step == 0:
     monitor.write(writer, step)
+    if evaluator is not None and config.train.eval_at_start:
+      # The untrained G's metrics: the curves' starting point.
+      evaluator.evaluate(step)
+      progress.restart(step)
   any_task = make_agreement(strategy) if stop_requested else None
   while step < config.train.steps:
     stop = _next_stop(step, config)

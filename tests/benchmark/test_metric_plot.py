@@ -80,11 +80,12 @@ def test_seconds_run_from_the_training_log_to_each_checkpoint(tmp_path):
   """--x=seconds: from the first event of train/ to when each evaluated
   checkpoint's index file was written."""
   workdir = tmp_path / "a"
-  _run(workdir, 64, {200: 30.0, 400: 20.0})
+  _run(workdir, 64, {0: 50.0, 200: 30.0, 400: 20.0})
   records = [json.loads(line) for line in
              (workdir / "eval" / "metrics.jsonl").read_text().splitlines()]
-  lines = [json.dumps({**r, "checkpoint": f"/elsewhere/ckpt-{r['step']}"})
-           for r in records]
+  # The untrained G's record (train.eval_at_start) has no checkpoint.
+  lines = [json.dumps({**r, "checkpoint": f"/elsewhere/ckpt-{r['step']}"
+                       if r["step"] else ""}) for r in records]
   (workdir / "eval" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
   before = time.time()
   writer = tf.summary.create_file_writer(str(workdir / "train"))
@@ -96,12 +97,13 @@ def test_seconds_run_from_the_training_log_to_each_checkpoint(tmp_path):
     index.write_bytes(b"")
     os.utime(index, (before + offset, before + offset))
   points = metric_plot.curve(str(workdir), "fid", "seconds")
-  assert [value for _, value in points] == [30.0, 20.0]
+  assert [value for _, value in points] == [50.0, 30.0, 20.0]
+  assert points[0][0] == 0.0
   # Both moments are whole seconds (the log's first event, a local file's
   # mtime through tf.io.gfile), so each x may be off by up to one second.
   slack = after - before + 1.1
-  assert points[0][0] == pytest.approx(30.0, abs=slack)
-  assert points[1][0] == pytest.approx(90.0, abs=slack)
+  assert points[1][0] == pytest.approx(30.0, abs=slack)
+  assert points[2][0] == pytest.approx(90.0, abs=slack)
 
   out = tmp_path / "fid.png"
   code, stdout, stderr = run_command(

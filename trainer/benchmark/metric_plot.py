@@ -17,6 +17,8 @@ same time. Evaluations made during training are inside that time; a run that
 was stopped and resumed counts the pause as well. Both moments come in whole
 seconds (TensorFlow writes the log's first event and reports a local file's
 modification time to the second), so each x is good to about a second.
+The untrained G's evaluation (`train.eval_at_start`, step 0) is at 0
+seconds.
 
 Runs of one setup with other seeds: labels that share the part before a `/`
 (`dcgan/seed0`, `dcgan/seed1`) share a colour, one line style per run.
@@ -79,7 +81,9 @@ def curve(workdir: str, metric: str,
                     f"metrics: {', '.join(found) or 'none'}")
   if x == "seconds":
     start = _start_time(workdir)
-    return sorted((round(_written_at(workdir, r) - start, 1), float(r[metric]))
+    # The untrained G's record (train.eval_at_start) is the start.
+    return sorted((0.0 if r["step"] == 0 else
+                   round(_written_at(workdir, r) - start, 1), float(r[metric]))
                   for r in records)
   train = saved["train"]
   per_step = train["batch_size"] * train.get("n_disc", 1)
