@@ -56,8 +56,9 @@ Variants (`--config=configs/stylegan2.py:<variant>`):
            on a CPU, not a recipe for digits in an hour.
            On Stacked MNIST (--config.model.channels=3) the same hour
            ends with 25 and 7 of the 1000 modes (seeds 0 and 1; at most
-           79 and 131), the DCGAN 941 and 932 (BENCHMARKS.md, "Stacked
-           MNIST at 32x32, equal wall-clock").
+           79 and 131), fewer than its untrained G's 159 and 124; the
+           DCGAN 941 and 932 (BENCHMARKS.md, "Stacked MNIST at 32x32,
+           equal wall-clock").
   smoke    Tiny networks at 32x32 on MNIST, 20 steps at batch 8 with R1,
            the path length and ADA: checks that everything runs, in about a
            minute on 2 CPU cores. Not expected to produce digits.
