@@ -4,13 +4,13 @@ falls, as G comes back from the collapse of its first steps
 
 Not clearly below the untrained G's: StyleGAN2's untrained blobs score 64
 to 184 by this evaluator (seeds 0 to 4), and at step 120 seed 0 is at 182
-against its 184, the others 1.4x to 9.3x above theirs. Every seed's FID rises to 700 to 900 at
-step 80 and at step 120 is back at 182 to 598, 0.24 to 0.67 of its step-80
-value. An hour of `stylegan2:mnist32` does not get below its untrained G's
-either (BENCHMARKS.md, "The untrained G's FID"). So this checks that the
-family trains through the product's step and evaluation and that G
-recovers from the collapse, not that 120 steps make it better than it
-started. (The comparison with step 40, used until 2026-12-06, failed seed
+against its 184, the others 1.4x to 9.3x above theirs. Every seed's FID
+rises to 700 to 900 at step 80 and at step 120 is back at 182 to 598, 0.24
+to 0.67 of its step-80 value. An hour of `stylegan2:mnist32` ends no lower
+than its untrained G either (BENCHMARKS.md, "The untrained G's FID"). So
+this checks that the family trains through the product's step and
+evaluation and that G recovers from the collapse, not that 120 steps make
+it better than it started. (The comparison with step 40, used until 2026-12-06, failed seed
 4: 346 at step 40, 598 at 120.)
 """
 
