@@ -10,8 +10,8 @@ to 0.67 of its step-80 value. An hour of `stylegan2:mnist32` ends no lower
 than its untrained G either (BENCHMARKS.md, "The untrained G's FID"). So
 this checks that the family trains through the product's step and
 evaluation and that G recovers from the collapse, not that 120 steps make
-it better than it started. (The comparison with step 40, used until 2026-12-06, failed seed
-4: 346 at step 40, 598 at 120.)
+it better than it started. (The comparison with step 40, used until
+2026-12-06, failed seed 4: 346 at step 40, 598 at 120.)
 """
 
 import tensorflow as tf
