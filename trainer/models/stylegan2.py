@@ -709,7 +709,9 @@ class Synthesis(keras.layers.Layer):
 
   Call options: noise_mode ("random", "const", "none") and noise_seed [B]
   int32, one per example (for "random"; G passes those made from z;
-  default: those made from ws). Images are clipped to [-1, 1] in inference mode only.
+  default: those made from ws), from which the noise of every layer is
+  drawn at once (draw_noise). Images are clipped to [-1, 1] in inference
+  mode only.
   """
 
   def __init__(self, *, image_size: int, channels: int, w_dim: int,
@@ -832,8 +834,9 @@ class MinibatchStd(keras.layers.Layer):
 
   Each group of consecutive examples (StyleGAN2 groups every n-th; the
   same statistics, and groups that stay the same when a global batch is
-  split over replicas) gets `features` channels: the per-feature standard deviation over the group,
-  averaged over pixels and channels (split into `features` parts). It lets D
+  split over replicas) gets `features` channels: the per-feature standard
+  deviation over the group, averaged over pixels and channels (split into
+  `features` parts). It lets D
   see the variety of a batch. The group is the largest divisor of the batch
   up to `group_size` (StyleGAN2: min(4, batch), which must divide it), so any
   per-replica batch works; a batch of 5 gets groups of 1, whose standard
