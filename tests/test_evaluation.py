@@ -104,23 +104,19 @@ def test_stacked_mnist_of_real_digits_has_1000_modes(mnist_dir):
 
   # Every one of the 1000 digit triples, 4 times: the first 4 examples of
   # each in the source's first 24,000 (where the rarest occurs 6 times).
-  # Read once, in chunks of 1000.
-  first = source.read(tf.range(24_000))["label"].numpy()
-  indices = np.concatenate([np.flatnonzero(first == mode)[:4]
+  # Read once, classified in chunks of 1000.
+  first = source.read(tf.range(24_000))
+  indices = np.concatenate([np.flatnonzero(first["label"].numpy() == mode)[:4]
                             for mode in range(1000)])
   assert indices.size == 4000
-  embeddings, probabilities, labels = [], [], []
-  for chunk in np.array_split(indices, 4):
-    example = source.read(tf.constant(chunk))
-    embedding, probability = extractor.extract(
-        pipeline.to_unit_range(example["image"]))
-    embeddings.append(embedding)
-    probabilities.append(probability)
-    labels.append(example["label"].numpy())
+  images = tf.gather(first["image"], indices)
+  labels = tf.gather(first["label"], indices).numpy()
+  embeddings, probabilities = zip(*(
+      extractor.extract(pipeline.to_unit_range(chunk))
+      for chunk in tf.split(images, 4)))
   classified = metrics.Features(
       np.concatenate(embeddings).astype(np.float64),
       np.concatenate(probabilities).astype(np.float64))
-  labels = np.concatenate(labels)
   # Each channel is classified on its own: the mode is right when all three
   # digits are (the classifier's error is about 1% a digit).
   assert np.mean(classified.probabilities.argmax(1) == labels) > 0.95
