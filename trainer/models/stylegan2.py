@@ -836,11 +836,10 @@ class MinibatchStd(keras.layers.Layer):
   same statistics, and groups that stay the same when a global batch is
   split over replicas) gets `features` channels: the per-feature standard
   deviation over the group, averaged over pixels and channels (split into
-  `features` parts). It lets D
-  see the variety of a batch. The group is the largest divisor of the batch
-  up to `group_size` (StyleGAN2: min(4, batch), which must divide it), so any
-  per-replica batch works; a batch of 5 gets groups of 1, whose standard
-  deviation is the constant sqrt(1e-8).
+  `features` parts). It lets D see the variety of a batch. The group is the
+  largest divisor of the batch up to `group_size` (StyleGAN2: min(4, batch),
+  which must divide it), so any per-replica batch works; a batch of 5 gets
+  groups of 1, whose standard deviation is the constant sqrt(1e-8).
   """
 
   def __init__(self, group_size: int, features: int, **kwargs):
