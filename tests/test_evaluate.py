@@ -167,7 +167,8 @@ def _start_watcher(mnist_dir, cache, workdir, *extra) -> subprocess.Popen:
 def test_training_evaluates_the_untrained_g_first_when_asked(mnist_dir,
                                                               tmp_path):
   """train.eval_at_start: a new run evaluates at step 0, before its first
-  step and without a checkpoint; a resumed run does not again."""
+  step and without a checkpoint; a resumed run does not again, nor does a
+  run that starts again from step 0 write a second record of it."""
   config = _config(mnist_dir, tmp_path / "cache", **{
       "train.steps": 20, "train.eval_every": 20, "train.eval_at_start": True})
   workdir = tmp_path / "run"
@@ -181,6 +182,15 @@ def test_training_evaluates_the_untrained_g_first_when_asked(mnist_dir,
   assert records[0]["checkpoint"] == ""
   assert records[1]["checkpoint"].endswith("ckpt-20")
   assert records[0]["fid"] != records[1]["fid"]  # the untrained G's own
+
+  # As after a preemption before the first checkpoint: no checkpoint, the
+  # step-0 record kept. The new start evaluates the same untrained G again.
+  shutil.rmtree(workdir / "checkpoints")
+  config.train.steps = 20
+  train.run(config, str(workdir), strategy)
+
+  assert [r["step"] for r in _records(workdir)] == [0, 20, 40, 20]
+  assert _records(workdir)[0] == records[0]
 
 
 def test_continuous_evaluates_each_checkpoint_next_to_training(

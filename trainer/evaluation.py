@@ -230,12 +230,14 @@ class Evaluator:
     return _map_batches(self._strategy, self._generate_and_extract, batches,
                         batch)
 
-  def evaluate(self, step: int, checkpoint: str = "") -> dict:
-    """Evaluates the state as it is now; records and returns the result."""
+  def evaluate(self, step: int, checkpoint: str = "", *,
+               record: bool = True) -> dict:
+    """Evaluates the state as it is now; returns the result and, with
+    `record`, writes it (on the chief)."""
     start = time.monotonic()
     values = metrics_lib.compute(self._names, self._real,
                                  self._fake_features(), self._settings)
-    record = {"step": step, **values,
+    result = {"step": step, **values,
               "time": datetime.datetime.now(datetime.timezone.utc).isoformat(
                   timespec="seconds"),
               "seconds": round(time.monotonic() - start, 1),
@@ -243,9 +245,9 @@ class Evaluator:
     logging.info("Evaluation at step %d: %s", step, ", ".join(
         f"{k} {v:.4g}" for k, v in values.items()))
     outputs = self._monitor.outputs()
-    if self._is_chief:
-      self._write(step, record, values, outputs)
-    return record
+    if self._is_chief and record:
+      self._write(step, result, values, outputs)
+    return result
 
   def _write(self, step: int, record: dict, values: dict[str, float],
              outputs: dict[str, np.ndarray]) -> None:

@@ -814,8 +814,13 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if step == 0:
     monitor.write(writer, step)
     if evaluator is not None and config.train.eval_at_start:
-      # The untrained G's metrics: the curves' starting point.
-      evaluator.evaluate(step)
+      # The untrained G's metrics: the curves' starting point. A run
+      # stopped before its first checkpoint starts again from the same
+      # untrained G and has them already: every worker still evaluates
+      # (the evaluation's collectives need them all), and the chief, which
+      # alone reads and writes the records, does not write them twice.
+      evaluator.evaluate(step, record=chief and 0 not in
+                         evaluation.evaluated_steps(workdir))
       progress.restart(step)
   any_task = make_agreement(strategy) if stop_requested else None
   while step < config.train.steps:
