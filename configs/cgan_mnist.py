@@ -6,17 +6,14 @@ projection of its features onto the digit's embedding to its logit. The noise
 then carries the handwriting and the label the digit, which is what
 `python -m trainer.apply transfer` uses to redraw an image as other digits.
 
-Run (any machine; `tfds:mnist` needs internet once, or a prepared TFDS dir):
+Run (any machine, offline too: the embedded MNIST digits):
 
   python -m trainer.main --config=configs/cgan_mnist.py --workdir=runs/cgan \
       --strategy=mirrored
 
-On this project's offline CPU machine, train on the first 9000 MNIST test
-images and keep test[9000:] held out for the apply tools' quality checks:
-
-  python -m trainer.main --config=configs/cgan_mnist.py --workdir=runs/cgan \
-      --config.data.source=idx:../shared/data/mnist \
-      --config.data.split='test[:9000]'
+To keep test[9000:] held out for the apply tools' quality checks, train on
+the first 9000 digits only: add --config.data.split='test[:9000]'. The full
+60,000: --config.data.source=tfds:mnist --config.data.split=train.
 
 Variants (`--config=configs/cgan_mnist.py:<variant>`):
   (none)  The dcgan_mnist schedule (10,000 steps at batch 256). Expected:

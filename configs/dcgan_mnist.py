@@ -1,15 +1,15 @@
 r"""DCGAN on MNIST: the seed's networks, trained the way they should be.
 
-Run (any machine; `tfds:mnist` needs internet once, or a prepared TFDS dir):
+Run (any machine, offline too: it trains on the 10,000 MNIST digits that
+ship with the package, the data source embedded:mnist):
 
-  python -m trainer.main --config=configs/dcgan_mnist.py --workdir=runs/mnist \
-      --strategy=mirrored
+  python -m trainer.main --strategy=mirrored
 
-On a machine without internet, read MNIST from IDX files instead:
+The full 60,000 training images (`tfds:mnist` needs internet once, or a
+prepared TFDS dir):
 
-  python -m trainer.main --config=configs/dcgan_mnist.py --workdir=runs/mnist \
-      --strategy=mirrored --num_cpu_devices=2 \
-      --config.data.source=idx:../shared/data/mnist --config.data.split=test
+  python -m trainer.main --strategy=mirrored \
+      --config.data.source=tfds:mnist --config.data.split=train
 
 Variants (`--config=configs/dcgan_mnist.py:<variant>`):
   (none)  10,000 steps at global batch 256 (about 43 epochs of the 60k
@@ -28,24 +28,19 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
   stacked Stacked MNIST (three digits as R, G, B: 1000 modes), the
           mode-collapse benchmark: the same DCGAN with 3 channels, evaluated
           every 1000 steps by mode counting with the MNIST classifier.
-          Offline, add --config.data.source=stacked_mnist:idx:../shared/data/mnist
-          --config.data.split=test. Expected (mixed_bfloat16, 26,000
+          Its digits come from embedded:mnist (stacked_mnist:tfds:mnist
+          for the 60,000). Expected (mixed_bfloat16, 26,000
           samples, BENCHMARKS.md "Stacked MNIST"): all 1000 modes from about
           8,000 steps on, and a KL that keeps falling with longer training:
           0.058 at 24,000 steps (add --config.train.steps=24000; about 1.7
           hours on 2 CPU cores).
   limited Limited data, as the DiffAugment and ADA papers measure it: the
-          first 1,000 images only (data.split, e.g. 'test[:1000]' offline),
-          evaluated by FID against the whole split every 500 steps;
+          first 1,000 images only (data.split='test[:1000]'), evaluated by
+          FID against the whole split every 500 steps;
           4,000 steps at batch 64; D without dropout, ADA in front of it
           (augment.speed_kimg=100, so that p can move within the run).
-          Offline:
             python -m trainer.main --config=configs/dcgan_mnist.py:limited \
-                --strategy=one_device --workdir=runs/limited \
-                --config.data.source=idx:../shared/data/mnist \
-                --config.data.split='test[:1000]' \
-                --config.eval.source=idx:../shared/data/mnist \
-                --config.eval.split=test
+                --strategy=one_device
           Measured (BENCHMARKS.md, "Limited data", seeds 0 and 1, D
           without dropout in all runs): FID 7.93 +- 0.20 at 4,000 steps,
           against 8.03 +- 0.24 without augmentation and 12.06 +- 0.15
@@ -71,10 +66,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
+  # embedded:mnist (MNIST's 10,000 test digits, shipped with the package),
   # tfds:<name>, idx:<dir>, folder:<dir>, packed:<dir> or
-  # stacked_mnist:<digits> (see README, "Data sources").
-  config.data.source = "tfds:mnist"
-  config.data.split = "train"
+  # stacked_mnist:<digits> (docs/data.md).
+  config.data.source = "embedded:mnist"
+  # The split to train on, or a slice of it: test[:1000], train[10%:].
+  config.data.split = "test"
   # Where TFDS finds (or builds) prepared datasets; "" is TFDS's default.
   config.data.tfds_data_dir = ""
   # Let TFDS download and prepare a dataset it does not find locally.
@@ -237,8 +234,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.batch_size = 64
     config.train.checkpoint_every = 500
   elif arg == "limited":
-    config.data.split = "train[:1000]"
-    config.eval.split = "train"
+    config.data.split = "test[:1000]"
+    config.eval.split = "test"
     config.eval.metrics = "fid,kid"
     config.model.d_dropout = 0.0
     config.augment.name = "ada"
@@ -248,7 +245,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eval_every = 500
     config.train.checkpoint_every = 500
   elif arg == "stacked":
-    config.data.source = "stacked_mnist:tfds:mnist"
+    config.data.source = "stacked_mnist:embedded:mnist"
     config.model.channels = 3
     config.train.eval_every = 1000
   elif arg:

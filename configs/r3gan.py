@@ -54,11 +54,9 @@ Variants (`--config=configs/r3gan.py:<variant>`):
            5e-5, gamma 0.05 -> 0.005, beta2 0.9 -> 0.99) and G_ema's
            half-life 0 -> 10 k images. Measured speed: about 18
            examples/sec on one device of a shared 2-core CPU, so about 4
-           hours. Offline:
+           hours. On the embedded MNIST digits:
              python -m trainer.main --config=configs/r3gan.py:mnist32 \
-                 --strategy=one_device --workdir=runs/r3gan_mnist32 \
-                 --config.data.source=idx:../shared/data/mnist \
-                 --config.data.split=test
+                 --strategy=one_device --workdir=runs/r3gan_mnist32
            Expected: readable digits; the whole run has not been measured.
            In one hour of one core, with the schedules over 64 k images
            instead of 256 k, it reaches FID 113 and 96 (seeds 0 and 1;

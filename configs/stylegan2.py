@@ -38,11 +38,9 @@ Variants (`--config=configs/stylegan2.py:<variant>`):
   mnist32  MNIST resized to 32x32, small enough for a 2-core CPU: widths
            up to 128, w of 128 from a 2-layer mapping, batch 32, R1 gamma
            0.01, ADA, ema_kimg 10; evaluates every 2000 steps and its
-           untrained G at step 0. Offline:
+           untrained G at step 0. On the embedded MNIST digits:
              python -m trainer.main --config=configs/stylegan2.py:mnist32 \
                  --strategy=one_device --workdir=runs/sg2_mnist32 \
-                 --config.data.source=idx:../shared/data/mnist \
-                 --config.data.split=test \
                  --config.runtime.mixed_precision=mixed_bfloat16
            About 22 examples/sec on one core of this CPU. Measured
            (BENCHMARKS.md, "Modern families on MNIST at 32x32"): in one
@@ -69,13 +67,13 @@ import ml_collections
 
 from trainer import config as config_lib
 
-# (image size, channels, classes, source) of each variant's data.
+# (image size, channels, classes, source, split) of each variant's data.
 _DATA = {
-    "cifar32": (32, 3, 10, "tfds:cifar10"),
-    "ffhq256": (256, 3, 0, "folder:data/ffhq256"),
-    "ffhq1024": (1024, 3, 0, "folder:data/ffhq1024"),
-    "mnist32": (32, 1, 0, "tfds:mnist"),
-    "smoke": (32, 1, 0, "tfds:mnist"),
+    "cifar32": (32, 3, 10, "tfds:cifar10", "train"),
+    "ffhq256": (256, 3, 0, "folder:data/ffhq256", "train"),
+    "ffhq1024": (1024, 3, 0, "folder:data/ffhq1024", "train"),
+    "mnist32": (32, 1, 0, "embedded:mnist", "test"),
+    "smoke": (32, 1, 0, "embedded:mnist", "test"),
 }
 
 # The presets' settings per variant: model fields, then the rest.
@@ -114,11 +112,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = config_lib.sibling_config(
       __file__, "dcgan_mnist", "smoke" if variant == "smoke" else None)
   preset = _PRESETS[variant]
-  size, channels, classes, source = _DATA[variant]
-
-  config.data.source = source
+  size, channels, classes, config.data.source, config.data.split = (
+      _DATA[variant])
   # MNIST's 28x28 digits are resized to the model's 32x32.
-  config.data.resize = source == "tfds:mnist"
+  config.data.resize = config.data.source.endswith("mnist")
   config.model = ml_collections.ConfigDict({
       "architecture": "stylegan2", "image_size": size, "channels": channels,
       "latent_dim": 512, "num_classes": classes, "loss": "non_saturating",

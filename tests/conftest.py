@@ -1,7 +1,8 @@
 """Shared test setup: two logical CPU devices and the real MNIST location.
 
-The real data is found through one setting, the environment variable
-GAN_TEST_MNIST_DIR (default ../shared/data/mnist, relative to the repository).
+The real digits are the package's embedded MNIST test split
+(trainer/data/assets/mnist, the data source embedded:mnist); the environment
+variable GAN_TEST_MNIST_DIR points the tests at another copy of the IDX files.
 """
 
 import contextlib
@@ -16,6 +17,7 @@ import subprocess
 from trainer import distribute  # pylint: disable=g-bad-import-order
 
 from trainer import config as config_lib
+from trainer.data import sources
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ import tensorflow as tf
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MNIST_DIR = pathlib.Path(os.environ.get(
-    "GAN_TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
+    "GAN_TEST_MNIST_DIR", sources.embedded_dir("mnist")))
 
 # Mirrored tests need two replicas on a machine without GPUs. This must run
 # before TensorFlow starts its devices, i.e. at collection time.
@@ -57,7 +59,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> pathlib.Path:
-  """The real MNIST IDX directory; fails (not skips) if it is missing."""
+  """The real MNIST IDX directory (by default the embedded copy); fails (not
+  skips) if it is missing."""
   images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
   if not images.exists():
     pytest.fail(
@@ -186,7 +189,6 @@ def assert_replicas_agree(config, source, steps: int = 2) -> None:
 
 def synthetic_32(count: int = 16):
   """`count` random 32x32 grey images with labels 0..9 in turn, in memory."""
-  from trainer.data import sources  # pylint: disable=g-import-not-at-top
   images = np.random.default_rng(0).integers(
       0, 256, size=(count, 32, 32, 1), dtype=np.uint8)
   return sources.in_memory(

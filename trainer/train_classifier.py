@@ -1,6 +1,6 @@
 r"""Trains the MNIST classifier that MNIST metrics use as feature extractor.
 
-  python -m trainer.train_classifier --data=idx:../shared/data/mnist \
+  python -m trainer.train_classifier --data=embedded:mnist \
       --train_split='test[:9000]' --heldout_split='test[9000:]' \
       --out=trainer/features/assets/mnist_classifier_v1
 
@@ -25,7 +25,7 @@ from trainer.features import mnist_classifier
 _RECIPE = mnist_classifier.Recipe()
 
 _DATA = flags.DEFINE_string(
-    "data", _RECIPE.data, "MNIST source: idx:<dir> or tfds:mnist.")
+    "data", _RECIPE.data, "MNIST source: embedded:mnist, idx:<dir> or tfds:mnist.")
 _TRAIN_SPLIT = flags.DEFINE_string(
     "train_split", _RECIPE.train_split, "The digits to train on.")
 _HELDOUT_SPLIT = flags.DEFINE_string(

@@ -1,6 +1,7 @@
-"""Tests for trainer.data.sources: idx:, folder: and tfds: sources."""
+"""Tests for trainer.data.sources: embedded:, idx:, folder: and tfds:."""
 
 import gzip
+import hashlib
 import io
 import os
 import pathlib
@@ -140,6 +141,91 @@ def test_idx_broken_file_is_a_user_error_naming_it(
   assert expected in str(error.value)
 
 
+# -------------------------------------------------------------- embedded ---
+
+# The SHA-256 of the MNIST files as distributed, as the embedded copy's
+# README (trainer/data/assets/mnist/README.md) states them.
+_MNIST_SHA256 = {
+    "t10k-images-idx3-ubyte.gz":
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz":
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+
+
+def test_embedded_mnist_files_are_the_distributed_ones():
+  directory = pathlib.Path(sources.embedded_dir("mnist"))
+  readme = (directory / "README.md").read_text()
+  assert "CC BY-SA 3.0" in readme
+  for name, digest in _MNIST_SHA256.items():
+    assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == (
+        digest)
+    assert digest in readme
+
+
+def test_embedded_mnist_is_the_real_test_split():
+  directory = pathlib.Path(sources.embedded_dir("mnist"))
+  source = sources.load("embedded:mnist", _request())
+  images, labels = _read_all(source)
+  assert source.description == "embedded:mnist"
+  assert (source.num_examples, source.num_classes) == (MNIST_TEST_SIZE, 10)
+  np.testing.assert_array_equal(
+      images[..., 0], _decode_idx_gz(directory / "t10k-images-idx3-ubyte.gz"))
+  np.testing.assert_array_equal(
+      labels, _decode_idx_gz(directory / "t10k-labels-idx1-ubyte.gz"))
+
+
+def test_embedded_mnist_slices_and_stacks():
+  assert sources.load("embedded:mnist",
+                      _request(split="test[:1000]")).num_examples == 1000
+  stacked = sources.load("stacked_mnist:embedded:mnist",
+                         _request(channels=3))
+  assert (stacked.image_shape, stacked.num_classes) == ((28, 28, 3), 1000)
+
+
+@pytest.mark.parametrize("spec, split, expected", [
+    ("embedded:mnist", "train",
+     "embedded:mnist holds only the split(s) test (slices such as "
+     "'test[:1000]' work); tfds:mnist has the others"),
+    ("embedded:cifar10", "test",
+     "embedded:cifar10 is not shipped with the package; embedded datasets: "
+     "mnist"),
+])
+def test_embedded_bad_name_or_split_says_what_is_valid(spec, split, expected):
+  with pytest.raises(UserError) as error:
+    sources.load(spec, _request(split=split))
+  assert expected in str(error.value)
+
+
+@pytest.mark.slow
+def test_embedded_mnist_is_read_from_an_installed_wheel(tmp_path):
+  """The digits are package data: a wheel holds them and reads them."""
+  repo = pathlib.Path(__file__).resolve().parents[2]
+  code, _, err = run_command(
+      sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+      "--no-build-isolation", "--wheel-dir", str(tmp_path / "wheel"),
+      str(repo))
+  assert code == 0, err
+  (wheel,) = (tmp_path / "wheel").glob("*.whl")
+  code, _, err = run_command(
+      sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+      "--target", str(tmp_path / "site"), str(wheel))
+  assert code == 0, err
+  # From another directory, with the wheel's copy first on the path.
+  read = ("import trainer.data.sources as s;"
+          "r = s.Request(split='test', image_size=28, channels=1, "
+          "resize=False);"
+          "x = s.load('embedded:mnist', r);"
+          "print(s.__file__, x.num_examples, x.num_classes)")
+  code, out, err = run_command(
+      "env", f"PYTHONPATH={tmp_path / 'site'}", sys.executable, "-c", read,
+      cwd=tmp_path)
+  assert code == 0, err
+  module_file, count, classes = out.split()
+  assert module_file.startswith(str(tmp_path / "site"))
+  assert (count, classes) == ("10000", "10")
+
+
 # ------------------------------------------------------------------ specs ---
 
 
@@ -151,7 +237,9 @@ def test_missing_directory_is_a_user_error(tmp_path, kind):
 
 
 def test_unknown_kind_lists_the_valid_kinds():
-  with pytest.raises(UserError, match="valid: folder, idx, packed, stacked_mnist, tfds"):
+  with pytest.raises(
+      UserError, match="valid: embedded, folder, idx, packed, stacked_mnist, "
+      "tfds"):
     sources.load("foo:bar", _request())
 
 

@@ -7,6 +7,7 @@ epoch), so that a resumed run can start exactly where the last one stopped.
 
 import dataclasses
 import gzip
+import importlib.resources
 import os
 import re
 import socket
@@ -81,8 +82,8 @@ def open_source(spec: str, request: Request) -> Source:
   if not sep or not argument:
     raise UserError(
         f"data.source={spec!r} is not of the form <kind>:<argument>; kinds: "
-        f"{', '.join(SOURCES.names())} (e.g. tfds:mnist, idx:/data/mnist, "
-        "folder:/data/faces, packed:/data/faces64)")
+        f"{', '.join(SOURCES.names())} (e.g. embedded:mnist, tfds:mnist, "
+        "idx:/data/mnist, folder:/data/faces, packed:/data/faces64)")
   return SOURCES.get(kind)(argument, request)
 
 
@@ -211,6 +212,12 @@ def _idx(directory: str, request: Request) -> Source:
   """MNIST-style IDX files: <prefix>-images-idx3-ubyte[.gz] and labels."""
   if not os.path.isdir(directory):
     raise UserError(f"idx:{directory}: no such directory")
+  return _read_idx_dir(directory, request, f"idx:{directory}")
+
+
+def _read_idx_dir(directory: str, request: Request,
+                  description: str) -> Source:
+  """The split `request.split` of the IDX files in `directory`."""
   name, _, _ = _parse_split(request.split)
   if name not in _IDX_PREFIX:
     raise UserError(f"data.split={request.split!r}: IDX data has the splits "
@@ -236,8 +243,38 @@ def _idx(directory: str, request: Request) -> Source:
       raise UserError(f"{labels_path} holds {labels.shape} labels for "
                       f"{len(images)} images in {images_path}")
     num_classes = int(labels.max()) + 1
-  return in_memory(f"idx:{directory}", images[..., None], labels, num_classes,
+  return in_memory(description, images[..., None], labels, num_classes,
                    request)
+
+
+# Datasets that ship inside the package (trainer/data/assets/<name>/, with
+# their license), so that training needs no download: name -> the splits
+# that are there.
+EMBEDDED = {"mnist": ("test",)}
+
+
+def embedded_dir(name: str) -> str:
+  """The directory of embedded dataset `name`'s files."""
+  return str(importlib.resources.files("trainer.data") / "assets" / name)
+
+
+@SOURCES.register("embedded")
+def _embedded(name: str, request: Request) -> Source:
+  """A dataset shipped with the package: embedded:mnist, MNIST's test split.
+
+  Its 10,000 real digits are there from a checkout and from an installed
+  wheel alike; tfds:mnist reads the full 60,000 training images.
+  """
+  if name not in EMBEDDED:
+    raise UserError(f"embedded:{name} is not shipped with the package; "
+                    f"embedded datasets: {', '.join(sorted(EMBEDDED))}")
+  split, _, _ = _parse_split(request.split)
+  if split not in EMBEDDED[name]:
+    raise UserError(
+        f"data.split={request.split!r}: embedded:{name} holds only the "
+        f"split(s) {', '.join(EMBEDDED[name])} (slices such as "
+        f"'{EMBEDDED[name][0]}[:1000]' work); tfds:{name} has the others")
+  return _read_idx_dir(embedded_dir(name), request, f"embedded:{name}")
 
 
 # ------------------------------------------------------------------ TFDS ---

@@ -12,7 +12,7 @@ nothing else: no validation, no early stopping (the epoch count is fixed).
 
 Retrain (about 5 minutes on 2 CPU cores):
 
-  python -m trainer.train_classifier --data=idx:../shared/data/mnist \
+  python -m trainer.train_classifier --data=embedded:mnist \
       --train_split='test[:9000]' --heldout_split='test[9000:]' \
       --out=trainer/features/assets/mnist_classifier_v1
 """
@@ -50,8 +50,8 @@ EMBEDDING_SIZE = 128
 _DROPOUT = 0.3
 # Batch size for inference; any size gives the same outputs.
 _EVAL_BATCH = 500
-# The project's copy of the real MNIST, relative to the repository root.
-_DEFAULT_DATA = "idx:../shared/data/mnist"
+# The real MNIST test split that ships with the package.
+_DEFAULT_DATA = "embedded:mnist"
 
 
 @dataclasses.dataclass(frozen=True)
