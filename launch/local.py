@@ -1,8 +1,7 @@
 r"""Runs a multi-worker training on this machine, one process per worker.
 
   python launch/local.py --workers=2 -- --config=configs/dcgan_mnist.py:smoke \
-      --workdir=runs/mw --config.data.source=idx:../shared/data/mnist \
-      --config.data.split=test
+      --workdir=runs/mw
 
 starts `python -m trainer.main --strategy=multi_worker <trainer flags>` once
 per worker, each with its own TF_CONFIG (a cluster of `localhost:<port>`
