@@ -1,8 +1,8 @@
 """What a test's first training call costs: building the step's graph.
 
 Times the first and the second call of train_steps(2) for one of the test
-suite's tiny configs, on one device, and counts the ops the trace creates
-(BENCHMARKS.md, "The suite under 15 minutes"). From the repository's root:
+suite's tiny configs, on one device, and counts the ops the trace creates.
+From the repository's root:
 
     python -m benchmarks.trace_cost stylegan2_pl
     python -m benchmarks.trace_cost dcgan_r1_r2_ada

@@ -18,8 +18,7 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           (float32): hours. Expected: clearly readable digits from G_ema after
           a few thousand steps. This is the recommended MNIST recipe: at the
           tutorial's budget of 2,000 steps it reaches well under half the
-          tutorial loop's FID (BENCHMARKS.md, "Quality at the tutorial's
-          budget").
+          tutorial loop's FID (BENCHMARKS.md).
           Speed on a CPU: add --config.runtime.mixed_precision=mixed_bfloat16
           where the CPU has AVX-512 BF16 or AMX, and
           --config.train.simultaneous=True for the tutorial's cheaper step
@@ -30,7 +29,7 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           every 1000 steps by mode counting with the MNIST classifier.
           Its digits come from embedded:mnist (stacked_mnist:tfds:mnist
           for the 60,000). Expected (mixed_bfloat16, 26,000
-          samples, BENCHMARKS.md "Stacked MNIST"): all 1000 modes from about
+          samples, BENCHMARKS.md): all 1000 modes from about
           8,000 steps on, and a KL that keeps falling with longer training:
           0.058 at 24,000 steps (add --config.train.steps=24000; about 1.7
           hours on 2 CPU cores).
@@ -41,7 +40,7 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           (augment.speed_kimg=100, so that p can move within the run).
             python -m trainer.main --config=configs/dcgan_mnist.py:limited \
                 --strategy=one_device
-          Measured (BENCHMARKS.md, "Limited data", seeds 0 and 1, D
+          Measured (BENCHMARKS.md, seeds 0 and 1, D
           without dropout in all runs): FID 7.93 +- 0.20 at 4,000 steps,
           against 8.03 +- 0.24 without augmentation and 12.06 +- 0.15
           with diffaugment. At this budget D only starts to overfit (r_t
@@ -63,6 +62,7 @@ from trainer import schedules
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the config; `arg` names a variant (see the module docstring)."""
   config = ml_collections.ConfigDict()
+  # Seeds the weights, the noise, the data order, dropout and augmentation.
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
@@ -85,16 +85,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.on_bad_image = "stop"
 
   config.model = ml_collections.ConfigDict()
+  # The network family: dcgan, stylegan2 or r3gan (trainer/models).
   config.model.architecture = "dcgan"
+  # The side of the square images G makes and D judges.
   config.model.image_size = 28
-  config.model.channels = 1
-  config.model.latent_dim = 100
+  config.model.channels = 1  # 1 (grey) or 3 (RGB)
+  config.model.latent_dim = 100  # the size of the noise vector z
   # Classes of a class-conditional model (G and D see the labels); 0: none.
   config.model.num_classes = 0
   # Width of G's last hidden layer and D's first; the others double from it.
   config.model.g_width = 64
   config.model.d_width = 64
-  config.model.d_dropout = 0.3
+  config.model.d_dropout = 0.3  # dropout after each of D's convolutions
   # Batch-norm statistics over the global batch rather than each replica's.
   config.model.sync_batchnorm = True
   # Spectral normalization of D's (and G's) weight layers (Miyato et al.).
@@ -118,6 +120,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # the interval (lazy regularization, StyleGAN2).
   config.penalties = ml_collections.ConfigDict()
   config.penalties.names = ""
+  # Each penalty's weight (r1, r2: gamma) and interval in steps.
   config.penalties.r1 = ml_collections.ConfigDict({"weight": 1.0,
                                                    "interval": 16})
   config.penalties.r2 = ml_collections.ConfigDict({"weight": 1.0,
@@ -146,6 +149,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.augment.interval = 4
   config.augment.speed_kimg = 500.0
 
+  # Adam's learning rates, for G and D, and its betas.
   config.optim = ml_collections.ConfigDict()
   config.optim.g_lr = 2e-4
   config.optim.d_lr = 2e-4
@@ -156,10 +160,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # "linear(end, kimg)" or "cosine(end, kimg)" over kimg thousand images;
   # "" keeps one constant. E.g. schedules.optim.g_lr="cosine(5e-5, 20000)".
   # Schedulable: learning rates, betas, penalty weights, model.ema_decay or
-  # model.ema_kimg, augment.p (README, "Schedules").
+  # model.ema_kimg, augment.p (docs/training.md).
   config.schedules = schedules.default_config()
 
   config.train = ml_collections.ConfigDict()
+  # Training steps: each n_disc updates of D and one of G.
   config.train.steps = 10_000
   config.train.batch_size = 256  # global, over all replicas
   config.train.n_disc = 1  # D updates per G update
@@ -168,10 +173,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # False: G's update follows D's, on fresh fakes against the updated D.
   config.train.simultaneous = False
   config.train.steps_per_loop = 20  # steps per call of the compiled loop
-  config.train.log_every = 100
+  config.train.log_every = 100  # steps between log lines and scalars
+  # Steps between checkpoints; one is also written at the end.
   config.train.checkpoint_every = 1000
-  config.train.keep_checkpoints = 3
-  config.train.image_every = 500
+  config.train.keep_checkpoints = 3  # the most recent checkpoints kept
+  config.train.image_every = 500  # steps between image grids and histograms
   config.train.grid_size = 64  # images in the fixed-noise grid
   config.train.histogram_samples = 512  # real and fake images in D's histograms
   # Evaluate (the metrics of config.eval) every this many steps; 0: never.
@@ -181,7 +187,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.eval_at_start = False
 
   # Evaluation: `python -m trainer.evaluate`, and during training when
-  # train.eval_every > 0 (see README, "Evaluation").
+  # train.eval_every > 0 (docs/evaluation.md).
   config.eval = ml_collections.ConfigDict()
   # Comma-separated: fid, kid, inception_score, precision_recall,
   # class_coverage.
@@ -196,10 +202,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.source = ""
   config.eval.split = ""
   config.eval.batch_size = 500  # global batch of feature extraction
+  # KID: the mean over this many random subsets of this size.
   config.eval.kid_subsets = 100
   config.eval.kid_subset_size = 1000
   config.eval.pr_k = 3  # k-th neighbour radius for precision and recall
-  config.eval.is_splits = 10
+  config.eval.is_splits = 10  # Inception Score: mean and std over splits
   # Cached real-image features; "" means $GAN_TRAINER_CACHE, else
   # ~/.cache/gan_trainer.
   config.eval.cache_dir = ""
@@ -208,12 +215,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # float32, mixed_bfloat16 or mixed_float16 (with loss scaling).
   config.runtime.mixed_precision = "float32"
   # XLA for the replica step. Off: on a 2-core CPU it made the step slower
-  # in float32 and bfloat16 (BENCHMARKS.md, "XLA"); try it on GPUs.
+  # in float32 and bfloat16 (docs/performance.md); try it on GPUs.
   config.runtime.jit_compile = False
   # Threads of TensorFlow's pools: inside one op (intra) and between ops
-  # (inter); 0 lets TensorFlow choose (one per core for both). On the 2-core
-  # CPU of BENCHMARKS.md, one thread per op made no consistent difference
-  # ("Threads"); on many-core machines shared by several jobs, set them.
+  # (inter); 0 lets TensorFlow choose (one per core for both). On a 2-core
+  # CPU one thread per op made no consistent difference (docs/performance.md);
+  # on many-core machines shared by several jobs, set them.
   config.runtime.intra_op_threads = 0
   config.runtime.inter_op_threads = 0
 

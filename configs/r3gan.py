@@ -1,6 +1,6 @@
 r"""R3GAN (Huang et al. 2024, "The GAN is dead; long live the GAN!").
 
-The networks of trainer/models/r3gan.py (README, "model.architecture"),
+The networks of trainer/models/r3gan.py (docs/config-reference.md),
 the relativistic pairing loss `rpgan` with R1 and R2 on every step (weight
 gamma: gamma/2 (R1 + R2)), Adam with beta1 = 0, and R3GAN's cosine
 schedules over the images seen: learning rates, gamma and beta2, G_ema's
@@ -17,7 +17,7 @@ pipeline adds cutout and runs the colour transforms at half probability
 are doubled by x-flips (--mirror=1); its Adam has epsilon 1e-8 (Keras'
 1e-7 here).
 
-Run (GPUs; the data source must exist, see README "Data sources"):
+Run (GPUs; the data source must exist, see docs/data.md):
 
   python -m trainer.main --config=configs/r3gan.py:cifar32 \
       --workdir=runs/r3gan_cifar --strategy=mirrored \
@@ -61,12 +61,10 @@ Variants (`--config=configs/r3gan.py:<variant>`):
            In one hour of one core, with the schedules over 64 k images
            instead of 256 k, it reaches FID 113 and 96 (seeds 0 and 1;
            varied shapes, no collapse) where the DCGAN reaches 8.3 and
-           8.6 in the same time
-           (BENCHMARKS.md, "Modern families on MNIST at 32x32"); on
-           Stacked MNIST (--config.model.channels=3) 167 and 63 of the
-           1000 modes at the end of the hour (seeds 0 and 1; at most 290
-           and 317), the DCGAN 941 and 932 ("Stacked MNIST at 32x32,
-           equal wall-clock").
+           8.6 in the same time; on Stacked MNIST
+           (--config.model.channels=3) 167 and 63 of the 1000 modes at
+           the end of the hour (seeds 0 and 1; at most 290 and 317), the
+           DCGAN 941 and 932 (BENCHMARKS.md).
   smoke    Tiny networks at 32x32 on MNIST, 20 steps at batch 8 with R1,
            R2 and scheduled ADA: checks that everything runs, in about a
            minute on 2 CPU cores. Not expected to produce digits.

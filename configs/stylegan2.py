@@ -1,12 +1,12 @@
 r"""StyleGAN2 (Karras et al. 2020) with StyleGAN2-ADA's settings.
 
-The networks of trainer/models/stylegan2.py (README, "model.architecture"),
+The networks of trainer/models/stylegan2.py (docs/config-reference.md),
 the non-saturating loss, lazy R1 every 16 steps, G's path-length penalty
 every 4, Adam with beta1 = 0, G_ema with a half-life in images and ADA's
 adaptive augmentation, as stylegan2-ada-pytorch's presets set them. The
 data, training-loop and evaluation sections are configs/dcgan_mnist.py's.
 
-Run (GPUs; the data source must exist, see README "Data sources"):
+Run (GPUs; the data source must exist, see docs/data.md):
 
   python -m trainer.main --config=configs/stylegan2.py:cifar32 \
       --workdir=runs/sg2_cifar --strategy=mirrored \
@@ -43,21 +43,18 @@ Variants (`--config=configs/stylegan2.py:<variant>`):
                  --strategy=one_device --workdir=runs/sg2_mnist32 \
                  --config.runtime.mixed_precision=mixed_bfloat16
            About 22 examples/sec on one core of this CPU. Measured
-           (BENCHMARKS.md, "Modern families on MNIST at 32x32"): in one
-           hour of one core (81 to 83 k images) it collapses to one digit,
-           FID 117 and 143 at the end (seeds 0 and 1) where the DCGAN
-           reaches 8.3 and 8.6 in the same time; its untrained G scores
-           100 and 136, so by this evaluator the hour gains nothing
-           ("The untrained G's FID"). NVIDIA's
-           StyleGAN2-ADA with the same recipe and data drops modes the
-           same way over 64 k images ("StyleGAN2's collapse on MNIST:
-           the reference does the same"): a check that the family runs
-           on a CPU, not a recipe for digits in an hour.
+           (BENCHMARKS.md): in one hour of one core (81 to 83 k images)
+           it collapses to one digit, FID 117 and 143 at the end (seeds 0
+           and 1) where the DCGAN reaches 8.3 and 8.6 in the same time;
+           its untrained G scores 100 and 136, so by this evaluator the
+           hour gains nothing. NVIDIA's StyleGAN2-ADA with the same recipe
+           and data drops modes the same way over 64 k images: a check
+           that the family runs on a CPU, not a recipe for digits in an
+           hour (docs/training.md).
            On Stacked MNIST (--config.model.channels=3) the same hour
            ends with 25 and 7 of the 1000 modes (seeds 0 and 1; at most
            79 and 131), fewer than its untrained G's 159 and 124; the
-           DCGAN 941 and 932 (BENCHMARKS.md, "Stacked MNIST at 32x32,
-           equal wall-clock").
+           DCGAN 941 and 932.
   smoke    Tiny networks at 32x32 on MNIST, 20 steps at batch 8 with R1,
            the path length and ADA: checks that everything runs, in about a
            minute on 2 CPU cores. Not expected to produce digits.

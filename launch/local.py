@@ -177,8 +177,7 @@ class _Group:
     handler only when the main thread is between bytecodes, so a wait that
     a signal did not interrupt would leave the handler's event unqueued.
     A guard against the rare hang after SIGINT that the signal mask in
-    `start` did not end; whether it is that hang's cause is not known
-    (BENCHMARKS.md, "The suite under 15 minutes").
+    `start` did not end; whether it is that hang's cause is not known.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

@@ -32,22 +32,29 @@ MNIST_DIR = pathlib.Path(os.environ.get(
 distribute.configure_cpu_devices(2)
 
 
-# The test files that take longest, longest first (BENCHMARKS.md, "The test
-# suite's order" and "The suite under 15 minutes"). pytest-xdist hands out
+# The test files that take longest in the full suite, longest first (the
+# heavier files of `-m "not slow"` are among them). pytest-xdist hands out
 # whole files in collection order (pyproject.toml: --no-loadscope-reorder),
 # so these start first and the workers finish together, instead of one of
 # them running a long file alone at the end.
 _SLOWEST_FIRST = (
-    "tests/test_step.py", "tests/test_train.py", "tests/test_learning.py",
-    "tests/test_bench.py", "tests/test_learning_r3gan.py",
+    "tests/test_train.py", "tests/test_step.py",
     "tests/launch/test_local.py", "tests/test_preemption.py",
-    "tests/test_evaluation.py", "tests/test_learning_stylegan2.py",
-    "tests/test_main.py", "tests/apply/test_export.py",
-    "tests/models/test_stylegan2.py", "tests/test_evaluate.py",
-    "tests/apply/test_main.py", "tests/models/test_r3gan.py",
-    "tests/apply/test_tasks.py", "tests/test_resume_families.py",
+    "tests/test_bench.py", "tests/test_evaluation.py",
+    "tests/apply/test_export.py", "tests/test_main.py",
+    "tests/test_evaluate.py", "tests/models/test_stylegan2.py",
     "tests/apply/test_stylegan2.py", "tests/launch/test_slurm.py",
-    "tests/test_schedules.py")
+    "tests/test_learning_stylegan2.py", "tests/test_resume_families.py",
+    "tests/test_learning.py", "tests/apply/test_tasks.py",
+    "tests/test_learning_r3gan.py", "tests/apply/test_main.py",
+    "tests/test_schedules.py", "tests/models/test_r3gan.py",
+    "tests/features/test_mnist_classifier.py", "tests/test_dataset.py",
+    "tests/data/test_sources.py", "tests/test_config.py",
+    "tests/benchmark/test_curves.py", "tests/benchmark/test_flops.py",
+    "tests/test_configs.py", "tests/benchmark/test_metric_plot.py",
+    "tests/data/test_pipeline.py", "tests/test_augment.py",
+    "tests/test_summaries.py", "tests/data/test_packed.py",
+    "tests/features/test_inception_v3.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,18 +82,17 @@ def functions_run_eagerly():
   """Within it, tf.functions run op by op instead of building a graph.
 
   For tests that check values over many combinations of parts (the step's
-  matrix, replica agreement, exact resume, schedules): building a step's
-  graph is nearly all of such a test's time, 6x to 10x its eager run
-  (BENCHMARKS.md, "The suite under 15 minutes"). The same Python code runs
-  the same ops. What only a graph does (autograph's conversion of the loop,
-  tf.cond around the lazy phases, grappler's rewrites) is checked by the
-  traced tests of each path: a traced step of every loss, penalty and
-  augmentation (tests/test_step.py), the DCGAN's replica agreement with ADA,
-  lazy R1 and the path length, its exact resume (tests/test_train.py), one
-  traced step of each family and their learning checks. tf.data's functions
-  are traced either way. Eager execution cannot gather from replicas
-  (strategy.gather, which train.run's image grids use), so a whole eager
-  training run is on one device.
+  matrix, replica agreement, exact resume, schedules): building a step's graph
+  is nearly all of such a test's time, 6x to 10x its eager run. The same
+  Python code runs the same ops. What only a graph does (autograph's
+  conversion of the loop, tf.cond around the lazy phases, grappler's rewrites)
+  is checked by the traced tests of each path: a traced step of every loss,
+  penalty and augmentation (tests/test_step.py), the DCGAN's replica agreement
+  with ADA, lazy R1 and the path length, its exact resume
+  (tests/test_train.py), one traced step of each family and their learning
+  checks. tf.data's functions are traced either way. Eager execution cannot
+  gather from replicas (strategy.gather, which train.run's image grids use),
+  so a whole eager training run is on one device.
   """
   tf.config.run_functions_eagerly(True)
   try:

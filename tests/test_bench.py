@@ -33,6 +33,7 @@ def _record(code: int, out: str, err: str) -> dict:
 # A small batch of ours and one round: the record is checked for consistency,
 # and a round of the tutorial's loop (batch 256) costs more than all of ours.
 # Rounds that alternate are checked with --scaling below.
+@pytest.mark.slow
 def test_step_and_tutorial_baseline(mnist_dir):
   code, out, err = _bench(mnist_dir, "--baseline=tutorial", "--rounds=1",
                           "--config.train.batch_size=16")
@@ -79,6 +80,7 @@ def test_the_peak_is_the_best_of_its_trials():
   assert meter.flops_per_sec >= first > 0
 
 
+@pytest.mark.slow
 def test_pipeline_only(mnist_dir):
   record = _record(*_bench(mnist_dir, "--pipeline_only", "--num_cpu_devices=2",
                            "--strategy=mirrored",
@@ -88,6 +90,7 @@ def test_pipeline_only(mnist_dir):
   assert "flops_per_example" not in record
 
 
+@pytest.mark.slow
 def test_simultaneous_step_counts_the_tutorials_flops(mnist_dir):
   # Also: the config's thread settings reach TensorFlow's pools, and
   # --scaling times the same step on one device of the process.
@@ -112,6 +115,7 @@ def test_simultaneous_step_counts_the_tutorials_flops(mnist_dir):
       / record["peak_flops_per_sec"]["float32"])
 
 
+@pytest.mark.slow
 def test_train_the_tutorial_and_evaluate_it_like_ours(mnist_dir, tmp_path):
   record = _record(*_bench(
       mnist_dir, "--baseline=tutorial", "--train_steps=6",
@@ -143,6 +147,7 @@ def _event_tags(logdir) -> set[str]:
 
 # What `python -m trainer.bench` refuses is printed as one `error:` line,
 # before any measuring (the library's refusals, below, in this process).
+@pytest.mark.slow
 def test_bad_flags_give_one_error_line(mnist_dir):
   code, _, err = _bench(mnist_dir, "--train_steps=5")
   assert code == 1, err[-3000:]

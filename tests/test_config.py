@@ -2,6 +2,7 @@
 with one message before anything is written."""
 
 import hashlib
+import itertools
 import json
 import sys
 
@@ -12,6 +13,7 @@ from tests.conftest import cpu_strategy, load_config, run_command, smoke_flags
 from trainer import config as config_lib
 from trainer import train
 from trainer.errors import UserError
+from trainer.models import ARCHITECTURES
 
 TINY = {"model.g_width": 8, "model.d_width": 8, "train.batch_size": 8}
 
@@ -162,6 +164,7 @@ def test_bad_values_leave_a_runs_workdir_alone(overrides, message, trained,
   assert _snapshot(trained) == before
 
 
+@pytest.mark.slow
 def test_the_command_line_prints_one_error_line(trained, mnist_dir):
   before = _snapshot(trained)
   code, _, stderr = run_command(
@@ -176,19 +179,52 @@ def test_the_command_line_prints_one_error_line(trained, mnist_dir):
   assert saved["penalties"]["names"] == ""  # the run's own, untouched
 
 
+def _config_of(architecture: str, **overrides):
+  """The smoke config with `architecture`'s defaults (the modern ones at
+  32x32)."""
+  sized = {} if architecture == "dcgan" else {"model.image_size": 32}
+  return load_config(**{"model.architecture": architecture, **sized,
+                        **overrides})
+
+
+@pytest.mark.parametrize("saved,asked",
+                         itertools.permutations(ARCHITECTURES.names(), 2))
+def test_a_workdir_of_another_architecture_is_named_in_one_line(saved, asked,
+                                                                tmp_path):
+  (tmp_path / "config.json").write_text(config_lib.to_json(
+      _config_of(saved)))
+  with pytest.raises(UserError) as error:
+    config_lib.check_compatible(_config_of(asked), str(tmp_path))
+  assert str(error.value) == (
+      f"workdir {tmp_path} holds a run of a different model "
+      f"(model.architecture: saved {saved!r}, now {asked!r}). Use another "
+      "--workdir, or the same config.")
+
+
+@pytest.mark.slow
+def test_the_command_line_refuses_another_architectures_workdir(trained):
+  before = _snapshot(trained)
+  code, _, stderr = run_command(
+      sys.executable, "-m", "trainer.main", f"--workdir={trained}",
+      "--strategy=one_device", "--config=configs/stylegan2.py:smoke")
+  assert code == 1 and "Traceback" not in stderr, stderr[-3000:]
+  assert stderr.strip().splitlines()[-1] == (
+      f"error: workdir {trained} holds a run of a different model "
+      "(model.architecture: saved 'dcgan', now 'stylegan2'). Use another "
+      "--workdir, or the same config.")
+  assert _snapshot(trained) == before
+
+
 @pytest.mark.parametrize("architecture,field,other", [
     ("dcgan", "g_width", 32), ("dcgan", "d_spectral_norm", True),
     ("stylegan2", "channel_base", 256), ("stylegan2", "w_dim", 64),
     ("r3gan", "blocks_per_stage", 1), ("r3gan", "cardinality", 48)])
 def test_a_workdir_of_another_width_is_told_apart(architecture, field, other,
                                                   tmp_path):
-  overrides = {"model.architecture": architecture}
-  if architecture != "dcgan":
-    overrides["model.image_size"] = 32
-  saved = load_config(**overrides)
+  saved = _config_of(architecture)
   (tmp_path / "config.json").write_text(config_lib.to_json(saved))
   config_lib.check_compatible(saved, str(tmp_path))  # the same: accepted
-  changed = load_config(**overrides, **{f"model.{field}": other})
+  changed = _config_of(architecture, **{f"model.{field}": other})
   with pytest.raises(UserError, match=(
       f"holds a run of a different model .model.{field}: saved")):
     config_lib.check_compatible(changed, str(tmp_path))

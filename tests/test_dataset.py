@@ -1,6 +1,7 @@
 """Tests for trainer/dataset.py, the dataset tool, as real processes."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import PROCESS_TIMEOUT_SECONDS, REPO, run_command
+from trainer.data import packed
 from trainer.data import sources
 from trainer.errors import UserError
 
@@ -23,6 +25,7 @@ def _read(spec: str, split: str) -> dict[str, np.ndarray]:
   return {k: v.numpy() for k, v in data.items()}
 
 
+@pytest.mark.slow
 def test_an_interrupted_create_is_not_a_dataset_and_is_completed_by_another(
     mnist_dir, tmp_path):
   dest = tmp_path / "digits"
@@ -62,6 +65,7 @@ def test_an_interrupted_create_is_not_a_dataset_and_is_completed_by_another(
   np.testing.assert_array_equal(packed["label"], idx["label"])
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_error_line_and_writes_nothing(mnist_dir, tmp_path):
   code, _, err = run_command(
       sys.executable, "-m", "trainer.dataset", "create",
@@ -74,3 +78,30 @@ def test_bad_input_is_one_error_line_and_writes_nothing(mnist_dir, tmp_path):
   assert "bicubic, bilinear, box, lanczos" in errors[0]
   assert "Traceback" not in err
   assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_inspect_writes_its_grid_to_the_temporary_directory_and_says_where(
+    mnist_dir, tmp_path):
+  dest = tmp_path / "digits"
+  packed.create(packed.Settings(source=f"idx:{mnist_dir}", split="test[:20]",
+                                shard_size=8), str(dest), workers=1)
+  dataset = {p.name: p.read_bytes() for p in dest.iterdir()}
+  cwd, temp = tmp_path / "cwd", tmp_path / "temp"
+  cwd.mkdir()
+  temp.mkdir()
+
+  process = subprocess.run(
+      [sys.executable, "-m", "trainer.dataset", "inspect", str(dest)],
+      cwd=cwd, env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TMPDIR=str(temp)),
+      capture_output=True, text=True, timeout=PROCESS_TIMEOUT_SECONDS,
+      check=False)
+
+  assert process.returncode == 0, process.stderr[-3000:]
+  said, _, metadata = process.stdout.partition("\n")
+  grid = temp / "digits_first.png"
+  assert said == f"grid of the first images: {grid}"
+  assert json.loads(metadata)["count"] == 20
+  assert tf.io.decode_png(grid.read_bytes()).shape[-1] == 1
+  assert list(cwd.iterdir()) == []
+  assert {p.name: p.read_bytes() for p in dest.iterdir()} == dataset

@@ -8,6 +8,7 @@ this process too, and once through the command line.
 import json
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ _METRICS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std",
             "precision", "recall", "modes", "mode_kl")
 
 
+@pytest.mark.slow
 def test_latest_checkpoint_is_evaluated_into_jsonl_tensorboard_and_png(
     trained, mnist_dir, tmp_path):
   _, cache = trained
@@ -121,6 +123,7 @@ def test_latest_checkpoint_is_evaluated_into_jsonl_tensorboard_and_png(
   assert tf.io.decode_png(png).shape[-1] in (3, 4)
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_error_line(trained, mnist_dir, tmp_path):
   _, cache = trained
   workdir = _copy(trained, tmp_path)
@@ -134,7 +137,22 @@ def test_bad_input_gives_one_error_line(trained, mnist_dir, tmp_path):
   assert _checkpoint_files(workdir) == _checkpoint_files(trained[0])
 
 
+@pytest.mark.slow
+def test_another_architectures_config_gives_one_error_line(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
+  code, _, err = run_command(
+      sys.executable, "-m", "trainer.evaluate", f"--workdir={workdir}",
+      "--strategy=one_device", "--config=configs/r3gan.py:smoke")
+  assert code == 1 and "Traceback" not in err, err[-3000:]
+  assert err.strip().splitlines()[-1] == (
+      f"error: workdir {workdir} holds a run of a different model "
+      "(model.architecture: saved 'dcgan', now 'r3gan'). Use another "
+      "--workdir, or the same config.")
+  assert not (workdir / "eval").exists()
+
+
 # More bad settings are checked in-process in test_evaluation.py.
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     ({"model.g_width": 16}, "holds a run of a different model"),
     ({"eval.num_samples": 100}, "eval.num_samples"),
@@ -164,6 +182,7 @@ def _start_watcher(mnist_dir, cache, workdir, *extra) -> subprocess.Popen:
       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_training_evaluates_the_untrained_g_first_when_asked(mnist_dir,
                                                               tmp_path):
   """train.eval_at_start: a new run evaluates at step 0, before its first
@@ -193,6 +212,7 @@ def test_training_evaluates_the_untrained_g_first_when_asked(mnist_dir,
   assert _records(workdir)[0] == records[0]
 
 
+@pytest.mark.slow
 def test_continuous_evaluates_each_checkpoint_next_to_training(
     trained, mnist_dir, tmp_path):
   _, cache = trained
@@ -218,6 +238,7 @@ def _wait_for(condition, what: str, watcher: subprocess.Popen) -> None:
     time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_continuous_waits_through_a_half_written_checkpoint(
     trained, mnist_dir, tmp_path):
   source, cache = trained
@@ -254,4 +275,29 @@ def test_continuous_waits_through_a_half_written_checkpoint(
     watcher.kill()
   assert watcher.returncode == 0, err[-3000:]
   assert "Cannot read" in err and "ckpt-40" in err, err[-3000:]
+  assert [r["step"] for r in _records(workdir)] == [20, 40]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_watcher_in_one_line_keeping_its_records(
+    trained, mnist_dir, tmp_path):
+  _, cache = trained
+  workdir = _copy(trained, tmp_path)
+  # A final step that training never reaches: it evaluates steps 20 and
+  # 40, then waits for more.
+  watcher = _start_watcher(mnist_dir, cache, workdir,
+                           "--config.train.steps=1000")
+  try:
+    metrics = workdir / "eval" / "metrics.jsonl"
+    _wait_for(lambda: metrics.exists() and len(_records(workdir)) == 2,
+              "the evaluations of steps 20 and 40", watcher)
+    watcher.send_signal(signal.SIGINT)
+    _, err = watcher.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
+  finally:
+    watcher.kill()
+  assert watcher.returncode == 128 + signal.SIGINT, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  assert err.strip().splitlines()[-1] == (
+      "stopped by Ctrl-C; the evaluations finished before it are in "
+      f"{metrics}")
   assert [r["step"] for r in _records(workdir)] == [20, 40]

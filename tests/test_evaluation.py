@@ -37,6 +37,7 @@ def _evaluate(config, strategy, workdir, state=None) -> dict:
   return evaluator.evaluate(step=0)
 
 
+@pytest.mark.slow
 def test_metrics_do_not_depend_on_batch_size_or_replicas(mnist_dir, tmp_path):
   results = []
   for replicas, batch in ((1, 100), (2, 50), (2, 400)):
@@ -52,6 +53,7 @@ def test_metrics_do_not_depend_on_batch_size_or_replicas(mnist_dir, tmp_path):
                                  atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_real_features_are_cached_and_a_bad_cache_is_recomputed(
     mnist_dir, tmp_path):
   config = _config(mnist_dir, tmp_path / "cache")
@@ -96,6 +98,7 @@ def test_a_generator_of_one_digit_has_one_mode(mnist_dir, tmp_path):
   assert result["inception_score"] == pytest.approx(1.0, abs=0.01)
 
 
+@pytest.mark.slow
 def test_stacked_mnist_of_real_digits_has_1000_modes(mnist_dir):
   source = sources.load(f"stacked_mnist:idx:{mnist_dir}", sources.Request(
       split="test", image_size=28, channels=3, resize=False))
@@ -130,6 +133,7 @@ def test_stacked_mnist_of_real_digits_has_1000_modes(mnist_dir):
   assert result["mode_kl"] < 0.01
 
 
+@pytest.mark.slow
 def test_inception_v3_reads_weights_from_a_local_file(mnist_dir, tmp_path):
   weights = tmp_path / "inception_v3.weights.h5"
   # Untrained weights (ImageNet's cannot be downloaded here): this checks the

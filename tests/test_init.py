@@ -12,6 +12,9 @@ import pytest
 import trainer
 from tests.conftest import PROCESS_TIMEOUT_SECONDS, REPO
 
+# Each test starts a fresh Python process that imports TensorFlow.
+pytestmark = pytest.mark.slow
+
 # What TensorFlow logs (at INFO) when it loads with its oneDNN kernels on.
 _ONEDNN_ON = "oneDNN custom operations are on"
 

@@ -20,6 +20,9 @@ from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
 
+# Hundreds of training steps and several evaluations per test.
+pytestmark = pytest.mark.slow
+
 
 def check_fid_falls(tmp_path, mnist_dir, family: dict,
                     strategy: tf.distribute.Strategy, *, steps: int = 200,
@@ -78,15 +81,13 @@ def test_conditional_model_lowers_the_fid_and_draws_the_asked_digit(
   redraws held-out digits as other digits, and the evaluation's classifier
   mostly reads those.
 
-  One run for both checks (BENCHMARKS.md, "Fewer and smaller checks for the
-  slower kind"): the unconditional DCGAN trains through the same step
-  without labels, and the other families' learning checks are
-  unconditional. One device: on two logical CPUs of this machine's two
-  cores the run takes about 1.4x as long, and the replica-agreement tests
-  (tests/test_step.py, tests/launch/test_local.py) check that two replicas
-  train alike. Batch 32: at 400 steps it gives about the FID and transfer
-  of batch 64 (two seeds each, BENCHMARKS.md "Learning check") in half the
-  training.
+  One run for both checks, to keep the suite short: the unconditional
+  DCGAN trains through the same step without labels, and the other
+  families' learning checks are unconditional. One device: on two logical
+  CPUs of this machine's two cores the run takes about 1.4x as long, and
+  the replica-agreement tests (tests/test_step.py,
+  tests/launch/test_local.py) check that two replicas train alike. Batch 32: at 400 steps it gives about the FID and transfer
+  of batch 64 (two seeds each, BENCHMARKS.md) in half the training.
   """
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   workdir = str(check_fid_falls(

@@ -14,15 +14,18 @@ calling `trainer.train.run` in this process, as `trainer.main` calls it.
 import hashlib
 import json
 import logging
+import os
 import pathlib
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import (REPO, cpu_strategy, load_config, run_command,
-                            smoke_flags)
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, cpu_strategy,
+                            load_config, run_command, smoke_flags)
+from trainer import cli
 from trainer import train
 from trainer.errors import UserError
 
@@ -86,8 +89,8 @@ def snapshot(directory: pathlib.Path) -> dict[str, tuple[str, int]]:
 
 
 # What the command line itself refuses, while it parses its flags: (flags,
-# words the message must hold). A case with its own --config= runs without
-# the smoke flags.
+# words the message must hold). A case that starts with its own --config= or
+# an override (of the default config) runs without the smoke flags.
 BAD_FLAGS = [
     pytest.param(
         ["--strategy=nope"],
@@ -107,13 +110,36 @@ BAD_FLAGS = [
         ["--config=configs/nope.py", "--config.train.steps=2"],
         ["configs/nope.py", "no such file"],
         id="missing_config_file_with_override"),
+    # Without --config, ml_collections applies overrides to the default
+    # config as trainer.cli defines the flag; with it, while parsing.
+    pytest.param(
+        ["--config.train.stepz=5"],
+        ["--config.train.stepz", "no field 'stepz' in config.train",
+         "did you mean 'steps'?"],
+        id="misspelled_field_of_the_default_config"),
+    pytest.param(
+        ["--config=configs/dcgan_mnist.py:smoke", "--config.trian.steps=5"],
+        ["--config.trian.steps", "no field 'trian' in config;",
+         "did you mean 'train'?"],
+        id="misspelled_section"),
+    pytest.param(
+        ["--config=configs/dcgan_mnist.py:smoke", "--config.nope.steps=5"],
+        ["--config.nope.steps", "no field 'nope' in config;",
+         "valid: augment, data, eval, model, optim, penalties, runtime, "
+         "schedules, seed, train"],
+        id="unknown_section"),
+    pytest.param(
+        ["--config=configs/dcgan_mnist.py:smoke", "--config.train.steps=abc"],
+        ["--config.train.steps=abc", "takes an integer", "has 40"],
+        id="value_of_another_type"),
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags,words", BAD_FLAGS)
 def test_bad_flags_are_one_clear_error(flags, words, mnist_dir, tmp_path):
   workdir = tmp_path / "run"
-  if flags[0].startswith("--config="):
+  if flags[0].startswith("--config"):
     args = [*flags, f"--workdir={workdir}"]
   else:
     args = smoke_args(mnist_dir, "--config.train.steps=2", *flags,
@@ -122,7 +148,34 @@ def test_bad_flags_are_one_clear_error(flags, words, mnist_dir, tmp_path):
   returncode, _, stderr = run_main(*args)
 
   assert_clear_error(returncode, stderr, words)
+  assert [line for line in stderr.splitlines()
+          if line.startswith("error: ")] == [last_message(stderr)], stderr
   assert not workdir.exists()
+
+
+# Overrides of configs/stylegan2.py, and what override_errors says of them.
+@pytest.mark.parametrize("overrides,errors", [
+    ([], []),
+    (["--config.train.steps=5", "--noconfig.data.shuffle",
+      "--config.model.w_dim", "64"], []),
+    (["--config.model.w_dimm=64"],
+     ["--config.model.w_dimm: no field 'w_dimm' in config.model; did you "
+      "mean 'w_dim'?"]),
+    # Nothing close: every field of the section.
+    (["--config.runtime.xla", "true", "--config.traim.steps=5"],
+     ["--config.runtime.xla: no field 'xla' in config.runtime; valid: "
+      "inter_op_threads, intra_op_threads, jit_compile, mixed_precision",
+      "--config.traim.steps: no field 'traim' in config; did you mean "
+      "'train' or 'optim'?"]),
+    (["--config.train.steps.every=5"],
+     ["--config.train.steps.every: config.train.steps is a value (int), "
+      "not a section"]),
+])
+def test_overrides_of_no_field_are_named_with_the_closest_fields(overrides,
+                                                                 errors):
+  argv = ["trainer.main", f"--config={REPO / 'configs' / 'stylegan2.py'}",
+          *overrides]
+  assert cli.override_errors(argv) == errors
 
 
 # What the library refuses before training: (config overrides, replicas,
@@ -145,10 +198,22 @@ BAD_CONFIG = [
         id="missing_idx_dir"),
     # Offline (as on this machine) the host check fails within seconds.
     pytest.param(
-        {"data.source": "tfds:mnist", "data.tfds_data_dir": "{tmp}"}, 1,
+        {"data.source": "tfds:mnist", "data.split": "train",
+         "data.tfds_data_dir": "{tmp}"}, 1,
         ["tfds:mnist", "not prepared", "{tmp}", "cannot be downloaded",
-         "idx:", "folder:"],
+         "--config.data.source=embedded:mnist --config.data.split=test;",
+         "--config.data.source=idx:<dir>, folder:<dir> or packed:<dir>",
+         "--config.data.tfds_data_dir"],
         id="tfds_offline"),
+    # The evaluation's real images: the hint names the eval flags.
+    pytest.param(
+        {"eval.source": "tfds:mnist", "eval.split": "train",
+         "data.tfds_data_dir": "{tmp}", "data.tfds_download": False,
+         "train.eval_every": 1}, 1,
+        ["tfds:mnist", "not prepared", "{tmp}",
+         "--config.eval.source=embedded:mnist --config.eval.split=test;",
+         "--config.eval.source=idx:<dir>"],
+        id="tfds_eval_source_offline"),
     pytest.param(
         {"model.image_size": 32}, 1,
         ["28x28", "32x32", "model.image_size=28", "data.resize"],
@@ -226,6 +291,7 @@ def trained_config(mnist_dir, **overrides):
                                     **overrides})
 
 
+@pytest.mark.slow
 def test_trains_logs_and_writes_its_config(trained, mnist_dir):
   workdir, stderr = trained
   assert "Training from step 0 to 4" in stderr, stderr
@@ -240,6 +306,83 @@ def test_trains_logs_and_writes_its_config(trained, mnist_dir):
   assert (saved["train"]["steps"], saved["train"]["log_every"]) == (4, 2)
 
 
+# What TensorFlow prints in a run that does not concern its user: notices of
+# its C++ code (at levels up to ERROR) and INFO lines of its Python code.
+_TENSORFLOW_NOTICES = (
+    "failed call to cuInit", "oneDNN", "remapper failed",
+    "Could not find cuda drivers", "cpu_feature_guard", "absl::InitializeLog",
+    "Sharding callback duration")
+# The start of the resolved config, as logged.
+_CONFIG_DUMP = ("Resolved config:", '"augment": {')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True], ids=["default", "-v=1"])
+def test_the_console_shows_the_run_and_the_verbosity_flag_the_rest(
+    verbose, mnist_dir, tmp_path):
+  workdir = tmp_path / "run"
+  # As a user's shell has it: neither the devices nor TensorFlow's log level
+  # set.
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_LOG_LEVEL")}
+  process = subprocess.run(
+      [sys.executable, "-m", "trainer.main", "--strategy=one_device",
+       *smoke_args(mnist_dir, "--config.train.steps=2",
+                   "--config.train.log_every=1", workdir=workdir),
+       *(["-v=1"] if verbose else [])],
+      cwd=REPO, env=env, capture_output=True, text=True,
+      timeout=PROCESS_TIMEOUT_SECONDS, check=False)
+  assert process.returncode == 0, process.stderr[-3000:]
+  console = process.stdout + process.stderr
+
+  assert [m[:2] for m in _LOG_LINE.findall(console)] == [
+      ("1", "2"), ("2", "2")], console
+  assert "Training from step 0 to 2 on idx:" in console, console
+  assert (f"in {workdir}; its full config: {workdir / 'config.json'} and "
+          "TensorBoard's Text tab") in console, console
+  shown = [text for text in (*_TENSORFLOW_NOTICES, *_CONFIG_DUMP)
+           if text in console]
+  if verbose:
+    assert set(_CONFIG_DUMP) <= set(shown), console
+    assert set(shown) & set(_TENSORFLOW_NOTICES), console
+  else:
+    assert not shown, console
+
+
+@pytest.mark.parametrize("argv,level", [
+    ([], 0), (["-v=1"], 1), (["--verbosity", "2"], 2),
+    (["-v", "1", "--workdir=x", "--v=-1"], -1), (["-v=much"], 0),
+    (["--vmodule=train=2"], 0)])
+def test_the_verbosity_is_read_before_the_flags_are_parsed(argv, level):
+  assert cli.verbosity(["trainer.main", *argv]) == level
+
+
+# Lines of stderr as TensorFlow 2.21 prints them, and their level (-1: not
+# TensorFlow's log, always shown).
+_STDERR_LINES = {
+    "WARNING: All log messages before absl::InitializeLog() is called are "
+    "written to STDERR": 0,
+    "I0000 00:00:1796615234.670667    7354 port.cc:153] oneDNN custom "
+    "operations are on.": 0,
+    "W0000 00:00:1796615247.889262    7354 dataset.cc:997] Input of "
+    "GeneratorDatasetOp::Dataset will not be optimized": 1,
+    "E0000 00:00:1796615245.109386    7354 cuda_platform.cc:52] failed call "
+    "to cuInit: INTERNAL: CUDA error": 2,
+    "F0000 00:00:1796615245.109386    7354 check.cc:1] Check failed": 3,
+    "Traceback (most recent call last):": -1,
+    "error: tfds:mnist is not prepared": -1,
+}
+
+
+@pytest.mark.parametrize("min_level", [0, 1, 2, 3])
+def test_tensorflows_log_is_shown_from_its_min_level(min_level):
+  shown = [line for line in _STDERR_LINES
+           if cli.cpp_log_shown(line, min_level)]
+  assert shown == [line for line, level in _STDERR_LINES.items()
+                   if level < 0 or level >= min_level]
+
+
+@pytest.mark.slow
 def test_default_workdir_is_under_runs_in_the_cwd(trained):
   workdir, _ = trained  # <cwd>/runs/dcgan_mnist_smoke
   saved = json.loads((workdir / "config.json").read_text())
@@ -247,6 +390,7 @@ def test_default_workdir_is_under_runs_in_the_cwd(trained):
   assert list((workdir / "checkpoints").glob("ckpt-4.*"))
 
 
+@pytest.mark.slow
 def test_runs_again_without_repeating_and_resumes_for_more_steps(
     trained, mnist_dir, tmp_path, caplog):
   caplog.set_level(logging.INFO)
@@ -273,6 +417,7 @@ def test_runs_again_without_repeating_and_resumes_for_more_steps(
       (workdir / "config.json").read_text())["train"]["steps"] == 6
 
 
+@pytest.mark.slow
 def test_other_models_workdir_is_refused_untouched(trained, mnist_dir,
                                                    tmp_path):
   # Without config.json only the checkpoint itself can tell. This is a real
@@ -292,6 +437,7 @@ def test_other_models_workdir_is_refused_untouched(trained, mnist_dir,
   assert snapshot(workdir) == before  # same files, bytes and mtimes
 
 
+@pytest.mark.slow
 def test_other_models_workdir_is_told_by_its_config_json(trained, mnist_dir,
                                                          tmp_path):
   workdir = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""Preemption and crashes, with real processes: SIGTERM saves, SIGKILL fails fast.
+"""Stopping, with real processes: SIGTERM and Ctrl-C save, SIGKILL fails fast.
 
 A run is started with far more steps than it will take and interrupted once
 it has trained a few steps; a restart then goes on from where it stopped.
@@ -10,19 +10,26 @@ import logging
 import os
 import pathlib
 import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 from launch import local
-from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, cpu_strategy,
-                            load_config, saved_step, smoke_flags)
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, TINY_FLAGS,
+                            cpu_strategy, load_config, run_command,
+                            saved_step, smoke_flags)
+from trainer import checkpoint as checkpoint_lib
+from trainer import signals
 from trainer import train
 
-_PREEMPTED_EXIT_CODE = 143
+# 128 + the signal, as a shell reports a process ended by it.
+_PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+_INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 # Far more steps than a run takes before it is interrupted.
 _MANY_STEPS = 100_000
 _CHECKPOINT_EVERY = 20
@@ -46,13 +53,16 @@ def _config(mnist_dir, steps: int):
       "train.steps": steps, **_OVERRIDES})
 
 
+def _command(args: list[str]) -> list[str]:
+  return [sys.executable, "-m", "trainer.main", *args]
+
+
 def _start(args: list[str], log: pathlib.Path, tf_config: str | None = None):
   env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
   if tf_config:
     env["TF_CONFIG"] = tf_config
   with open(log, "w") as out:
-    return subprocess.Popen([sys.executable, "-m", "trainer.main", *args],
-                            cwd=REPO, env=env, stdout=out,
+    return subprocess.Popen(_command(args), cwd=REPO, env=env, stdout=out,
                             stderr=subprocess.STDOUT)
 
 
@@ -109,26 +119,119 @@ def _resume_here(mnist_dir, workdir, stopped_at: int, caplog) -> None:
   assert _saved_step(workdir, stopped_at + 10) == stopped_at + 10
 
 
-def test_sigterm_saves_the_current_step_and_a_restart_resumes_there(
-    tmp_path, mnist_dir, caplog):
+@pytest.mark.slow
+@pytest.mark.parametrize("stop,code", [
+    (signal.SIGTERM, _PREEMPTED_EXIT_CODE),
+    (signal.SIGINT, _INTERRUPTED_EXIT_CODE)], ids=["sigterm", "ctrl_c"])
+def test_a_stop_signal_saves_the_current_step_and_a_restart_resumes_there(
+    stop, code, tmp_path, mnist_dir, caplog):
   workdir = tmp_path / "run"
-  process = _start(["--strategy=mirrored", "--num_cpu_devices=2",
-                    *_flags(mnist_dir, workdir, _MANY_STEPS)],
-                   tmp_path / "a.log")
-  _wait_for_training(tmp_path / "a.log", past_step=5)
-  process.send_signal(signal.SIGTERM)
-  assert _finish([process]) == [_PREEMPTED_EXIT_CODE]
+  args = ["--strategy=mirrored", "--num_cpu_devices=2",
+          *_flags(mnist_dir, workdir, _MANY_STEPS)]
+  process = _start(args, tmp_path / "a.log")
+  # Past the first periodic checkpoint (step 20).
+  _wait_for_training(tmp_path / "a.log", past_step=_CHECKPOINT_EVERY)
+  process.send_signal(stop)
+  assert _finish([process]) == [code]
   log = (tmp_path / "a.log").read_text()
   assert "Traceback" not in log
   (stopped_at,) = _stopped_at(log)
   # Saved at the step where it stopped, not only at the periodic ones.
-  assert stopped_at in _checkpoint_steps(workdir)
+  assert _checkpoint_steps(workdir)[-1] == stopped_at > _CHECKPOINT_EVERY
   assert _saved_step(workdir, stopped_at) == stopped_at
   assert stopped_at % 5 == 0  # the end of a loop call
+  # The last line says so, and that the same command resumes.
+  assert log.strip().splitlines()[-1] == (
+      f"stopped on request at step {stopped_at} after saving "
+      f"{workdir / 'checkpoints' / f'ckpt-{stopped_at}'}; run the same "
+      f"command to resume: {shlex.join(_command(args))}")
 
   _resume_here(mnist_dir, workdir, stopped_at, caplog)
 
 
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_steps_stops_at_once_in_one_line(
+    tmp_path, mnist_dir):
+  workdir = tmp_path / "run"
+  args = ["--strategy=one_device", *_flags(mnist_dir, workdir, _MANY_STEPS)]
+  process = _start(args, tmp_path / "a.log")
+  # config.json is written before the loop, whose first call traces the
+  # step (seconds): Ctrl-C comes while the run starts up.
+  deadline = time.monotonic() + PROCESS_TIMEOUT_SECONDS
+  while not (workdir / "config.json").exists():
+    assert process.poll() is None and time.monotonic() < deadline
+    time.sleep(0.1)
+  process.send_signal(signal.SIGINT)
+  assert _finish([process]) == [_INTERRUPTED_EXIT_CODE]
+  log = (tmp_path / "a.log").read_text()
+  assert "Traceback" not in log
+  assert log.strip().splitlines()[-1] == (
+      "stopped by Ctrl-C; the same command goes on from the last "
+      f"checkpoint (if any): {shlex.join(_command(args))}")
+  assert not _checkpoint_steps(workdir)
+
+
+@pytest.mark.slow
+def test_a_corrupt_image_stops_in_one_line_keeping_the_last_checkpoint(
+    tmp_path):
+  # Unshuffled batches of 8 from 24 files: index 20 is read by step 3.
+  images = tmp_path / "images"
+  images.mkdir()
+  for i in range(24):
+    tf.io.write_file(str(images / f"{i:02d}.png"), tf.io.encode_png(
+        tf.fill([28, 28, 1], tf.constant(i * 10, tf.uint8))))
+  bad = images / "20.png"
+  bad.write_bytes(b"not a PNG")
+  workdir = tmp_path / "run"
+  code, _, err = run_command(
+      sys.executable, "-m", "trainer.main", "--strategy=one_device",
+      f"--config={REPO / 'configs' / 'dcgan_mnist.py'}:smoke", *TINY_FLAGS,
+      f"--config.data.source=folder:{images}", "--config.data.shuffle=False",
+      "--config.data.on_bad_image=stop", "--config.train.steps=4",
+      "--config.train.histogram_samples=8", "--config.train.steps_per_loop=4",
+      "--config.train.checkpoint_every=2", f"--workdir={workdir}")
+  assert code == 1 and "Traceback" not in err, err[-3000:]
+  # The one line that names the image is the last one.
+  naming = [line for line in err.splitlines() if str(bad) in line]
+  assert naming == [err.strip().splitlines()[-1]], err[-3000:]
+  assert re.fullmatch(
+      rf"error: cannot read image {re.escape(str(bad))} \(.+\), met at step "
+      rf"3; training stopped, the last good checkpoint is "
+      rf"{re.escape(str(workdir / 'checkpoints' / 'ckpt-2'))} \(nothing was "
+      r"saved after it\)\. Replace or remove the file, or set "
+      r"data\.on_bad_image=skip", naming[0]), naming[0]
+  assert _checkpoint_steps(workdir) == [2]
+  assert saved_step(workdir / "checkpoints") == 2
+
+
+class _CtrlCWhileSaved(tf.train.experimental.PythonState):
+  """A part of the state that sends SIGINT (Ctrl-C) while it is saved."""
+
+  def serialize(self) -> str:
+    os.kill(os.getpid(), signal.SIGINT)
+    return ""
+
+  def deserialize(self, string_value: str) -> None:
+    del string_value
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_stops_once_it_is_complete(
+    tmp_path, capsys):
+  checkpointer = checkpoint_lib.Checkpointer(
+      str(tmp_path), {"step": tf.Variable(7, dtype=tf.int64),
+                      "ctrl_c": _CtrlCWhileSaved()}, keep=1, is_chief=True)
+  with pytest.raises(SystemExit) as stopped:
+    with signals.interrupt_as_line("stopped by Ctrl-C"):
+      checkpointer.save(7)
+  assert stopped.value.code == _INTERRUPTED_EXIT_CODE
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      "stopped by Ctrl-C")
+  # The checkpoint is whole and listed as the latest.
+  assert checkpointer.latest == str(tmp_path / "checkpoints" / "ckpt-7")
+  assert saved_step(checkpointer.latest) == 7
+
+
+@pytest.mark.slow
 def test_two_workers_sigterm_stops_all_at_one_step_sigkill_fails_fast(
     tmp_path, mnist_dir, caplog):
   """One cluster of two workers: preempted, restarted, crashed, restarted."""

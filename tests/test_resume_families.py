@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import cpu_strategy
 from tests.test_train import R3, STYLE, check_stop_and_restart
 
+# Two whole training runs and a restart per test.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("parts", [STYLE, R3], ids=["stylegan2", "r3gan"])

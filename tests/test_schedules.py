@@ -79,6 +79,7 @@ def _trained(config, start_step: int = 0, steps: int = 3, state=None):
   return state, metrics
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 def test_scheduled_values_are_used_from_the_step_they_are_due():
   # Every schedulable value of the step at once, in one run: compared with

@@ -54,6 +54,7 @@ _AUGMENTATIONS = ["", "diffaugment", "ada"]
 
 
 # Every combination op by op; the traced steps follow.
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("augment", _AUGMENTATIONS)
 @pytest.mark.parametrize("penalties", _PENALTIES)
@@ -122,6 +123,7 @@ def test_lazy_penalty_runs_on_the_steps_k_times_n(name, norm, data):
   assert ran == [0, 3, 6]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("simultaneous", [False, True])
 @pytest.mark.parametrize("loss", losses.LOSSES.names())
@@ -140,6 +142,7 @@ def test_one_step_with_an_eager_path_length_penalty(loss, simultaneous, data):
   assert not any(name.startswith("grad_norm/g_") for name in metrics)
 
 
+@pytest.mark.slow
 def test_lazy_path_length_update_is_the_penalty_times_its_interval(data):
   # The same draws at intervals 2 and 4: the update's gradient doubles.
   norms = []
@@ -171,6 +174,7 @@ def _penalty_gradient_norm(state, config, images, gain: float) -> float:
   return float(tf.linalg.global_norm([g for g in grads if g is not None]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interval", [1, 4])
 def test_lazy_update_is_the_penalty_times_its_interval(interval, data):
   config = load_config(**TINY, **{
@@ -191,6 +195,7 @@ def test_lazy_update_is_the_penalty_times_its_interval(interval, data):
   assert float(metrics["grad_norm/d_r1"]) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("names,runs_g", [("r1", False), ("r2", True)])
 def test_a_lazy_d_update_runs_g_only_for_penalties_on_fakes(names, runs_g):
   # Observed through w's average, which moves whenever G runs in training.
@@ -334,7 +339,8 @@ def _set_d_bias(state, value: float) -> None:
 
 
 @pytest.mark.usefixtures("eager")
-@pytest.mark.parametrize("replicas", [1, 2])
+@pytest.mark.parametrize("replicas", [
+    1, pytest.param(2, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("bias,moves", [(100.0, "up"), (-100.0, "down")])
 def test_ada_p_rises_against_an_overfitting_d_and_falls_otherwise(
     bias, moves, replicas, data):
@@ -352,6 +358,7 @@ def test_ada_p_rises_against_an_overfitting_d_and_falls_otherwise(
   assert metrics["augment/p"] == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 def test_p_is_clamped_fixed_or_scheduled(data):
   adaptive = load_config(**TINY, **{
@@ -376,6 +383,7 @@ def test_p_is_clamped_fixed_or_scheduled(data):
   assert float(state.augment.p.numpy()) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_one_and_two_replicas_agree_with_ada_lazy_r1_and_path_length(data):
   assert_replicas_agree(load_config(**TINY, **{
       "model.d_dropout": 0.0, "augment.name": "ada", "augment.p": 0.6,
@@ -384,6 +392,7 @@ def test_one_and_two_replicas_agree_with_ada_lazy_r1_and_path_length(data):
       "penalties.pl.interval": 2, "model.loss": "rpgan"}), data, steps=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_with_penalties_stays_finite(policy):
   config = load_config(**TINY, **{

@@ -59,6 +59,7 @@ def _changed(before, variables) -> bool:
 _STRUCTURES = ["non_saturating", "rpgan", "wgan_gp"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy_name", ["one_device", "mirrored"])
 @pytest.mark.parametrize("loss", _STRUCTURES)
 def test_one_step_each_loss(strategy_name, loss, mnist):
@@ -75,6 +76,7 @@ def test_one_step_each_loss(strategy_name, loss, mnist):
   assert _changed(before["g"], state.generator.trainable_variables)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("loss", _STRUCTURES)
 def test_one_conditional_step_each_loss(loss, mnist):
@@ -117,6 +119,7 @@ def _g_norm_against_initial_d(config, strategy, source) -> tuple[float, float]:
   return float(metrics["grad_norm/g"]), float(expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
 def test_simultaneous_g_update_uses_ds_fakes_and_d_before_its_update(
     loss, mnist):
@@ -131,8 +134,11 @@ def test_simultaneous_g_update_uses_ds_fakes_and_d_before_its_update(
   assert logged != pytest.approx(expected, rel=1e-2)
 
 
+# rpgan's (G reads D on the reals) is the inner loop's simultaneous step.
 @pytest.mark.usefixtures("eager")
-@pytest.mark.parametrize("loss", _STRUCTURES)
+@pytest.mark.parametrize("loss", [
+    pytest.param("non_saturating", marks=pytest.mark.slow), "rpgan",
+    pytest.param("wgan_gp", marks=pytest.mark.slow)])
 def test_one_simultaneous_step_each_loss_on_two_replicas(loss, mnist):
   config = load_config(**TINY, **{"model.loss": loss,
                                   "train.simultaneous": True})
@@ -144,6 +150,7 @@ def test_one_simultaneous_step_each_loss_on_two_replicas(loss, mnist):
   assert _changed(before["g"], state.generator.trainable_variables)
 
 
+@pytest.mark.slow
 def test_a_config_without_the_simultaneous_field_trains_alternating(mnist):
   # Config files written before train.simultaneous existed still run, with
   # the update order they had: G's gradient is not the one on D's fakes.
@@ -172,6 +179,7 @@ def test_a_conditional_model_needs_labelled_data(mnist_dir, tmp_path):
   assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy_name,policy,jit", [
     ("mirrored", "mixed_bfloat16", False), ("mirrored", "mixed_float16", False),
     ("one_device", "float32", True), ("one_device", "mixed_bfloat16", True)])
@@ -204,6 +212,7 @@ def _weights_after(replicas: int, sync_batchnorm: bool, mnist,
           + _values(state.d_optimizer.variables))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("num_classes", [0, 10],
                          ids=["unconditional", "conditional"])
@@ -215,6 +224,7 @@ def test_one_and_two_replicas_agree_with_sync_batchnorm(mnist, num_classes):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 def test_per_replica_batchnorm_makes_two_replicas_differ(mnist):
   # The control for the test above: it can tell the difference.
@@ -263,6 +273,7 @@ def _scalar_tags(logdir) -> set[str]:
   return set(reader.Tags()["scalars"]) | set(reader.Tags()["tensors"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parts", [{}, MODERN], ids=["dcgan", "modern"])
 def test_stop_and_restart_matches_an_uninterrupted_run(tmp_path, mnist_dir,
                                                        parts):
@@ -343,8 +354,10 @@ def check_stop_and_restart(tmp_path, mnist_dir, parts: dict,
             "grad_norm/g_pl"} <= tags, tags
 
 
-@pytest.mark.parametrize("parts", [{}, MODERN, STYLE, R3],
-                         ids=["dcgan", "modern", "stylegan2", "r3gan"])
+@pytest.mark.parametrize("parts", [
+    pytest.param({}, id="dcgan"), pytest.param(MODERN, id="modern"),
+    pytest.param(STYLE, id="stylegan2", marks=pytest.mark.slow),
+    pytest.param(R3, id="r3gan", marks=pytest.mark.slow)])
 def test_a_checkpoint_restores_every_variable_of_every_network(tmp_path,
                                                                parts):
   # G_ema has no optimizer holding its variables: only the network's own
@@ -373,6 +386,7 @@ def test_a_checkpoint_restores_every_variable_of_every_network(tmp_path,
     assert not wrong, f"{name}: not restored: {wrong}"
 
 
+@pytest.mark.slow
 def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path, mnist_dir):
   overrides = {**TINY, "data.source": f"idx:{mnist_dir}",
@@ -404,7 +418,8 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(
                  for p in (tmp_path / "checkpoints").iterdir())
 
 
-@pytest.mark.parametrize("on_bad_image", ["stop", "skip"])
+@pytest.mark.parametrize("on_bad_image", [
+    "stop", pytest.param("skip", marks=pytest.mark.slow)])
 def test_a_corrupt_folder_image_stops_at_its_step_or_is_skipped_and_counted(
     tmp_path, on_bad_image):
   # Unshuffled batches of 8 from 24 files: index 20 is read by step 3.

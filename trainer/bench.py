@@ -8,8 +8,8 @@ ratio ours/baseline; `--scaling` times the same step on one device of the
 process in alternating rounds and adds ours/one device; `--pipeline_only`
 times the input pipeline alone.
 `--baseline=tutorial --train_steps=N` instead trains the tutorial's loop N
-steps and evaluates its generator like one of ours. See README.md,
-"Benchmarks".
+steps and evaluates its generator like one of ours. See
+docs/performance.md.
 """
 
 import json

@@ -6,7 +6,23 @@ import tempfile
 from absl import logging
 import tensorflow as tf
 
+from trainer import signals
 from trainer.errors import UserError
+
+
+_DIRECTORY = "checkpoints"
+
+
+def workdir_of(path: str) -> str | None:
+  """The workdir of a checkpoint that training wrote, or None.
+
+  Training writes <workdir>/checkpoints/ckpt-<step>; a checkpoint elsewhere
+  has no workdir.
+  """
+  directory = os.path.dirname(path)
+  if os.path.basename(directory) != _DIRECTORY:
+    return None
+  return os.path.dirname(directory)
 
 
 class Checkpointer:
@@ -23,7 +39,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, state: dict, *, keep: int, is_chief: bool):
     self._checkpoint = tf.train.Checkpoint(**state)
-    self.directory = os.path.join(workdir, "checkpoints")
+    self.directory = os.path.join(workdir, _DIRECTORY)
     self._is_chief = is_chief
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, self.directory, max_to_keep=keep)
@@ -90,10 +106,15 @@ class Checkpointer:
     return list(state.all_model_checkpoint_paths) if state else []
 
   def save(self, step: int) -> str:
-    if self._is_chief:
-      path = self._manager.save(checkpoint_number=step)
-    else:
-      with tempfile.TemporaryDirectory() as scratch:
-        path = self._checkpoint.write(os.path.join(scratch, "ckpt"))
-    logging.info("Saved checkpoint for step %d", step)
+    """Saves the state as the checkpoint of `step`; returns its path.
+
+    Ctrl-C during the save stops the process only once it is complete.
+    """
+    with signals.uninterrupted():
+      if self._is_chief:
+        path = self._manager.save(checkpoint_number=step)
+      else:
+        with tempfile.TemporaryDirectory() as scratch:
+          path = self._checkpoint.write(os.path.join(scratch, "ckpt"))
+      logging.info("Saved checkpoint for step %d", step)
     return path

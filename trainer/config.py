@@ -328,25 +328,43 @@ def read_saved(workdir: str) -> dict | None:
     raise UserError(f"cannot read the saved config {path}: {e}") from None
 
 
-def check_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Raises UserError if workdir's saved config defines a different model."""
+def check_compatible(
+    config: ml_collections.ConfigDict, workdir: str, *,
+    remedy: str = "Use another --workdir, or the same config") -> None:
+  """Raises UserError if workdir's saved config defines a different model.
+
+  The message names the fields that differ (only the architecture, if that
+  differs) and ends with `remedy`.
+  """
   saved = read_saved(workdir)
   if saved is None:
     return
   old, new = state_signature(saved), state_signature(config)
-  diffs = [f"{k}: saved {old[k]!r}, now {new[k]!r}" for k in old
+  # Each architecture has fields of its own: another's are not compared.
+  keys = (["model.architecture"]
+          if old["model.architecture"] != new["model.architecture"] else old)
+  diffs = [f"{k}: saved {old[k]!r}, now {new[k]!r}" for k in keys
            if old[k] != new[k]]
   if diffs:
     raise UserError(
         f"workdir {workdir} holds a run of a different model ("
-        + "; ".join(diffs) + "). Use another --workdir, or the same config.")
+        + "; ".join(diffs) + f"). {remedy}.")
 
 
 def log_and_write(config: ml_collections.ConfigDict, workdir: str,
                   write: bool) -> None:
-  """Logs the resolved config and, if `write`, saves <workdir>/config.json."""
+  """Says where the run and its config are and, if `write`, saves the config
+  as <workdir>/config.json.
+
+  The whole config is logged at verbosity 1 only (-v=1): on the console it
+  would bury the start of the run.
+  """
   text = to_json(config)
-  logging.info("Resolved config:\n%s", text)
+  path = os.path.join(workdir, "config.json")
   if write:
     # Through tf.io.gfile: the workdir may be a gs:// or other remote path.
-    files.write_atomically(os.path.join(workdir, "config.json"), text + "\n")
+    files.write_atomically(path, text + "\n")
+  logging.info("Run of %s (%s loss) in %s; its full config: %s and "
+               "TensorBoard's Text tab (-v=1 logs it here)",
+               config.model.architecture, config.model.loss, workdir, path)
+  logging.vlog(1, "Resolved config:\n%s", text)

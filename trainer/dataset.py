@@ -4,12 +4,15 @@ r"""Prepares packed datasets: `python -m trainer.dataset create|inspect`.
         --dest=/data/faces64 --resolution=64 --crop=center --resize_filter=box
     python -m trainer.dataset inspect /data/faces64 [--grid=faces64.png]
 
-then train on `--config.data.source=packed:/data/faces64`. See README.md,
-"Packed datasets" and trainer/data/packed.py.
+then train on `--config.data.source=packed:/data/faces64`. `inspect` prints
+the metadata and writes a grid of the first images, by default into the
+system's temporary directory (the dataset and the current directory stay as
+they are), and says where. See docs/data.md and trainer/data/packed.py.
 """
 
 import json
 import os
+import tempfile
 
 from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)
 from absl import app
@@ -55,7 +58,8 @@ _OVERWRITE = flags.DEFINE_bool(
     "dataset is complete).")
 _GRID = flags.DEFINE_string(
     "grid", "", "inspect: where to write the grid PNG of the first images "
-    "(default <dataset name>_first.png in the current directory).")
+    "(default <dataset name>_first.png in the system's temporary directory, "
+    "$TMPDIR or /tmp).")
 
 _COMMANDS = ("create", "inspect")
 
@@ -81,7 +85,8 @@ def main(argv) -> None:
         raise app.UsageError("inspect takes one argument: the dataset's "
                              "directory")
       directory = args[0].rstrip("/")
-      grid = _GRID.value or f"{os.path.basename(directory)}_first.png"
+      grid = _GRID.value or os.path.join(
+          tempfile.gettempdir(), f"{os.path.basename(directory)}_first.png")
       metadata = packed.inspect(directory, grid)
       print(f"grid of the first images: {grid}")
     print(json.dumps(metadata, indent=2))

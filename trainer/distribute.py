@@ -68,18 +68,21 @@ def _local_devices() -> list[str]:
 
 @STRATEGIES.register("default")
 def _default(tpu: str) -> tf.distribute.Strategy:
+  """TensorFlow's default strategy: no distribution, TensorFlow's device."""
   del tpu
   return tf.distribute.get_strategy()
 
 
 @STRATEGIES.register("one_device")
 def _one_device(tpu: str) -> tf.distribute.Strategy:
+  """One replica on the first local device (a GPU where there is one)."""
   del tpu
   return tf.distribute.OneDeviceStrategy(_local_devices()[0])
 
 
 @STRATEGIES.register("mirrored")
 def _mirrored(tpu: str) -> tf.distribute.Strategy:
+  """One replica per local GPU (else per logical CPU), all-reduced."""
   del tpu
   return tf.distribute.MirroredStrategy(_local_devices())
 
@@ -124,6 +127,7 @@ def _multi_worker(tpu: str) -> tf.distribute.Strategy:
 
 @STRATEGIES.register("tpu")
 def _tpu(tpu: str) -> tf.distribute.Strategy:
+  """TPUStrategy on the TPU named by --tpu (a name or grpc:// address)."""
   try:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)

@@ -3,14 +3,18 @@ r"""Evaluates a run's checkpoints: `python -m trainer.evaluate --workdir=<run>`.
 Give the config the run was trained with. By default the latest checkpoint is
 evaluated; `--checkpoint` picks one, `--continuous` evaluates each new one as
 training writes it, until the final step. Results: <workdir>/eval/metrics.jsonl
-and TensorBoard under <workdir>/eval. See README.md, "Evaluation".
+and TensorBoard under <workdir>/eval. See docs/evaluation.md. Ctrl-C stops
+at once: each result is written whole or not at all.
 """
+
+import os
 
 from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)
 from absl import app
 from absl import flags
 
 from trainer import evaluation
+from trainer import signals
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "", "Evaluate this checkpoint (a path such as "
@@ -29,7 +33,10 @@ _TIMEOUT = flags.DEFINE_float(
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  with cli.errors_as_messages(evaluation.WatchTimeout):
+  metrics = os.path.join(cli.workdir(), "eval", "metrics.jsonl")
+  with signals.interrupt_as_line(
+      "stopped by Ctrl-C; the evaluations finished before it are in "
+      f"{metrics}"), cli.errors_as_messages(evaluation.WatchTimeout):
     evaluation.evaluate_checkpoints(
         cli.config(), cli.workdir(), cli.create_strategy(),
         checkpoint=_CHECKPOINT.value, continuous=_CONTINUOUS.value,

@@ -78,7 +78,8 @@ def real_source(config: ml_collections.ConfigDict) -> sources.Source:
       split=config.eval.split or data.split,
       image_size=config.model.image_size, channels=config.model.channels,
       resize=data.resize, tfds_data_dir=data.tfds_data_dir,
-      tfds_download=data.tfds_download, on_bad_image=data.on_bad_image))
+      tfds_download=data.tfds_download, on_bad_image=data.on_bad_image,
+      section="eval"))
 
 
 def cache_dir(config: ml_collections.ConfigDict) -> str:
@@ -349,6 +350,12 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str,
       is_chief=False)
   if not continuous:
     path = checkpointer.chosen(checkpoint)
+    # A --checkpoint of another run: that run's model must be this one.
+    source = checkpoint_lib.workdir_of(path)
+    if source is not None and os.path.abspath(source) != os.path.abspath(
+        workdir):
+      config_lib.check_compatible(config, source,
+                                  remedy="Use a checkpoint of this model")
     checkpointer.restore(path)
   evaluator = Evaluator(config, strategy, state, workdir,
                         is_chief=distribute.is_chief(strategy))

@@ -56,21 +56,29 @@ def _d_cross_entropy(real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
   return tf.nn.softplus(-real) + tf.nn.softplus(fake)
 
 
+# The original GAN's D (cross-entropy on logits, reals 1, fakes 0) with G
+# maximising log D(G(z)) (Goodfellow et al. 2014): the usual choice.
 LOSSES.register("non_saturating")(GanLoss(
     discriminator=_d_cross_entropy,
     generator=lambda real, fake: tf.nn.softplus(-fake)))  # -log D(G(z))
 
+# The original GAN's zero-sum game: G minimises log(1 - D(G(z))), whose
+# gradient vanishes while D wins.
 LOSSES.register("minimax")(GanLoss(
     discriminator=_d_cross_entropy,
     generator=lambda real, fake: -tf.nn.softplus(fake)))  # log(1 - D(G(z)))
 
+# Hinge loss (Lim and Ye 2017; SAGAN, BigGAN): D's margins at +1 and -1.
 LOSSES.register("hinge")(GanLoss(
     discriminator=lambda real, fake: tf.nn.relu(1 - real) + tf.nn.relu(1 + fake),
     generator=lambda real, fake: -fake))
 
 _WASSERSTEIN = dict(discriminator=lambda real, fake: fake - real,
                     generator=lambda real, fake: -fake)
+# Wasserstein GAN (Arjovsky et al. 2017): D is a critic of unbounded scores;
+# without a penalty or spectral norm nothing keeps it Lipschitz.
 LOSSES.register("wgan")(GanLoss(**_WASSERSTEIN))
+# WGAN-GP (Gulrajani et al. 2017): wgan with the gp penalty added.
 LOSSES.register("wgan_gp")(GanLoss(**_WASSERSTEIN, penalties=("gp",)))
 
 # Relativistic pairing (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024):
@@ -206,8 +214,11 @@ def _gp(inputs: PenaltyInputs) -> tf.Tensor:
   return tf.square(tf.sqrt(_squared_norms(grads) + 1e-12) - 1.0)
 
 
+# R1: weight/2 |grad D|^2 on real images (Mescheder et al. 2018).
 PENALTIES.register("r1")(Penalty(term=_r1, scale=0.5))
+# R2: weight/2 |grad D|^2 on generated images (R3GAN pairs it with R1).
 PENALTIES.register("r2")(Penalty(term=_r2, scale=0.5, needs_fake=True))
+# WGAN-GP's: weight (|grad D| - 1)^2 on real-fake interpolates.
 PENALTIES.register("gp")(Penalty(term=_gp, scale=1.0, needs_fake=True))
 
 
@@ -256,6 +267,7 @@ def _check_path_length(settings: ml_collections.ConfigDict) -> str | None:
   return None
 
 
+# StyleGAN2's path length, on G: weight (|J_w^T y| - a)^2.
 PENALTIES.register("pl")(Penalty(
     term=_path_length, scale=1.0, network="g", state=(("mean", 0.0),),
     fields=(("decay", 0.01), ("batch_shrink", 2)), check=_check_path_length,

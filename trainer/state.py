@@ -143,8 +143,7 @@ class Adam(keras.optimizers.Adam):
   epsilon-hat form, m and v updated in place): one op per weight instead of
   about 20. The step's graph is smaller and its first trace shorter, and
   each update reads and writes a weight's bytes about 7 times instead of
-  about 30, which counts where the update is bound by memory, as on GPUs
-  (BENCHMARKS.md, "A fused Adam, and one all-reduce per update").
+  about 30, which counts where the update is bound by memory, as on GPUs.
 
   Both overrides are of methods of Keras 3's TensorFlow backend
   (keras/src/backend/tensorflow/optimizer.py, Keras 3.15). If a Keras release

@@ -46,7 +46,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Preempted(RuntimeError):
-  """Training stopped on request (SIGTERM) after saving the current step."""
+  """Training stopped on request (SIGTERM, Ctrl-C) after saving its step."""
 
 
 class BadImage(RuntimeError):
@@ -590,8 +590,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, phases: list[Phase],
   def run(phase, element):
     # Only this loop needs autograph (its `for` over a tensor). The phases'
     # Python control flow is on Python values, so converting their call tree
-    # again in every process would only cost time: about 1 s of a tiny run
-    # (BENCHMARKS.md, "Fewer and smaller checks for the slower kind").
+    # again in every process would only cost time: about 1 s of a tiny run.
     per_replica = strategy.run(
         tf.autograph.experimental.do_not_convert(phase.fn), args=(element,))
     return {name: strategy.reduce(tf.distribute.ReduceOp.SUM,
@@ -602,8 +601,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, phases: list[Phase],
   def loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor):
     # Every loop variable has its final type before the loop. Otherwise
     # autograph traces the body (the whole step) once more, only to learn
-    # the types: 40% more time to the first step (BENCHMARKS.md, "Time to
-    # the first step").
+    # the types: 40% more time to the first step.
     sums = {name: tf.constant(0.0) for name in names}
     counts = {name: tf.constant(0.0) for name in names}
     first_bad = tf.constant(-1, tf.int64)
@@ -756,8 +754,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     workdir: checkpoints, summaries and config.json.
     strategy: the distribution strategy.
     stop_requested: polled after every call of the compiled loop (e.g. "was
-      SIGTERM received"); when it is True on any task, all tasks save a
-      checkpoint at the current step and raise Preempted.
+      SIGTERM or Ctrl-C received", trainer/signals.py); when it is True on
+      any task, all tasks save a checkpoint at the current step and raise
+      Preempted.
 
   Returns:
     The training state at the end (its `step` is train.steps).

@@ -93,8 +93,10 @@ np.savez(outputs_path, from_signature=from_signature, from_file=from_file,
 '''
 
 
-@pytest.fixture(scope="module", params=[0, 10],
-                ids=["unconditional", "conditional"])
+# One training per model: `-m "not slow"` trains the conditional one only.
+@pytest.fixture(scope="module", params=[
+    pytest.param(0, id="unconditional", marks=pytest.mark.slow),
+    pytest.param(10, id="conditional")])
 def trained(request, mnist_dir, tmp_path_factory):
   """(config, state) after a few real training steps."""
   config = load_config("smoke", **{
@@ -157,11 +159,13 @@ def _assert_uint8_rounds(served: np.ndarray, reference: np.ndarray) -> None:
   assert not difference[~on_boundary].any()
 
 
+@pytest.mark.slow
 def test_the_child_could_not_import_the_project(served):
   _, _, outputs, _ = served
   assert json.loads(outputs["project_modules"].item()) == []
 
 
+@pytest.mark.slow
 def test_served_images_equal_g_ema(served):
   _, _, outputs, reference = served
   assert outputs["images"].dtype == np.float32
@@ -173,6 +177,7 @@ def test_served_images_equal_g_ema(served):
   assert reference.std(axis=0).mean() > 1e-3
 
 
+@pytest.mark.slow
 def test_batch_size_is_dynamic(served):
   _, _, outputs, reference = served
   assert outputs["small_images"].shape == (SMALL_BATCH, 28, 28, 1)
@@ -183,6 +188,7 @@ def test_batch_size_is_dynamic(served):
   _assert_uint8_rounds(outputs["small_images_uint8"], reference[:SMALL_BATCH])
 
 
+@pytest.mark.slow
 def test_metadata(served, trained):
   metadata, _, outputs, _ = served
   config, _ = trained
@@ -285,6 +291,7 @@ def stylegan2_export(mnist_dir, tmp_path_factory):
   return state, split, export_dir, metadata
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("psi", [1.0, 0.5])
 def test_stylegan2_served_without_the_project_matches_g_ema(
     stylegan2_export, tmp_path, psi):
@@ -313,6 +320,7 @@ def test_stylegan2_served_without_the_project_matches_g_ema(
   assert metadata["psi"]["plain"] == 1.0
 
 
+@pytest.mark.slow
 def test_stylegan2_served_psi_outside_the_unit_interval_is_refused(
     stylegan2_export):
   _, _, export_dir, _ = stylegan2_export

@@ -6,15 +6,22 @@ it; the command line's own refusal is checked with a real process.
 """
 
 import json
+import os
 import pathlib
+import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import cpu_strategy, load_config, run_command
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, TINY_STYLEGAN2,
+                            cpu_strategy, load_config, run_command)
+from trainer import config as config_lib
 from trainer import train
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
@@ -37,6 +44,7 @@ def run(mnist_dir, tmp_path_factory) -> pathlib.Path:
   return workdir
 
 
+@pytest.mark.slow
 def test_sample_from_the_command_line(run, tmp_path):
   code, out, err = _apply("sample", f"--workdir={run}", "--num=5",
                           "--num_cpu_devices=2", "--truncation=1.5")
@@ -51,6 +59,7 @@ def test_sample_from_the_command_line(run, tmp_path):
   assert np.abs(np.load(out_dir / "samples.npz")["z"]).max() <= 1.5
 
 
+@pytest.mark.slow
 def test_export_from_the_command_line(run, tmp_path):
   code, out, err = _apply("export", f"--workdir={run}",
                           f"--output_dir={tmp_path / 'model'}")
@@ -72,6 +81,7 @@ def _error_line(err: str) -> str:
   return errors[0]
 
 
+@pytest.mark.slow
 def test_no_task_gives_one_error_line(run):
   code, _, err = _apply(f"--workdir={run}")
   assert code == 1, err[-3000:]
@@ -79,6 +89,7 @@ def test_no_task_gives_one_error_line(run):
   assert "sample" in _error_line(err)  # the valid tasks are listed
 
 
+@pytest.mark.slow
 def test_an_option_out_of_range_is_one_error_line(run, tmp_path):
   out = tmp_path / "out"
   code, _, err = _apply("sample", "--psi=1.5", f"--workdir={run}",
@@ -139,3 +150,50 @@ def test_a_workdir_that_is_not_a_trained_run_is_refused(run, tmp_path, make):
   with pytest.raises(UserError, match=("has no config.json" if make == "missing"
                                        else "has no checkpoint")):
     _apply_in_process(workdir, "sample")
+
+
+def test_a_checkpoint_of_another_architecture_is_named_in_one_line(run,
+                                                                   tmp_path):
+  other = tmp_path / "other"
+  shutil.copytree(run / "checkpoints", other / "checkpoints")
+  (other / "config.json").write_text(config_lib.to_json(load_config(
+      **TINY_STYLEGAN2)))
+  with pytest.raises(UserError) as error:
+    _apply_in_process(run, "sample",
+                      checkpoint=str(other / "checkpoints" / "ckpt-20"))
+  assert str(error.value) == (
+      f"workdir {other} holds a run of a different model (model.architecture:"
+      f" saved 'stylegan2', now 'dcgan'). Use a checkpoint of {run}'s model.")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_task_in_one_line_leaving_whole_files(run, tmp_path):
+  out = tmp_path / "out"
+  command = [sys.executable, "-m", "trainer.apply", "sample",
+             f"--workdir={run}", "--num=10000", f"--output_dir={out}"]
+  process = subprocess.Popen(
+      command, cwd=REPO, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.monotonic() + PROCESS_TIMEOUT_SECONDS
+    while not list(out.glob("images/*.png")):
+      assert process.poll() is None and time.monotonic() < deadline
+      time.sleep(0.1)
+    process.send_signal(signal.SIGINT)  # while it writes the images
+    _, err = process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
+  finally:
+    process.kill()
+  assert process.returncode == 128 + signal.SIGINT, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  assert err.strip().splitlines()[-1] == (
+      "stopped by Ctrl-C before the task finished; run the same command to "
+      f"do it again: {shlex.join(command)}")
+  # Some images, each one whole; no temporary file and no report.
+  written = sorted(p.name for p in (out / "images").iterdir())
+  assert 0 < len(written) < 10000
+  assert all(name.endswith(".png") and not name.startswith(".")
+             for name in written)
+  for name in written:
+    with Image.open(out / "images" / name) as image:
+      assert np.asarray(image).shape == (28, 28)
+  assert not (out / "report.json").exists()

@@ -81,7 +81,8 @@ def _held_out(mnist_dir, **overrides) -> dict:
 # ------------------------------------------------------------------ sample
 
 
-@pytest.mark.parametrize("kind", ["unconditional", "conditional"])
+@pytest.mark.parametrize("kind", [
+    "unconditional", pytest.param("conditional", marks=pytest.mark.slow)])
 def test_sample_writes_generator_images_reproducibly(runs, tmp_path, kind):
   first = _apply(runs, kind, "sample", _options(tmp_path / "a", num=12))
   # Again, from a run loaded anew.
@@ -155,9 +156,10 @@ def test_interpolate_writes_paths_as_grid_and_looping_gif(runs, tmp_path):
 # --------------------------------------------------------------- inversion
 
 
-@pytest.mark.parametrize("task,kind", [("inpaint", "unconditional"),
-                                       ("superres", "unconditional"),
-                                       ("transfer", "conditional")])
+@pytest.mark.parametrize("task,kind", [
+    pytest.param("inpaint", "unconditional", marks=pytest.mark.slow),
+    ("superres", "unconditional"),
+    pytest.param("transfer", "conditional", marks=pytest.mark.slow)])
 def test_inversion_lowers_the_error_it_optimizes(runs, mnist_dir, tmp_path,
                                                  task, kind):
   report = _apply(runs, kind, task, _options(
@@ -168,6 +170,7 @@ def test_inversion_lowers_the_error_it_optimizes(runs, mnist_dir, tmp_path,
   assert np.all(after < 0.95 * before), (before, after)
 
 
+@pytest.mark.slow
 def test_inversion_does_not_depend_on_the_replica_count(runs, mnist_dir,
                                                         tmp_path):
   run = _load(runs, "unconditional", replicas=1)
@@ -184,6 +187,7 @@ def test_inversion_does_not_depend_on_the_replica_count(runs, mnist_dir,
                              atol=1e-4)
 
 
+@pytest.mark.slow
 def test_inverting_in_groups_gives_the_same_result(runs, mnist_dir, tmp_path):
   run = _load(runs, "unconditional")
   images = tasks.load_targets(run, _options(tmp_path, num=5,
@@ -226,6 +230,7 @@ def test_inpaint_keeps_known_pixels_and_scores_the_hole(runs, mnist_dir,
   assert _png(out / "comparison.png").shape == (4 * 29 - 1, 4 * 29 - 1)
 
 
+@pytest.mark.slow
 def test_inpaint_reads_a_png_and_a_mask_png(runs, tmp_path, mnist_dir):
   digit = tasks.load_targets(_load(runs, "unconditional"), _options(
       tmp_path, num=1, **_held_out(mnist_dir))).images[0]
@@ -241,6 +246,7 @@ def test_inpaint_reads_a_png_and_a_mask_png(runs, tmp_path, mnist_dir):
   assert report["hole_fraction"] == pytest.approx(8 / 28)
 
 
+@pytest.mark.slow
 def test_superres_matches_the_low_resolution_input(runs, mnist_dir, tmp_path):
   report = _apply(runs, "unconditional", "superres", _options(
       tmp_path, num=4, factor=4, **_held_out(mnist_dir)))
@@ -301,6 +307,7 @@ def test_bad_options_are_refused_with_a_clear_message(
   assert not (tmp_path / "out" / "report.json").exists()
 
 
+@pytest.mark.slow
 def test_inputs_of_the_wrong_size_are_refused_or_resized(runs, tmp_path):
   Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "big.png")
   options = _options(tmp_path, input=str(tmp_path / "big.png"))

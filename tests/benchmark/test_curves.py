@@ -48,6 +48,7 @@ def test_a_close_run_is_within_noise_and_a_far_one_is_not(runs):
   assert far["tags"]["losses/d"]["candidate_distance"] == pytest.approx(0.3)
 
 
+@pytest.mark.slow
 def test_command_line_and_bad_input(runs, tmp_path):
   code, out, err = run_command(
       sys.executable, "-m", "trainer.benchmark.curves",

@@ -158,7 +158,8 @@ def test_a_modulated_convolution_by_hand_and_by_tensorflows_profiler(modconv):
   assert counted <= profiled <= 1.05 * counted, (counted, profiled)
 
 
-@pytest.mark.parametrize("num_classes", [0, 10])
+@pytest.mark.parametrize("num_classes", [
+    0, pytest.param(10, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("modconv", stylegan2.MODCONVS.names())
 def test_stylegan2_count_agrees_with_tensorflows_profiler(modconv,
                                                           num_classes):
@@ -188,6 +189,7 @@ def test_r3gan_count_agrees_with_tensorflows_profiler(num_classes):
                                                    profiled)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interval", [1, 4], ids=["eager", "lazy"])
 def test_a_step_with_the_path_length_costs_what_tensorflows_profiler_counts(
     interval):

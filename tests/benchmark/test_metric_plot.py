@@ -25,6 +25,7 @@ def _run(workdir, batch: int, fids: dict[int, float]) -> None:
   (workdir / "eval" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_plots_each_run_against_images_seen(tmp_path):
   _run(tmp_path / "a", 64, {1000: 20.0, 500: 30.0})
   _run(tmp_path / "b", 32, {500: 25.0})
@@ -76,6 +77,7 @@ def test_a_missing_metric_names_the_ones_there(tmp_path):
     metric_plot.curve(str(tmp_path), "fid")
 
 
+@pytest.mark.slow
 def test_seconds_run_from_the_training_log_to_each_checkpoint(tmp_path):
   """--x=seconds: from the first event of train/ to when each evaluated
   checkpoint's index file was written."""

@@ -26,7 +26,10 @@ def _ids_source(num_examples: int = NUM_IDS) -> sources.Source:
                            np.zeros(num_examples, np.int32), 1, request)
 
 
-@pytest.fixture(scope="module", params=["in_memory", "packed"])
+# `-m "not slow"` feeds the in-memory one only (tests/data/test_packed.py
+# reads packed datasets by index).
+@pytest.fixture(scope="module", params=[
+    "in_memory", pytest.param("packed", marks=pytest.mark.slow)])
 def ids_source(request, tmp_path_factory) -> sources.Source:
   """The ids source, in memory or packed (read by index from ArrayRecord)."""
   source = _ids_source()

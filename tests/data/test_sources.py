@@ -550,11 +550,37 @@ def test_tfds_unknown_split_lists_the_splits(tfds_prepared):
   assert "train" in str(error.value) and "test" in str(error.value)
 
 
-def test_tfds_not_prepared_without_download_is_a_user_error(tmp_path):
+# What the message of a missing TFDS dataset offers instead, by the request's
+# dataset, split and config section.
+_OFFLINE_HINTS = [
+    ("mnist", "train", "data",
+     "Offline, use the test split of mnist that ships with the package: "
+     "--config.data.source=embedded:mnist --config.data.split=test; or "
+     "--config.data.source=idx:<dir>, folder:<dir> or packed:<dir>; or "
+     "prepare tfds:mnist on a machine with internet and copy it into "
+     "--config.data.tfds_data_dir."),
+    # A split that the shipped copy holds stays.
+    ("mnist", "test[:1000]", "eval",
+     "Offline, use the test split of mnist that ships with the package: "
+     "--config.eval.source=embedded:mnist; or --config.eval.source=idx:<dir>"
+     ", folder:<dir> or packed:<dir>; or prepare tfds:mnist on a machine "
+     "with internet and copy it into --config.data.tfds_data_dir."),
+    ("cifar10", "train", "data",
+     "Offline, use --config.data.source=idx:<dir>, folder:<dir> or "
+     "packed:<dir>; or prepare tfds:cifar10 on a machine with internet and "
+     "copy it into --config.data.tfds_data_dir."),
+]
+
+
+@pytest.mark.parametrize("name,split,section,hint", _OFFLINE_HINTS)
+def test_tfds_not_prepared_without_download_says_what_to_use_instead(
+    tmp_path, name, split, section, hint):
   with pytest.raises(UserError) as error:
-    sources.load("tfds:mnist", _tfds_request(tmp_path, tfds_download=False))
-  assert "not prepared" in str(error.value)
-  assert str(tmp_path) in str(error.value)
+    sources.load(f"tfds:{name}", _tfds_request(
+        tmp_path, split=split, section=section, tfds_download=False))
+  assert str(error.value) == (
+      f"tfds:{name} is not prepared in {tmp_path} and "
+      f"data.tfds_download=False. {hint}")
 
 
 def test_tfds_unknown_dataset_is_a_user_error(tmp_path):
@@ -579,12 +605,15 @@ from trainer.errors import UserError
 
 try:
   sources._check_download_hosts(
-      "mnist", "here", ["https://storage.googleapis.com/mnist.npz"], seconds=1)
+      "mnist", sources.Request(split="train", image_size=28, channels=1,
+                               resize=False),
+      "here", ["https://storage.googleapis.com/mnist.npz"], seconds=1)
 except UserError as e:
   print(e)
 """
 
 
+@pytest.mark.slow
 def test_a_name_server_that_never_answers_meets_the_host_checks_deadline(
     tmp_path):
   # socket.create_connection's timeout leaves the name lookup unbounded; the
@@ -605,7 +634,9 @@ def test_a_name_server_that_never_answers_meets_the_host_checks_deadline(
       f"exec {sys.executable} {script}")
   assert code == 0, err[-3000:]
   assert ("storage.googleapis.com is unreachable (the name server did not "
-          "resolve it within 1 s)") in out, out + err[-3000:]
+          "resolve it within 1 s). Offline, use the test split of mnist that "
+          "ships with the package: --config.data.source=embedded:mnist "
+          "--config.data.split=test;") in out, out + err[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,7 @@ def test_outputs_have_their_shapes_and_do_not_depend_on_the_batch(
       np.concatenate([l for _, l in in_sevens]), logits, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_retrain_command_writes_a_loadable_classifier(mnist_dir, tmp_path):
   out = tmp_path / "classifier"
   code, stdout, stderr = run_command(

@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+# Each test runs the renderer as a process.
+pytestmark = pytest.mark.slow
+
 RENDER = (pathlib.Path(__file__).resolve().parents[2] / "launch" /
           "kubernetes" / "render.py")
 

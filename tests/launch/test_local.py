@@ -24,6 +24,9 @@ from tests.conftest import (PEAK_SECONDS, PROCESS_TIMEOUT_SECONDS, REPO,
                             checkpoint_values, run_command, saved_step,
                             smoke_flags)
 
+# Real processes: the launcher and its TensorFlow workers.
+pytestmark = pytest.mark.slow
+
 # A small step for the benchmark through the launcher.
 TINY_BENCH = ("--config.model.g_width=8", "--config.model.d_width=8",
               "--config.train.batch_size=16")

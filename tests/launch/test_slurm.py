@@ -20,6 +20,9 @@ import pytest
 
 from tests.conftest import REPO, saved_step
 
+# Jobs on a real Slurm.
+pytestmark = pytest.mark.slow
+
 SBATCH_SCRIPT = "launch/slurm/train.sbatch"
 START_SCRIPT = REPO / "tests" / "launch" / "start_local_slurm.sh"
 MUNGE_PID_FILE = pathlib.Path("/run/munge/munged.pid")

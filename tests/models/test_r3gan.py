@@ -211,6 +211,7 @@ def test_invalid_settings_are_user_errors(field, value, message):
     _networks(**{field: value})
 
 
+@pytest.mark.slow
 def test_one_training_step_moves_the_zero_convolutions():
   # R3GAN's recipe, conditional: rpgan with R1 and R2 (second derivatives
   # through D) on every step.
@@ -239,6 +240,7 @@ _AGREEMENT = {"train.batch_size": 8, "model.loss": "rpgan",
               "schedules.optim.d_lr": "cosine(5e-5, 0.016)"}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 def test_one_and_two_replicas_agree():
   # R3GAN's parts (rpgan, eager R1, lazy R2, a schedule, labels): 2

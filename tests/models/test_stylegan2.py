@@ -131,6 +131,7 @@ def _copy_weights(source: keras.Model, target: keras.Model) -> None:
     t.assign(s)
 
 
+@pytest.mark.slow
 def test_the_two_modulated_convolutions_agree():
   keras.utils.set_random_seed(0)
   scaled, _ = _networks(**{"model.modconv": "scaled",
@@ -305,6 +306,7 @@ def _with_noise(g: keras.Model) -> keras.Model:
   return g
 
 
+@pytest.mark.slow
 def test_w_avg_is_the_average_over_replicas():
   strategy = cpu_strategy(2)
   with strategy.scope():
@@ -419,6 +421,7 @@ def test_invalid_settings_are_user_errors(field, value, message):
     _networks(**{field: value})
 
 
+@pytest.mark.slow
 def test_one_training_step():
   # Conditional, with R1 (second derivatives through D) in D's loss.
   config = _config(**{"model.num_classes": 10, "penalties.names": "r1",
@@ -452,6 +455,7 @@ _AGREEMENT = {"train.batch_size": 8, "penalties.names": "pl",
               "penalties.pl.interval": 2}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("eager")
 def test_one_and_two_replicas_agree():
   # The lazy path length, with style mixing and noise: 2 steps of a global

@@ -1,9 +1,10 @@
 r"""Uses a trained generator: `python -m trainer.apply <task> --workdir=<run>`.
 
 Tasks: sample, interpolate, inpaint, superres, transfer, mix, export (see
-trainer/apply/tasks.py and README.md, "Using a trained generator"). The run's
+trainer/apply/tasks.py and docs/apply.md). The run's
 own config.json says what model it is; results go to <workdir>/apply/<task>
-(export: <workdir>/export/step_<step>) or --output_dir.
+(export: <workdir>/export/step_<step>) or --output_dir. Ctrl-C stops at
+once: each file is written whole or not at all.
 """
 
 from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)
@@ -11,6 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from trainer import signals
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
@@ -63,7 +65,7 @@ _INPUT = flags.DEFINE_string(
     "without it, --num images of the data from --first are used (mix: --num "
     "random pairs).")
 _SOURCE = flags.DEFINE_string(
-    "source", "", "Data source of the images (see README, Data sources); "
+    "source", "", "Data source of the images (docs/data.md); "
     "default the run's data.source.")
 _SPLIT = flags.DEFINE_string(
     "split", "", "Split of --source, e.g. 'test[9000:]' for images the run "
@@ -97,7 +99,9 @@ _PRIOR_WEIGHT = flags.DEFINE_float(
 
 
 def main(argv) -> None:
-  with cli.errors_as_messages():
+  with signals.interrupt_as_line(
+      "stopped by Ctrl-C before the task finished; run the same command to "
+      f"do it again: {signals.command()}"), cli.errors_as_messages():
     if len(argv) != 2:
       raise UserError("give one task: python -m trainer.apply <task> "
                       f"--workdir=<run>; tasks: {', '.join(tasks.TASKS)}")

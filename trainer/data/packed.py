@@ -105,7 +105,7 @@ def _decode_raw(data: tf.Tensor, shape: tuple) -> tf.Tensor:
 
 # PNG: compact (MNIST digits about 4x smaller than their pixels), decoded
 # per image. Raw: the pixels as they are, several times larger on disk and
-# read without decoding (BENCHMARKS.md, "Packed datasets").
+# read without decoding (docs/data.md).
 ENCODINGS.register("png")(Encoding(_png_bytes, _decode_pngs))
 ENCODINGS.register("raw")(Encoding(lambda image: image.tobytes(), _decode_raw))
 

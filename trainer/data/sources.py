@@ -62,6 +62,9 @@ class Request:
   tfds_data_dir: str = ""
   tfds_download: bool = True
   on_bad_image: str = "stop"
+  # The config section that names the source and split (data, or eval for
+  # the evaluation's real images): messages name its flags.
+  section: str = "data"
 
 
 def load(spec: str, request: Request) -> Source:
@@ -279,8 +282,25 @@ def _embedded(name: str, request: Request) -> Source:
 
 # ------------------------------------------------------------------ TFDS ---
 
-_OFFLINE_HINT = ("Offline, prepare the dataset elsewhere and copy it into "
-                 "data.tfds_data_dir, or use idx:<dir> or folder:<dir>.")
+def _offline_hint(name: str, request: Request) -> str:
+  """What to use instead of tfds:<name> without internet, as flags.
+
+  A dataset that ships with the package comes first, with the split to
+  read where the request's split is not one it holds.
+  """
+  flag = f"--config.{request.section}"
+  others = (f"{flag}.source=idx:<dir>, folder:<dir> or packed:<dir>; or "
+            f"prepare tfds:{name} on a machine with internet and copy it "
+            "into --config.data.tfds_data_dir")
+  if name not in EMBEDDED:
+    return f"Offline, use {others}."
+  shipped = EMBEDDED[name][0]
+  embedded = f"{flag}.source=embedded:{name}"
+  split = _SLICE.match(request.split)
+  if not split or split["name"] not in EMBEDDED[name]:
+    embedded += f" {flag}.split={shipped}"
+  return (f"Offline, use the {shipped} split of {name} that ships with the "
+          f"package: {embedded}; or {others}.")
 
 
 # How long the download hosts may take to answer, name lookup included.
@@ -331,7 +351,7 @@ def _connect_within(host: str, seconds: float) -> None:
   raise error
 
 
-def _check_download_hosts(name: str, where: str, urls,
+def _check_download_hosts(name: str, request: Request, where: str, urls,
                           seconds: float = _HOST_CHECK_SECONDS) -> None:
   """Fails fast where a download host is unreachable.
 
@@ -346,7 +366,8 @@ def _check_download_hosts(name: str, where: str, urls,
     except OSError as e:
       raise UserError(
           f"tfds:{name} is not prepared in {where} and cannot be downloaded: "
-          f"{host} is unreachable ({e}). {_OFFLINE_HINT}") from None
+          f"{host} is unreachable ({e}). {_offline_hint(name, request)}"
+      ) from None
 
 
 @SOURCES.register("tfds")
@@ -366,8 +387,9 @@ def _tfds(name: str, request: Request) -> Source:
     where = data_dir or "the default TFDS data dir"
     if not request.tfds_download:
       raise UserError(f"tfds:{name} is not prepared in {where} and "
-                      "data.tfds_download=False")
-    _check_download_hosts(name, where, builder.url_infos or {})
+                      "data.tfds_download=False. "
+                      f"{_offline_hint(name, request)}")
+    _check_download_hosts(name, request, where, builder.url_infos or {})
     try:
       builder.download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except
@@ -375,7 +397,7 @@ def _tfds(name: str, request: Request) -> Source:
       reason = str(e).strip().splitlines()[0][:300] if str(e) else type(e)
       raise UserError(
           f"tfds:{name} is not prepared in {where} and could not be "
-          f"downloaded ({reason}). {_OFFLINE_HINT}") from None
+          f"downloaded ({reason}). {_offline_hint(name, request)}") from None
   info = builder.info
   if "image" not in info.features:
     raise UserError(f"tfds:{name} has no 'image' feature; it has: "

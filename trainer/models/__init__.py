@@ -58,6 +58,14 @@ ARCHITECTURES.register("dcgan")(Architecture(
     positive=("g_width", "d_width"), unit_interval=("d_dropout",),
     state_fields=("g_width", "d_width", "d_spectral_norm",
                   "g_spectral_norm")))
+"""The seed tutorial's DCGAN (trainer/models/dcgan.py), sized from the config.
+
+At 28x28 the tutorial's networks: G projects z to 7x7 and upsamples with
+transposed convolutions and batch norm; D is strided convolutions with
+dropout (d_dropout) to one logit. Other sizes add or remove stride-2
+stages. g_width and d_width set the widths, sync_batchnorm takes batch
+norm's statistics over the global batch; spectral norm on either network.
+"""
 ARCHITECTURES.register("stylegan2")(Architecture(
     build=stylegan2.build,
     fields={"w_dim": 512, "mapping_layers": 8, "mapping_lr_multiplier": 0.01,

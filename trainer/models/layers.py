@@ -2,11 +2,12 @@
 
 Dropout and BatchNormalization are subclasses with the same arguments and
 variables as the Keras layer, so checkpoints carry over, and compute the same
-function. What makes them faster is measured in BENCHMARKS.md ("The faster
-layers"). SpectralNormalization wraps a weight layer to divide its weight by
-its largest singular value (Miyato et al., 2018). `tracked` makes the
-sublayers a layer keeps in a list visible to TensorFlow's checkpoints.
-`kernel_flops` is the unit of the FLOPs counts (trainer/benchmark/flops.py).
+function: batch norm trains through TensorFlow's fused kernel, and dropout
+draws two decisions per 32-bit random number. SpectralNormalization wraps a
+weight layer to divide its weight by its largest singular value (Miyato et
+al., 2018). `tracked` makes the sublayers a layer keeps in a list visible to
+TensorFlow's checkpoints. `kernel_flops` is the unit of the FLOPs counts
+(trainer/benchmark/flops.py).
 """
 
 import math

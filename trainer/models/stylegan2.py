@@ -46,8 +46,7 @@ demodulated weight and runs one grouped convolution with the batch folded
 into the channels; "scaled" scales the activations by the styles before a
 shared convolution and by the demodulation coefficients after it; "auto"
 (the default) takes "grouped" for a batch of one and "scaled" otherwise,
-the faster of the two as measured in BENCHMARKS.md ("Modulated
-convolution").
+the faster of the two as measured on CPUs (docs/performance.md).
 
 Random draws (noise inputs, the second z of style mixing) come from one
 seed per example made from the bits of its z (of its ws when the synthesis
@@ -402,7 +401,7 @@ def _auto_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
                   dcoefs: tf.Tensor | None) -> tf.Tensor:
   """"grouped" for one example (serving, inversion), else "scaled".
 
-  Measured on CPUs (BENCHMARKS.md, "Modulated convolution"): one grouped
+  Measured on CPUs (`python -m trainer.benchmark.modconv`): one grouped
   convolution is 1.1x to 7x slower than scaling around a shared kernel
   from 4 examples per replica on, and 4% to 14% faster for one. The batch
   is static (TPU-friendly shapes), so the choice is made once per trace.
