@@ -254,6 +254,13 @@ def run_command(*command: str,
   return process.returncode, process.stdout, process.stderr
 
 
+def assert_ended_with_line(code: int, stderr: str, expected_code: int,
+                           line: str) -> None:
+  """A process ended with `expected_code`, no traceback, `line` last."""
+  assert code == expected_code and "Traceback" not in stderr, stderr[-3000:]
+  assert stderr.strip().splitlines()[-1] == line, stderr[-3000:]
+
+
 def checkpoint_values(path: pathlib.Path | str) -> dict[str, np.ndarray]:
   """Every saved value of a checkpoint (or a directory's latest one).
 

@@ -18,8 +18,10 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, cpu_strategy,
-                            load_config, run_command, smoke_flags)
+from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, TINY_STYLEGAN2,
+                            assert_ended_with_line, cpu_strategy, load_config,
+                            run_command, smoke_flags)
+from trainer import config as config_lib
 from trainer import evaluation
 from trainer import train
 from trainer.errors import UserError
@@ -137,14 +139,31 @@ def test_bad_input_gives_one_error_line(trained, mnist_dir, tmp_path):
   assert _checkpoint_files(workdir) == _checkpoint_files(trained[0])
 
 
+def test_a_checkpoint_of_another_architecture_is_named_in_one_line(
+    trained, mnist_dir, tmp_path):
+  other = tmp_path / "other"
+  shutil.copytree(trained[0] / "checkpoints", other / "checkpoints")
+  (other / "config.json").write_text(config_lib.to_json(load_config(
+      **TINY_STYLEGAN2)))
+  workdir = _copy(trained, tmp_path)
+  with pytest.raises(UserError) as error:
+    evaluation.evaluate_checkpoints(
+        _config(mnist_dir, trained[1]), str(workdir), cpu_strategy(1),
+        checkpoint=str(other / "checkpoints" / "ckpt-20"))
+  assert str(error.value) == (
+      f"workdir {other} holds a run of a different model (model.architecture:"
+      " saved 'stylegan2', now 'dcgan'). Use a checkpoint of this model.")
+  assert not (workdir / "eval").exists()
+
+
 @pytest.mark.slow
 def test_another_architectures_config_gives_one_error_line(trained, tmp_path):
   workdir = _copy(trained, tmp_path)
   code, _, err = run_command(
       sys.executable, "-m", "trainer.evaluate", f"--workdir={workdir}",
       "--strategy=one_device", "--config=configs/r3gan.py:smoke")
-  assert code == 1 and "Traceback" not in err, err[-3000:]
-  assert err.strip().splitlines()[-1] == (
+  assert_ended_with_line(
+      code, err, 1,
       f"error: workdir {workdir} holds a run of a different model "
       "(model.architecture: saved 'dcgan', now 'r3gan'). Use another "
       "--workdir, or the same config.")
@@ -295,9 +314,8 @@ def test_ctrl_c_stops_the_watcher_in_one_line_keeping_its_records(
     _, err = watcher.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
   finally:
     watcher.kill()
-  assert watcher.returncode == 128 + signal.SIGINT, err[-3000:]
-  assert "Traceback" not in err, err[-3000:]
-  assert err.strip().splitlines()[-1] == (
+  assert_ended_with_line(
+      watcher.returncode, err, 128 + signal.SIGINT,
       "stopped by Ctrl-C; the evaluations finished before it are in "
       f"{metrics}")
   assert [r["step"] for r in _records(workdir)] == [20, 40]

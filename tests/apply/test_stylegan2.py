@@ -124,7 +124,6 @@ def test_mix_takes_coarse_ws_from_the_first_and_fine_from_the_second(
                    / "images").glob("*.png"))) == 3
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("space,shape", [("z", (LATENT_DIM,)),
                                          ("w", (W_DIM,)),
                                          ("w+", (NUM_WS, W_DIM))])
@@ -153,7 +152,6 @@ def test_inversion_lowers_its_error_in_every_space(run, mnist_dir, space,
         rtol=1e-4)
 
 
-@pytest.mark.slow
 def test_inpaint_and_superres_search_w_plus(run, mnist_dir, tmp_path):
   for task in ("inpaint", "superres"):
     report = _apply(run, task, _options(
@@ -165,7 +163,6 @@ def test_inpaint_and_superres_search_w_plus(run, mnist_dir, tmp_path):
                   < np.array(report["inversion"]["initial_error"]))
 
 
-@pytest.mark.slow
 def test_mix_of_two_inverted_images(run, mnist_dir, tmp_path):
   digits = tasks.load_targets(run, tasks.Options(
       output_dir="", num=2, source=f"idx:{mnist_dir}",

@@ -583,6 +583,15 @@ def test_tfds_not_prepared_without_download_says_what_to_use_instead(
       f"data.tfds_download=False. {hint}")
 
 
+def test_stacked_mnist_of_tfds_offline_is_told_the_stacked_embedded_digits(
+    tmp_path):
+  with pytest.raises(UserError) as error:
+    sources.load("stacked_mnist:tfds:mnist", _tfds_request(
+        tmp_path, split="train", channels=3, tfds_download=False))
+  assert ("--config.data.source=stacked_mnist:embedded:mnist "
+          "--config.data.split=test;") in str(error.value)
+
+
 def test_tfds_unknown_dataset_is_a_user_error(tmp_path):
   with pytest.raises(UserError, match="not a known TFDS dataset"):
     sources.load("tfds:no_such_dataset_xyz", _tfds_request(tmp_path))

@@ -155,7 +155,8 @@ def test_digit_source_with_more_than_ten_classes_is_a_user_error(tmp_path):
 
 @pytest.mark.parametrize("inner, message", [
     # The digit source has no kind: the message lists the kinds.
-    ("foo", "stacked_mnist:foo: .*kinds: folder, idx, packed, stacked_mnist, tfds"),
+    ("foo", "stacked_mnist:foo: .*kinds: embedded, folder, idx, packed, "
+     "stacked_mnist, tfds"),
     ("", "<kind>:<argument>"),
     ("idx:/does/not/exist", "no such directory"),
     # Stacked MNIST is RGB, so it cannot be the digits of another one.

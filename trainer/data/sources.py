@@ -65,6 +65,9 @@ class Request:
   # The config section that names the source and split (data, or eval for
   # the evaluation's real images): messages name its flags.
   section: str = "data"
+  # What wraps this source in the config's spec ("stacked_mnist:" for its
+  # digits): the source a message suggests instead is wrapped alike.
+  wrapper: str = ""
 
 
 def load(spec: str, request: Request) -> Source:
@@ -274,8 +277,8 @@ def _embedded(name: str, request: Request) -> Source:
   split, _, _ = _parse_split(request.split)
   if split not in EMBEDDED[name]:
     raise UserError(
-        f"data.split={request.split!r}: embedded:{name} holds only the "
-        f"split(s) {', '.join(EMBEDDED[name])} (slices such as "
+        f"{request.section}.split={request.split!r}: embedded:{name} holds "
+        f"only the split(s) {', '.join(EMBEDDED[name])} (slices such as "
         f"'{EMBEDDED[name][0]}[:1000]' work); tfds:{name} has the others")
   return _read_idx_dir(embedded_dir(name), request, f"embedded:{name}")
 
@@ -295,7 +298,7 @@ def _offline_hint(name: str, request: Request) -> str:
   if name not in EMBEDDED:
     return f"Offline, use {others}."
   shipped = EMBEDDED[name][0]
-  embedded = f"{flag}.source=embedded:{name}"
+  embedded = f"{flag}.source={request.wrapper}embedded:{name}"
   split = _SLICE.match(request.split)
   if not split or split["name"] not in EMBEDDED[name]:
     embedded += f" {flag}.split={shipped}"
@@ -672,7 +675,8 @@ def _digit_triples(num_digits: int) -> np.ndarray:
 def _open_digits(spec: str, request: Request) -> Source:
   """Opens the digit source of stacked_mnist:<spec>, 1 channel, <= 10 classes."""
   try:
-    digits = open_source(spec, dataclasses.replace(request, channels=1))
+    digits = open_source(spec, dataclasses.replace(
+        request, channels=1, wrapper=f"stacked_mnist:{request.wrapper}"))
   except UserError as e:
     raise UserError(f"stacked_mnist:{spec}: bad digit source: {e}") from None
   channels = digits.image_shape[2]
