@@ -11,7 +11,7 @@ fails, the others are stopped (SIGTERM, then SIGKILL after a grace period)
 and the launcher exits 1 with one line naming it. Ctrl-C or SIGTERM to the
 launcher stops the workers the same way (exit code 128 + the signal), and a
 second Ctrl-C sends SIGKILL at once. On SIGTERM the trainer finishes its
-current loop call, saves that step and exits (BUILD.md, "Preemption"); a
+current loop call, saves that step and exits (docs/clusters.md); a
 worker that needs longer than the grace period gets SIGKILL.
 
 The launcher sets `--strategy=multi_worker` itself and refuses a `--strategy`

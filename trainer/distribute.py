@@ -121,7 +121,7 @@ def _multi_worker(tpu: str) -> tf.distribute.Strategy:
   else:
     raise UserError(
         "--strategy=multi_worker needs the cluster: set TF_CONFIG, or start "
-        "the workers with srun inside a Slurm job; see BUILD.md")
+        "the workers with srun inside a Slurm job; see docs/clusters.md")
   return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
 
 
