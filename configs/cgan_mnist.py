@@ -19,7 +19,7 @@ Variants (`--config=configs/cgan_mnist.py:<variant>`):
   (none)  The dcgan_mnist schedule (10,000 steps at batch 256). Expected:
           readable digits of the asked class from G_ema after a few thousand
           steps. Measured figures (transfer accuracy) in BENCHMARKS.md.
-  short   3,000 steps at batch 64 (about 10 minutes on 2 CPU cores): the
+  short   3,000 steps at batch 64 (about 12 minutes on 2 idle CPU cores): the
           budget of the apply tools' quality figures in BENCHMARKS.md.
   smoke   40 steps at batch 64: checks that everything runs.
 """

@@ -12,10 +12,11 @@ prepared TFDS dir):
       --config.data.source=tfds:mnist --config.data.split=train
 
 Variants (`--config=configs/dcgan_mnist.py:<variant>`):
-  (none)  10,000 steps at global batch 256 (about 43 epochs of the 60k
-          training images), non-saturating loss, Adam 2e-4 / beta1 0.5, G_ema,
-          alternating updates. On one modern GPU: minutes; on 2 CPU cores
-          (float32): hours. Expected: clearly readable digits from G_ema after
+  (none)  10,000 steps at global batch 256 (256 epochs of the embedded
+          10,000 digits, 43 of tfds:mnist's 60,000), non-saturating loss, Adam
+          2e-4 / beta1 0.5, G_ema, alternating updates. About 2 hours on 2
+          idle CPU cores (float32), 5 to 13 minutes on an A100 (computed;
+          BENCHMARKS.md). Expected: clearly readable digits from G_ema after
           a few thousand steps. This is the recommended MNIST recipe: at the
           tutorial's budget of 2,000 steps it reaches well under half the
           tutorial loop's FID (BENCHMARKS.md).
@@ -47,7 +48,7 @@ Variants (`--config=configs/dcgan_mnist.py:<variant>`):
           about 0.62 at the end without augmentation), so ADA keeps p near
           0 and tracks the plain run; its gain needs longer training,
           which was not measured here.
-  short   3,000 steps at batch 64 (about 10 minutes on 2 CPU cores): the
+  short   3,000 steps at batch 64 (about 12 minutes on 2 idle CPU cores): the
           budget of the apply tools' quality figures in BENCHMARKS.md.
   smoke   40 steps at batch 64 with frequent logs, images and checkpoints:
           checks that everything runs, in well under a minute on 2 CPU cores.
