@@ -4,8 +4,10 @@ import os
 import tempfile
 
 from absl import logging
+import ml_collections
 import tensorflow as tf
 
+from trainer import config as config_lib
 from trainer import signals
 from trainer.errors import UserError
 
@@ -23,6 +25,16 @@ def workdir_of(path: str) -> str | None:
   if os.path.basename(directory) != _DIRECTORY:
     return None
   return os.path.dirname(directory)
+
+
+def check_model_of(path: str, config: ml_collections.ConfigDict, *,
+                   remedy: str) -> None:
+  """Raises UserError if the run that wrote checkpoint `path` (a --checkpoint
+  of any run) saved a model other than `config`'s; see
+  trainer.config.check_compatible."""
+  workdir = workdir_of(path)
+  if workdir is not None:
+    config_lib.check_compatible(config, workdir, remedy=remedy)
 
 
 class Checkpointer:

@@ -350,11 +350,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict, workdir: str,
       is_chief=False)
   if not continuous:
     path = checkpointer.chosen(checkpoint)
-    # A --checkpoint of another run: that run's model must be this one.
-    source = checkpoint_lib.workdir_of(path)
-    if source is not None and os.path.abspath(source) != os.path.abspath(
-        workdir):
-      config_lib.check_compatible(config, source,
+    checkpoint_lib.check_model_of(path, config,
                                   remedy="Use a checkpoint of this model")
     checkpointer.restore(path)
   evaluator = Evaluator(config, strategy, state, workdir,

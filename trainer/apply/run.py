@@ -65,10 +65,7 @@ def load(workdir: str, strategy: tf.distribute.Strategy,
       workdir, state.trackables(), keep=config.train.keep_checkpoints,
       is_chief=False)
   path = checkpointer.chosen(checkpoint)
-  # A --checkpoint of another run: that run's config says what it holds.
-  source = checkpoint_lib.workdir_of(path)
-  if source is not None:
-    config_lib.check_compatible(
-        config, source, remedy=f"Use a checkpoint of {workdir}'s model")
+  checkpoint_lib.check_model_of(
+      path, config, remedy=f"Use a checkpoint of {workdir}'s model")
   checkpointer.restore(path)
   return TrainedRun(config, state, path, int(state.step.numpy()))
