@@ -7,9 +7,10 @@ schedules over the images seen: learning rates, gamma and beta2, G_ema's
 half-life (from 0) and ADA's augmentation probability p (fixed, not
 adaptive). The numbers are those of the presets in brownvc/R3GAN's
 train.py (CIFAR10, FFHQ-256) and of its README's commands (batch sizes).
-The data, training-loop and evaluation sections are those of
-configs/stylegan2.py's variant of the same name (the same datasets, sizes
-and metrics; they build on configs/dcgan_mnist.py's).
+The rest is the base config's (trainer/defaults.py); each variant's data,
+evaluation and loop are those trainer/defaults.py's VARIANTS gives it, as
+configs/stylegan2.py's variant of the same name has them (the same
+datasets, sizes and metrics).
 
 Differences from R3GAN's runs that are not settings: its augmentation
 pipeline adds cutout and runs the colour transforms at half probability
@@ -72,36 +73,33 @@ Variants (`--config=configs/r3gan.py:<variant>`):
 
 import ml_collections
 
-from trainer import config as config_lib
+from trainer import defaults
 
-# R3GAN's widths (channel_base 24576, channel_max 768): 768 channels up to
-# 32x32, halving above.
-_PAPER_WIDTHS = dict(channel_base=24576, channel_max=768, blocks_per_stage=2,
-                     cardinality=96, expansion=2)
-
-# The presets per variant: model fields, then the schedules' start and end
-# values (over `schedule_kimg`), the batch and the length.
+# The presets per variant: model fields where they differ from the r3gan
+# architecture's defaults (R3GAN's widths: 768 channels up to 32x32, halving
+# above), then the schedules' start and end values (over `schedule_kimg`),
+# the batch and the length.
 _PRESETS = {
     "cifar32": dict(
-        model=_PAPER_WIDTHS, lr=(2e-4, 5e-5), gamma=(0.05, 0.005),
+        model={}, lr=(2e-4, 5e-5), gamma=(0.05, 0.005),
         ema_kimg=5000.0, p=0.55, schedule_kimg=20_000, batch=512,
         kimg=20_000),
     "ffhq256": dict(
-        model=_PAPER_WIDTHS, lr=(2e-4, 5e-5), gamma=(150.0, 15.0),
+        model={}, lr=(2e-4, 5e-5), gamma=(150.0, 15.0),
         ema_kimg=500.0, p=0.3, schedule_kimg=20_000, batch=256,
         kimg=20_000),
     "ffhq1024": dict(
-        model=_PAPER_WIDTHS, lr=(2e-4, 5e-5), gamma=(150.0, 15.0),
+        model={}, lr=(2e-4, 5e-5), gamma=(150.0, 15.0),
         ema_kimg=500.0, p=0.3, schedule_kimg=20_000, batch=256,
         kimg=20_000),
     "mnist32": dict(
         model=dict(channel_base=2048, channel_max=128, blocks_per_stage=1,
-                   cardinality=8, expansion=2),
+                   cardinality=8),
         lr=(2e-4, 5e-5), gamma=(0.05, 0.005), ema_kimg=10.0, p=0.0,
         schedule_kimg=256, batch=32, kimg=256),
     "smoke": dict(
         model=dict(channel_base=256, channel_max=32, blocks_per_stage=1,
-                   cardinality=4, expansion=2),
+                   cardinality=4),
         lr=(2e-4, 5e-5), gamma=(0.05, 0.005), ema_kimg=0.1, p=0.2,
         schedule_kimg=0.16, batch=8, kimg=0.16),
 }
@@ -113,20 +111,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant not in _PRESETS:
     raise ValueError(f"unknown variant {arg!r} of r3gan; valid: "
                      f"{', '.join(sorted(_PRESETS))}")
-  # The data, loop and evaluation of stylegan2's variant of the same name:
-  # the same datasets, at the same sizes, evaluated the same way.
-  config = config_lib.sibling_config(__file__, "stylegan2", variant)
   preset = _PRESETS[variant]
-  sizes = config.model  # stylegan2's: image size, channels, classes
+  config = defaults.base("r3gan")
+  config.update_from_flattened_dict(defaults.VARIANTS[variant])
   horizon = preset["schedule_kimg"]
   cosine = lambda end: f"cosine({end}, {horizon})"
 
-  config.model = ml_collections.ConfigDict({
-      "architecture": "r3gan", "image_size": sizes.image_size,
-      "channels": sizes.channels, "num_classes": sizes.num_classes,
-      "latent_dim": 64, "loss": "rpgan",
-      "num_fp16_res": 4, "ema_decay": 0.999, "ema_kimg": 0.0,
-      "ema_rampup": 0.0, **preset["model"]})
+  config.model.latent_dim = 64
+  config.model.loss = "rpgan"
+  config.model.update(preset["model"])
   # G_ema's half-life ramps up from 0 (R3GAN's ema_scheduler).
   config.schedules.model.ema_kimg = cosine(preset["ema_kimg"])
 
@@ -145,7 +138,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # ADA's pipeline with p scheduled from 0, not adapted; none for p = 0.
   config.augment.name = "ada" if preset["p"] else ""
-  config.augment.p_mode, config.augment.p = "fixed", 0.0
+  config.augment.p_mode = "fixed"
   if preset["p"]:
     config.schedules.augment.p = cosine(preset["p"])
 

@@ -4,7 +4,9 @@ The networks of trainer/models/stylegan2.py (docs/config-reference.md),
 the non-saturating loss, lazy R1 every 16 steps, G's path-length penalty
 every 4, Adam with beta1 = 0, G_ema with a half-life in images and ADA's
 adaptive augmentation, as stylegan2-ada-pytorch's presets set them. The
-data, training-loop and evaluation sections are configs/dcgan_mnist.py's.
+rest is the base config's (trainer/defaults.py); each variant's data,
+evaluation and loop are those trainer/defaults.py's VARIANTS gives it, as
+configs/r3gan.py's variant of the same name has them.
 
 Run (GPUs; the data source must exist, see docs/data.md):
 
@@ -62,18 +64,10 @@ Variants (`--config=configs/stylegan2.py:<variant>`):
 
 import ml_collections
 
-from trainer import config as config_lib
+from trainer import defaults
 
-# (image size, channels, classes, source, split) of each variant's data.
-_DATA = {
-    "cifar32": (32, 3, 10, "tfds:cifar10", "train"),
-    "ffhq256": (256, 3, 0, "folder:data/ffhq256", "train"),
-    "ffhq1024": (1024, 3, 0, "folder:data/ffhq1024", "train"),
-    "mnist32": (32, 1, 0, "embedded:mnist", "test"),
-    "smoke": (32, 1, 0, "embedded:mnist", "test"),
-}
-
-# The presets' settings per variant: model fields, then the rest.
+# The presets' settings per variant: model fields, then the rest. z and w
+# have 512 dimensions unless the model fields say otherwise.
 _PRESETS = {
     "cifar32": dict(
         model=dict(mapping_layers=2, channel_base=32768, mbstd_group=32,
@@ -106,41 +100,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant not in _PRESETS:
     raise ValueError(f"unknown variant {arg!r} of stylegan2; valid: "
                      f"{', '.join(sorted(_PRESETS))}")
-  config = config_lib.sibling_config(
-      __file__, "dcgan_mnist", "smoke" if variant == "smoke" else None)
   preset = _PRESETS[variant]
-  size, channels, classes, config.data.source, config.data.split = (
-      _DATA[variant])
-  # MNIST's 28x28 digits are resized to the model's 32x32.
-  config.data.resize = config.data.source.endswith("mnist")
-  config.model = ml_collections.ConfigDict({
-      "architecture": "stylegan2", "image_size": size, "channels": channels,
-      "latent_dim": 512, "num_classes": classes, "loss": "non_saturating",
-      "w_dim": 512, "channel_max": 512, "ema_decay": 0.999,
-      **preset["model"]})
+  config = defaults.base("stylegan2")
+  config.update_from_flattened_dict(defaults.VARIANTS[variant])
+  config.model.latent_dim = 512
+  config.model.update(preset["model"])
 
   config.optim.g_lr = config.optim.d_lr = preset["lr"]
   config.optim.beta1, config.optim.beta2 = 0.0, 0.99
   config.penalties.names = "r1,pl" if preset["pl_weight"] else "r1"
-  config.penalties.r1.weight, config.penalties.r1.interval = (
-      preset["gamma"], 16)
-  config.penalties.pl.weight, config.penalties.pl.interval = (
-      preset["pl_weight"] or 2.0, 4)
+  config.penalties.r1.weight = preset["gamma"]
+  if preset["pl_weight"]:
+    config.penalties.pl.weight = preset["pl_weight"]
   config.augment.name = "ada"
 
   config.train.batch_size = preset["batch"]
   config.train.steps = int(preset["kimg"] * 1000 // preset["batch"])
-  if variant not in ("mnist32", "smoke"):
-    config.eval.extractor = "inception_v3"
-    config.eval.metrics = "fid,kid,inception_score,precision_recall"
-    config.eval.num_samples = 50_000
-    config.eval.num_real = 50_000
-    config.train.checkpoint_every = 5000
-    config.train.image_every = 1000
-  if variant == "mnist32":
-    config.eval.metrics = "fid,kid,class_coverage"
-    config.train.eval_every = 2000
-    # The untrained G's metrics first: by the MNIST classifier's FID its
-    # blobs score about as well as an hour of training (BENCHMARKS.md).
-    config.train.eval_at_start = True
   return config

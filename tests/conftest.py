@@ -38,9 +38,9 @@ distribute.configure_cpu_devices(2)
 # so these start first and the workers finish together, instead of one of
 # them running a long file alone at the end.
 _SLOWEST_FIRST = (
-    "tests/test_train.py", "tests/test_step.py",
+    "tests/test_loop.py", "tests/test_step.py",
     "tests/launch/test_local.py", "tests/test_preemption.py",
-    "tests/test_bench.py", "tests/test_evaluation.py",
+    "tests/bench/test_main.py", "tests/metrics/test_evaluator.py",
     "tests/apply/test_export.py", "tests/test_main.py",
     "tests/test_evaluate.py", "tests/models/test_stylegan2.py",
     "tests/apply/test_stylegan2.py", "tests/launch/test_slurm.py",
@@ -48,10 +48,10 @@ _SLOWEST_FIRST = (
     "tests/test_learning.py", "tests/apply/test_tasks.py",
     "tests/test_learning_r3gan.py", "tests/apply/test_main.py",
     "tests/test_schedules.py", "tests/models/test_r3gan.py",
-    "tests/features/test_mnist_classifier.py", "tests/test_dataset.py",
+    "tests/features/test_mnist_classifier.py", "tests/data/test_main.py",
     "tests/data/test_sources.py", "tests/test_config.py",
-    "tests/benchmark/test_curves.py", "tests/benchmark/test_flops.py",
-    "tests/test_configs.py", "tests/benchmark/test_metric_plot.py",
+    "tests/bench/test_curves.py", "tests/bench/test_flops.py",
+    "tests/test_configs.py", "tests/bench/test_metric_plot.py",
     "tests/data/test_pipeline.py", "tests/test_augment.py",
     "tests/test_summaries.py", "tests/data/test_packed.py",
     "tests/features/test_inception_v3.py")
@@ -89,9 +89,9 @@ def functions_run_eagerly():
   is checked by the traced tests of each path: a traced step of every loss,
   penalty and augmentation (tests/test_step.py), the DCGAN's replica agreement
   with ADA, lazy R1 and the path length, its exact resume
-  (tests/test_train.py), one traced step of each family and their learning
+  (tests/test_loop.py), one traced step of each family and their learning
   checks. tf.data's functions are traced either way. Eager execution cannot
-  gather from replicas (strategy.gather, which train.run's image grids use),
+  gather from replicas (strategy.gather, which loop.run's image grids use),
   so a whole eager training run is on one device.
   """
   tf.config.run_functions_eagerly(True)
@@ -149,7 +149,7 @@ def _values_before_and_after(config, source, replicas: int, steps: int):
   penalties' state: what two runs that agree must hold alike.
   """
   from trainer import state as state_lib  # pylint: disable=g-import-not-at-top
-  from trainer import train  # pylint: disable=g-import-not-at-top
+  from trainer import step as step_lib  # pylint: disable=g-import-not-at-top
   strategy = cpu_strategy(replicas)
   state = state_lib.build_state(config, strategy)
   variables = (state.generator.variables + state.discriminator.variables
@@ -159,7 +159,7 @@ def _values_before_and_after(config, source, replicas: int, steps: int):
                + list(state.penalties.variables))
   values = lambda: [np.array(v.numpy()) for v in variables]
   before = values()
-  train.make_train_steps(config, strategy, state, source, 0)(steps)
+  step_lib.make_train_steps(config, strategy, state, source, 0)(steps)
   counts = (len(state.generator.variables), len(state.discriminator.variables))
   return before, values(), counts
 

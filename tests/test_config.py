@@ -1,19 +1,21 @@
 """The config resolver: defaults of later fields, and bad values refused
-with one message before anything is written."""
+with one message before anything is written; the saved config.json of every
+version, migrated to today's layout."""
 
 import hashlib
 import itertools
 import json
+import shutil
 import sys
 
 import ml_collections
 import pytest
 
-from tests.conftest import (assert_ended_with_line, cpu_strategy, load_config,
-                            run_command, smoke_flags)
+from tests.conftest import (REPO, assert_ended_with_line, cpu_strategy,
+                            load_config, run_command, smoke_flags)
 from trainer import config as config_lib
-from trainer import train
 from trainer.errors import UserError
+from trainer import loop
 from trainer.models import ARCHITECTURES
 
 TINY = {"model.g_width": 8, "model.d_width": 8, "train.batch_size": 8}
@@ -24,8 +26,14 @@ def test_resolving_twice_changes_nothing():
   assert config_lib.resolve(once).to_dict() == once.to_dict()
 
 
+def _resolved(saved: dict) -> ml_collections.ConfigDict:
+  """A saved config as the readers of config.json see it."""
+  return config_lib.resolve(
+      ml_collections.ConfigDict(config_lib.migrate_saved(saved)))
+
+
 def test_a_config_saved_before_penalties_and_augmentation_resolves():
-  # A run's config.json from before this version: wgan_gp with its weight in
+  # A run's config.json from before them: wgan_gp with its weight in
   # model.gp_weight, no penalties or augment sections, no spectral norm.
   old = load_config(resolved=False).to_dict()
   for section in ("penalties", "augment"):
@@ -34,7 +42,7 @@ def test_a_config_saved_before_penalties_and_augmentation_resolves():
     del old["model"][field]
   del old["data"]["on_bad_image"]
   old["model"].update(loss="wgan_gp", gp_weight=5.0)
-  resolved = config_lib.resolve(ml_collections.ConfigDict(old))
+  resolved = _resolved(old)
   assert resolved.penalties.names == "gp"  # the loss's own penalty
   assert resolved.penalties.gp.weight == 5.0
   assert resolved.augment.name == ""
@@ -42,18 +50,96 @@ def test_a_config_saved_before_penalties_and_augmentation_resolves():
   assert resolved.data.on_bad_image == "stop"
 
 
-def test_a_run_saved_with_a_linear_p_gets_it_as_a_schedule():
-  # augment.p_mode=linear, with augment.p_end and p_kimg, was the one
-  # scheduled value before schedules; such a run goes on with the same p.
-  old = load_config(resolved=False).to_dict()
-  del old["schedules"]
-  old["augment"].update(name="ada", p_mode="linear", p=0.1, p_end=0.5,
-                        p_kimg=40.0)
-  resolved = config_lib.resolve(ml_collections.ConfigDict(old))
+FIXTURES = REPO / "tests" / "fixtures" / "configs"
+# config.json files that today's code wrote before config.json had a
+# version (trainer.config.to_json of the resolved config), and the config
+# file and variant of each.
+SAVED_TODAY = {
+    "dcgan_mnist": ("dcgan_mnist", None),
+    "cgan_mnist": ("cgan_mnist", None),
+    "stylegan2_smoke": ("stylegan2", "smoke"),
+    "stylegan2_mnist32": ("stylegan2", "mnist32"),
+    "r3gan_smoke": ("r3gan", "smoke"),
+}
+
+
+def _saved(name: str) -> dict:
+  return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def _round_trip(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Written as config.json is, read back and resolved."""
+  return _resolved(json.loads(config_lib.to_json(config)))
+
+
+@pytest.mark.parametrize("name", SAVED_TODAY)
+def test_a_config_json_of_today_migrates_to_its_config_files_config(
+    name, tmp_path):
+  file, variant = SAVED_TODAY[name]
+  config = config_lib.resolve(
+      config_lib.from_file(str(REPO / "configs" / f"{file}.py"), variant))
+  saved = _saved(name)
+  assert config_lib.migrate_saved(saved) == saved  # today's layout already
+  migrated = _resolved(saved)
+  assert migrated.to_dict() == config.to_dict()
+  assert _round_trip(migrated).to_dict() == migrated.to_dict()
+  shutil.copy(FIXTURES / f"{name}.json", tmp_path / "config.json")
+  config_lib.check_compatible(config, str(tmp_path))
+
+
+def test_a_config_json_of_old_layouts_migrates_as_it_trained():
+  # Hand-written, in the layouts the code once wrote: wgan_gp's weight in
+  # model.gp_weight and no penalties section; ADA's p moved linearly
+  # (augment.p_mode=linear, p_end, p_kimg) and no schedules; none of the
+  # fields added since.
+  saved = _saved("old_layout")
+  migrated = config_lib.migrate_saved(saved)
+  assert "gp_weight" not in migrated["model"]
+  assert not {"p_end", "p_kimg"} & set(migrated["augment"])
+  resolved = _resolved(saved)
+  assert resolved.penalties.names == "gp"
+  assert (resolved.penalties.gp.weight, resolved.penalties.gp.interval) == (
+      5.0, 1)
   assert resolved.augment.p_mode == "fixed"
+  assert resolved.augment.p == 0.1
   assert resolved.schedules.augment.p == "linear(0.5, 40.0)"
-  assert "p_end" not in resolved.augment
-  assert config_lib.resolve(resolved).to_dict() == resolved.to_dict()
+  assert (resolved.model.num_classes, resolved.model.ema_kimg) == (0, 0.0)
+  assert not (resolved.model.d_spectral_norm or resolved.model.g_spectral_norm
+              or resolved.train.simultaneous or resolved.train.eval_at_start)
+  assert resolved.data.on_bad_image == "stop"
+  assert _round_trip(resolved).to_dict() == resolved.to_dict()
+
+
+def test_a_workdir_of_old_layouts_is_told_apart_by_its_model(tmp_path):
+  shutil.copy(FIXTURES / "old_layout.json", tmp_path / "config.json")
+  # The default config has the saved run's model (none of the fields added
+  # since changes it).
+  config_lib.check_compatible(load_config(None), str(tmp_path))
+  with pytest.raises(UserError, match=(
+      "model.d_spectral_norm: saved False, now True")):
+    config_lib.check_compatible(
+        load_config(None, **{"model.d_spectral_norm": True}), str(tmp_path))
+
+
+def test_config_json_holds_the_version_and_reads_back(tmp_path):
+  config = load_config()
+  config_lib.log_and_write(config, str(tmp_path), write=True)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["version"] == config_lib.VERSION
+  assert config_lib.read_saved(str(tmp_path)) == config.to_dict()
+
+
+def test_a_config_json_of_a_newer_version_is_refused_in_one_line(tmp_path):
+  saved = json.loads(config_lib.to_json(load_config()))
+  saved["version"] = config_lib.VERSION + 1
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(saved))
+  with pytest.raises(UserError) as error:
+    config_lib.check_compatible(load_config(), str(tmp_path))
+  assert str(error.value) == (
+      f"cannot read the saved config {path}: it is of config version "
+      f"{config_lib.VERSION + 1}, and this code reads versions up to "
+      f"{config_lib.VERSION}: a newer version of the trainer wrote it")
 
 
 def test_an_unknown_schedule_is_refused_with_the_valid_ones():
@@ -146,7 +232,7 @@ def _snapshot(directory) -> dict[str, str]:
 def trained(tmp_path_factory, mnist_dir):
   """A workdir with a finished run's checkpoints (2 steps)."""
   workdir = tmp_path_factory.mktemp("trained")
-  train.run(load_config(**TINY, **{
+  loop.run(load_config(**TINY, **{
       "data.source": f"idx:{mnist_dir}", "data.split": "test",
       "train.steps": 2, "train.checkpoint_every": 1}), str(workdir),
             cpu_strategy(1))
@@ -161,7 +247,7 @@ def test_bad_values_leave_a_runs_workdir_alone(overrides, message, trained,
       "data.source": f"idx:{mnist_dir}", "data.split": "test",
       "train.steps": 4, **overrides})
   with pytest.raises(UserError, match=message):
-    train.run(config, str(trained), cpu_strategy(1))
+    loop.run(config, str(trained), cpu_strategy(1))
   assert _snapshot(trained) == before
 
 

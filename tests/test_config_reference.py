@@ -33,9 +33,8 @@ def test_committed_page_is_what_the_code_generates(page):
 
 
 def test_every_field_of_the_default_config_is_listed(page):
-  spec = REPO / "configs" / "dcgan_mnist.py"
   config = config_lib.resolve(
-      config_lib.sibling_config(str(spec), "dcgan_mnist"))
+      config_lib.from_file(str(REPO / "configs" / "dcgan_mnist.py")))
   fields = list(_leaves(config.to_dict()))
   assert len(fields) > 50
   missing = [f for f in fields if f"| `{f}` |" not in page]
@@ -83,3 +82,26 @@ def test_help_covers_its_group_up_to_a_blank_line_or_comment(tmp_path):
       "optim.eps": "own",
       "optim.decay": "",
   }
+
+
+def test_an_architectures_fields_take_help_as_config_files_do(tmp_path):
+  path = tmp_path / "models.py"
+  path.write_text(textwrap.dedent('''\
+      ARCHITECTURES.register("small")(Architecture(
+          build=build,
+          fields={
+              # Widths of G and D.
+              "g_width": 64,
+              "d_width": 64,
+              "dropout": 0.3,  # after each layer
+              "bias": True,
+
+              "depth": 4,
+          },
+          positive=("g_width",)))
+      OTHER.register("skipped")(Architecture(fields={"x": 1}))  # not ours
+      '''))
+  assert config_reference.fields_help(str(path), "ARCHITECTURES") == {
+      "small": {"g_width": "Widths of G and D.",
+                "d_width": "Widths of G and D.", "dropout": "after each layer",
+                "bias": "", "depth": ""}}

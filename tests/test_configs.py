@@ -8,8 +8,9 @@ import pytest
 
 from tests.conftest import REPO, TINY_FLAGS, run_command, saved_step
 from trainer import config as config_lib
-from trainer import evaluation
-from trainer import train
+from trainer import defaults
+from trainer import loop
+from trainer.metrics import evaluator as evaluator_lib
 
 # Each experiment file's variants ("" for its default).
 VARIANTS = {
@@ -22,9 +23,28 @@ VARIANTS = {
 EXTERNAL_DATA = {"cifar32", "ffhq256", "ffhq1024"}
 
 
-def _config(name: str, variant: str):
-  return config_lib.resolve(config_lib.sibling_config(
-      str(REPO / "configs" / f"{name}.py"), name, variant or None))
+def _config(name: str, variant: str, *, resolved: bool = True):
+  config = config_lib.from_file(str(REPO / "configs" / f"{name}.py"),
+                                variant or None)
+  return config_lib.resolve(config) if resolved else config
+
+
+def _leaves(config: dict, prefix: str = "") -> set[str]:
+  return {leaf for key, value in config.items()
+          for leaf in (_leaves(value, f"{prefix}{key}.")
+                       if isinstance(value, dict) else [f"{prefix}{key}"])}
+
+
+@pytest.mark.parametrize("name, variant", [
+    (name, variant) for name, variants in VARIANTS.items()
+    for variant in variants])
+def test_every_variant_has_the_fields_of_the_base_and_its_architecture(
+    name, variant):
+  # Config files change the base's values and add no field, so every field
+  # can be overridden on the command line and none is filled in later.
+  config = _config(name, variant, resolved=False)
+  base = defaults.base(config.model.architecture)
+  assert _leaves(config.to_dict()) == _leaves(base.to_dict())
 
 
 @pytest.mark.parametrize("name, variant", [
@@ -37,8 +57,8 @@ def test_every_variant_resolves_and_mnist_ones_read_the_embedded_digits(
     assert not config.data.source.endswith("embedded:mnist")
     return
   assert config.data.source.endswith("embedded:mnist")
-  training = train.load_source(config)
-  real = evaluation.real_source(config)
+  training = loop.load_source(config)
+  real = evaluator_lib.real_source(config)
   # Stacked MNIST draws its triples of digits from the 10,000.
   assert training.num_examples == {"limited": 1000, "stacked": 128_000}.get(
       variant, 10_000)

@@ -1,6 +1,6 @@
 """`python -m trainer.evaluate` as a user runs it: real processes and files.
 
-The runs it evaluates are trained in this process (trainer.train.run, as
+The runs it evaluates are trained in this process (trainer.loop.run, as
 `trainer.main` runs it); what the evaluation library refuses is checked in
 this process too, and once through the command line.
 """
@@ -22,9 +22,9 @@ from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, TINY_STYLEGAN2,
                             assert_ended_with_line, cpu_strategy, load_config,
                             run_command, smoke_flags)
 from trainer import config as config_lib
-from trainer import evaluation
-from trainer import train
 from trainer.errors import UserError
+from trainer import loop
+from trainer.metrics import evaluator as evaluator_lib
 
 # Small sample counts: these runs check behaviour, not image quality.
 _EVAL = {"eval.num_samples": 400, "eval.num_real": 400,
@@ -50,7 +50,7 @@ def _flags(mnist_dir, cache_dir, workdir, *extra) -> list[str]:
 
 def _train(mnist_dir, cache_dir, workdir) -> None:
   """The smoke run (checkpoints at steps 20 and 40), as _flags() trains."""
-  train.run(_config(mnist_dir, cache_dir), str(workdir), cpu_strategy(2))
+  loop.run(_config(mnist_dir, cache_dir), str(workdir), cpu_strategy(2))
 
 
 def _evaluate(mnist_dir, cache_dir, workdir, *extra) -> tuple[int, str]:
@@ -147,7 +147,7 @@ def test_a_checkpoint_of_another_architecture_is_named_in_one_line(
       **TINY_STYLEGAN2)))
   workdir = _copy(trained, tmp_path)
   with pytest.raises(UserError) as error:
-    evaluation.evaluate_checkpoints(
+    evaluator_lib.evaluate_checkpoints(
         _config(mnist_dir, trained[1]), str(workdir), cpu_strategy(1),
         checkpoint=str(other / "checkpoints" / "ckpt-20"))
   assert str(error.value) == (
@@ -170,7 +170,7 @@ def test_another_architectures_config_gives_one_error_line(trained, tmp_path):
   assert not (workdir / "eval").exists()
 
 
-# More bad settings are checked in-process in test_evaluation.py.
+# More bad settings are checked in-process in tests/metrics/test_evaluator.py.
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     ({"model.g_width": 16}, "holds a run of a different model"),
@@ -181,16 +181,17 @@ def test_bad_settings_are_refused_untouched(trained, mnist_dir, tmp_path,
   _, cache = trained
   workdir = _copy(trained, tmp_path)
   with pytest.raises(UserError, match=message):
-    evaluation.evaluate_checkpoints(_config(mnist_dir, cache, **overrides),
-                                    str(workdir), cpu_strategy(2))
+    evaluator_lib.evaluate_checkpoints(
+        _config(mnist_dir, cache, **overrides), str(workdir), cpu_strategy(2))
   assert not (workdir / "eval").exists()
   assert _checkpoint_files(workdir) == _checkpoint_files(trained[0])
 
 
 def test_a_workdir_without_checkpoints_is_refused(mnist_dir, tmp_path):
   with pytest.raises(UserError, match="has no checkpoint"):
-    evaluation.evaluate_checkpoints(_config(mnist_dir, tmp_path / "cache"),
-                                    str(tmp_path / "empty"), cpu_strategy(2))
+    evaluator_lib.evaluate_checkpoints(
+        _config(mnist_dir, tmp_path / "cache"), str(tmp_path / "empty"),
+        cpu_strategy(2))
 
 
 def _start_watcher(mnist_dir, cache, workdir, *extra) -> subprocess.Popen:
@@ -211,9 +212,9 @@ def test_training_evaluates_the_untrained_g_first_when_asked(mnist_dir,
       "train.steps": 20, "train.eval_every": 20, "train.eval_at_start": True})
   workdir = tmp_path / "run"
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-  train.run(config, str(workdir), strategy)
+  loop.run(config, str(workdir), strategy)
   config.train.steps = 40
-  train.run(config, str(workdir), strategy)
+  loop.run(config, str(workdir), strategy)
 
   records = _records(workdir)
   assert [r["step"] for r in records] == [0, 20, 40]
@@ -225,7 +226,7 @@ def test_training_evaluates_the_untrained_g_first_when_asked(mnist_dir,
   # step-0 record kept. The new start evaluates the same untrained G again.
   shutil.rmtree(workdir / "checkpoints")
   config.train.steps = 20
-  train.run(config, str(workdir), strategy)
+  loop.run(config, str(workdir), strategy)
 
   assert [r["step"] for r in _records(workdir)] == [0, 20, 40, 20]
   assert _records(workdir)[0] == records[0]

@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import load_config
-from trainer import evaluation
-from trainer import train
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
+from trainer import loop
+from trainer.metrics import evaluator as evaluator_lib
 
 # Hundreds of training steps and several evaluations per test.
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def check_fid_falls(tmp_path, mnist_dir, family: dict,
       "eval.kid_subsets": samples // 100,
       "eval.cache_dir": str(tmp_path / "cache"), **family})
   workdir = tmp_path / "run"
-  train.run(config, str(workdir), strategy)
+  loop.run(config, str(workdir), strategy)
 
   lines = (workdir / "eval" / "metrics.jsonl").read_text().splitlines()
   records = {r["step"]: r for r in map(json.loads, lines)}
@@ -67,7 +67,7 @@ def check_fid_falls(tmp_path, mnist_dir, family: dict,
   assert last["fid"] < bound, (first["fid"], last["fid"])
   assert last["checkpoint"].endswith(f"ckpt-{steps}")
   if reevaluate:
-    [again] = evaluation.evaluate_checkpoints(
+    [again] = evaluator_lib.evaluate_checkpoints(
         config, str(workdir), strategy, checkpoint=last["checkpoint"])
     assert again["step"] == steps
     assert again["fid"] == pytest.approx(last["fid"], rel=1e-4)

@@ -8,7 +8,7 @@ Each real process costs seconds of TensorFlow start-up, so real processes
 check what only the command line does: its flags, the default workdir, the
 log, and that a refusal is the last line printed. What the library decides
 (a config value, the data, the workdir's model, resuming) is checked by
-calling `trainer.train.run` in this process, as `trainer.main` calls it.
+calling `trainer.loop.run` in this process, as `trainer.main` calls it.
 """
 
 import hashlib
@@ -26,8 +26,8 @@ import pytest
 from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, cpu_strategy,
                             load_config, run_command, smoke_flags)
 from trainer import cli
-from trainer import train
 from trainer.errors import UserError
+from trainer import loop
 
 TWO_REPLICAS = ("--strategy=mirrored", "--num_cpu_devices=2")
 # The config of smoke_flags() (the smoke variant, tiny, on the real MNIST test
@@ -256,7 +256,7 @@ def test_bad_config_is_refused_before_training(overrides, replicas, words,
   # The config is built inside: checking it may already refuse it, as the
   # command line's check of --config does.
   with pytest.raises(UserError) as raised:
-    train.run(smoke_config(mnist_dir, **{"train.steps": 2, **overrides}),
+    loop.run(smoke_config(mnist_dir, **{"train.steps": 2, **overrides}),
               str(workdir), cpu_strategy(replicas))
 
   assert_has_words(str(raised.value), words)
@@ -400,7 +400,7 @@ def test_runs_again_without_repeating_and_resumes_for_more_steps(
   checkpoints = snapshot(workdir / "checkpoints")
 
   # The same config again: already done, nothing trained or saved.
-  state = train.run(trained_config(mnist_dir), str(workdir), cpu_strategy(2))
+  state = loop.run(trained_config(mnist_dir), str(workdir), cpu_strategy(2))
   assert int(state.step.numpy()) == 4
   assert "Already trained to step 4" in caplog.text, caplog.text
   assert "Training from step" not in caplog.text, caplog.text
@@ -408,7 +408,7 @@ def test_runs_again_without_repeating_and_resumes_for_more_steps(
 
   # More steps: resumes from the saved step.
   caplog.clear()
-  train.run(trained_config(mnist_dir, **{"train.steps": 6}), str(workdir),
+  loop.run(trained_config(mnist_dir, **{"train.steps": 6}), str(workdir),
             cpu_strategy(2))
   assert "Restored" in caplog.text and "ckpt-4" in caplog.text, caplog.text
   assert "Training from step 4 to 6" in caplog.text, caplog.text
@@ -445,7 +445,7 @@ def test_other_models_workdir_is_told_by_its_config_json(trained, mnist_dir,
   before = snapshot(workdir)
 
   with pytest.raises(UserError) as raised:
-    train.run(trained_config(mnist_dir, **{"model.g_width": 16}),
+    loop.run(trained_config(mnist_dir, **{"model.g_width": 16}),
               str(workdir), cpu_strategy(1))
 
   assert_has_words(str(raised.value), [

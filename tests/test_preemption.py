@@ -3,7 +3,7 @@
 A run is started with far more steps than it will take and interrupted once
 it has trained a few steps; a restart then goes on from where it stopped.
 The checkpoints say where it stopped and where it ended. The last restart of
-each test runs in this process (trainer.train.run, as trainer.main runs it).
+each test runs in this process (trainer.loop.run, as trainer.main runs it).
 """
 
 import logging
@@ -24,8 +24,8 @@ from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, TINY_FLAGS,
                             cpu_strategy, load_config, run_command,
                             saved_step, smoke_flags)
 from trainer import checkpoint as checkpoint_lib
+from trainer import loop
 from trainer import signals
-from trainer import train
 
 # 128 + the signal, as a shell reports a process ended by it.
 _PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
@@ -111,7 +111,7 @@ def _resume_here(mnist_dir, workdir, stopped_at: int, caplog) -> None:
   """
   caplog.set_level(logging.INFO)
   caplog.set_level(logging.INFO, logger="absl")
-  train.run(_config(mnist_dir, stopped_at + 10), str(workdir),
+  loop.run(_config(mnist_dir, stopped_at + 10), str(workdir),
             cpu_strategy(2))
   assert (f"Training from step {stopped_at} to {stopped_at + 10}"
           in caplog.text), caplog.text

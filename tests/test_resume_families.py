@@ -2,7 +2,7 @@
 and G's path-length state beside the step's modern parts.
 
 On one device and op by op (conftest's `eager`: the state, not the graph,
-is what a restart must get right; tests/test_train.py checks the traced
+is what a restart must get right; tests/test_loop.py checks the traced
 DCGAN's on two replicas, tests/models that one and two replicas train these
 families alike).
 """
@@ -10,7 +10,7 @@ families alike).
 import pytest
 
 from tests.conftest import cpu_strategy
-from tests.test_train import R3, STYLE, check_stop_and_restart
+from tests.test_loop import R3, STYLE, check_stop_and_restart
 
 # Two whole training runs and a restart per test.
 pytestmark = pytest.mark.slow

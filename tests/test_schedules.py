@@ -10,9 +10,10 @@ import pytest
 from tests.conftest import cpu_strategy, load_config
 from tests.test_step import TINY, _synthetic
 from trainer import checkpoint as checkpoint_lib
+from trainer import phases as phases_lib
 from trainer import schedules
 from trainer import state as state_lib
-from trainer import train
+from trainer import step as step_lib
 
 
 @pytest.mark.parametrize("kind,halfway", [("linear", 3.0), ("cosine", 3.0)])
@@ -74,7 +75,7 @@ def _everything(state) -> list[np.ndarray]:
 def _trained(config, start_step: int = 0, steps: int = 3, state=None):
   strategy = cpu_strategy(1)
   state = state or state_lib.build_state(config, strategy)
-  metrics, _ = train.make_train_steps(config, strategy, state, _synthetic(),
+  metrics, _ = step_lib.make_train_steps(config, strategy, state, _synthetic(),
                                       start_step)(steps)
   return state, metrics
 
@@ -117,10 +118,10 @@ def test_a_half_life_scheduled_from_0_starts_with_g_ema_equal_to_g():
       "schedules.model.ema_kimg": "cosine(5000, 20000)"})
   state = state_lib.build_state(config, cpu_strategy(1))
   state.schedules.update(0)
-  assert float(train.ema_rate(config, state.schedules, 0)) == 0.0
+  assert float(phases_lib.ema_rate(config, state.schedules, 0)) == 0.0
   state.schedules.update(2_500_000)  # 10 M images, halfway: 2,500 kimg
   half_life = 0.5 * 5000 * 1000
-  assert float(train.ema_rate(config, state.schedules, 2_500_000)) == (
+  assert float(phases_lib.ema_rate(config, state.schedules, 2_500_000)) == (
       pytest.approx(0.5 ** (4 / half_life), rel=1e-6))
 
 
@@ -129,7 +130,7 @@ def test_a_lazy_rate_schedule_keeps_the_lazy_correction():
       "penalties.names": "r1", "penalties.r1.interval": 4,
       "schedules.optim.d_lr": "cosine(1e-3, 0.004)"})
   state = state_lib.build_state(config, cpu_strategy(1))
-  train.make_train_steps(config, cpu_strategy(1), state, _synthetic(), 0)(2)
+  step_lib.make_train_steps(config, cpu_strategy(1), state, _synthetic(), 0)(2)
   assert float(state.d_optimizer.learning_rate.numpy()) == pytest.approx(
       1e-3 * 4 / 5)
 

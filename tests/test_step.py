@@ -17,13 +17,17 @@ from tests.conftest import assert_replicas_agree
 from tests.conftest import cpu_strategy
 from tests.conftest import load_config
 from tests.conftest import TINY_STYLEGAN2
-from trainer import losses
-from trainer import state as state_lib
-from trainer import train
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer.errors import UserError
+from trainer import loop
+from trainer import losses
+from trainer import models
 from trainer.models import stylegan2
+from trainer import optimizer as optimizer_lib
+from trainer import phases as phases_lib
+from trainer import state as state_lib
+from trainer import step as step_lib
 
 TINY = {"model.image_size": 14, "model.g_width": 4, "model.d_width": 4,
         "model.latent_dim": 8, "train.batch_size": 4}
@@ -46,7 +50,7 @@ def data() -> sources.Source:
 def _steps(config, source, replicas: int = 1):
   strategy = cpu_strategy(replicas)
   state = state_lib.build_state(config, strategy)
-  return state, train.make_train_steps(config, strategy, state, source, 0)
+  return state, step_lib.make_train_steps(config, strategy, state, source, 0)
 
 
 _PENALTIES = ["", "r1", "r2", "r1,r2"]
@@ -151,7 +155,7 @@ def test_lazy_path_length_update_is_the_penalty_times_its_interval(data):
         "penalties.names": "pl", "penalties.pl.interval": interval})
     strategy = cpu_strategy(1)
     state = state_lib.build_state(config, strategy)
-    (lazy,) = [phase for phase in train.make_phases(
+    (lazy,) = [phase for phase in phases_lib.make_phases(
         state, config, config.train.batch_size) if phase.interval > 1]
     assert lazy.metrics == ("grad_norm/g_pl", "penalties/pl",
                             "penalties/pl_mean")
@@ -167,7 +171,7 @@ def _penalty_gradient_norm(state, config, images, gain: float) -> float:
   with tf.GradientTape() as tape:
     with tf.GradientTape() as inner:
       inner.watch(real)
-      total = tf.reduce_sum(state_lib.judge(d, real, None, training=True))
+      total = tf.reduce_sum(models.judge(d, real, None, training=True))
     r1 = tf.reduce_sum(tf.square(inner.gradient(total, real)), axis=[1, 2, 3])
     loss = gain * 0.5 * config.penalties.r1.weight * tf.reduce_mean(r1)
   grads = tape.gradient(loss, d.trainable_variables)
@@ -182,7 +186,7 @@ def test_lazy_update_is_the_penalty_times_its_interval(interval, data):
       "penalties.r1.weight": 3.0, "model.d_dropout": 0.0})
   strategy = cpu_strategy(1)
   state = state_lib.build_state(config, strategy)
-  phases = train.make_phases(state, config, config.train.batch_size)
+  phases = phases_lib.make_phases(state, config, config.train.batch_size)
   images = pipeline.to_unit_range(data.read(tf.range(4))["image"])
   expected = _penalty_gradient_norm(state, config, images, gain=interval)
   if interval == 1:  # eager: in D's loss, no update of its own
@@ -204,7 +208,7 @@ def test_a_lazy_d_update_runs_g_only_for_penalties_on_fakes(names, runs_g):
                           "model.w_avg_beta": 0.5})
   strategy = cpu_strategy(1)
   state = state_lib.build_state(config, strategy)
-  phases = train.make_phases(state, config, config.train.batch_size)
+  phases = phases_lib.make_phases(state, config, config.train.batch_size)
   (lazy,) = [phase for phase in phases if phase.interval == 2]
   images = tf.random.stateless_uniform([1, 8, 32, 32, 1], [0, 3], -1, 1)
   element = {"image": images, "label": tf.zeros([1, 8], tf.int32)}
@@ -247,7 +251,7 @@ _ADAM_SHAPES = [(5, 3), (3,)]
 
 def _adam_updates(strategy, make_optimizer, gradients) -> list[np.ndarray]:
   """Applies each of `gradients` (one array per weight) through
-  train._apply, split evenly over the replicas; returns the weights and
+  phases_lib.apply_gradients, split evenly over the replicas; returns the weights and
   the optimizer's variables."""
   rng = np.random.default_rng(1)
   with strategy.scope():
@@ -264,7 +268,7 @@ def _adam_updates(strategy, make_optimizer, gradients) -> list[np.ndarray]:
         # Each replica's share: the sum over replicas is `gradient`.
         loss = tf.add_n([tf.reduce_sum(w * g) for w, g in
                          zip(weights, gradient)]) / replicas
-      return train._apply(optimizer, tape, loss, weights)
+      return phases_lib.apply_gradients(optimizer, tape, loss, weights)
     return strategy.run(fn)
 
   for gradient in gradients:
@@ -274,15 +278,15 @@ def _adam_updates(strategy, make_optimizer, gradients) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_the_fused_adam_updates_as_keras_adam(replicas):
-  # state.Adam applies TensorFlow's fused op to gradients that train._apply
-  # has summed over the replicas; Keras' Adam, on one device, must end at
+  # optimizer.Adam applies TensorFlow's fused op to gradients that
+  # phases.apply_gradients has summed over the replicas; Keras' Adam, on one device, must end at
   # the same weights, moments and step count.
   rng = np.random.default_rng(0)
   gradients = [[rng.normal(size=shape).astype("float32")
                 for shape in _ADAM_SHAPES] for _ in range(4)]
   settings = dict(learning_rate=0.01, beta_1=0.5, beta_2=0.9)
   ours = _adam_updates(cpu_strategy(replicas),
-                       lambda: state_lib.Adam(**settings), gradients)
+                       lambda: optimizer_lib.Adam(**settings), gradients)
   keras_adam = _adam_updates(tf.distribute.OneDeviceStrategy("/cpu:0"),
                              lambda: keras.optimizers.Adam(**settings),
                              gradients)
@@ -299,13 +303,13 @@ def _collectives(function, *args) -> int:
 
 
 def test_an_update_reduces_its_gradients_over_the_replicas_once():
-  # Keras' optimizers all-reduce the gradients they are given; train._apply
+  # Keras' optimizers all-reduce the gradients they are given; phases_lib.apply_gradients
   # has already summed them (for the global norm), so a second reduction
   # would move every gradient's bytes twice.
   strategy = cpu_strategy(2)
   with strategy.scope():
     weights = [keras.Variable(tf.ones(shape)) for shape in _ADAM_SHAPES]
-    optimizer = state_lib.Adam(0.01)
+    optimizer = optimizer_lib.Adam(0.01)
     optimizer.build(weights)
 
   def loss_on(tape):
@@ -316,7 +320,7 @@ def test_an_update_reduces_its_gradients_over_the_replicas_once():
   def update():
     def fn():
       tape = tf.GradientTape()
-      return train._apply(optimizer, tape, loss_on(tape), weights)
+      return phases_lib.apply_gradients(optimizer, tape, loss_on(tape), weights)
     return strategy.run(fn)
 
   @tf.function
@@ -419,5 +423,5 @@ def test_a_g_penalty_batch_the_replicas_cannot_share_is_refused(tmp_path,
                                   "penalties.pl.batch_shrink": 4})
   with pytest.raises(UserError, match="batch_shrink=4 leaves 1 of "
                      r"train.batch_size=4 examples, which the 2 replica\(s\)"):
-    train.run(config, str(tmp_path), cpu_strategy(2))
+    loop.run(config, str(tmp_path), cpu_strategy(2))
   assert not list(tmp_path.iterdir())  # nothing written

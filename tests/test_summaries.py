@@ -9,8 +9,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from tests.conftest import cpu_strategy, load_config
+from trainer import loop
 from trainer import summaries
-from trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def events(tmp_path_factory, mnist_dir):
       "train.steps": 4, "train.log_every": 2, "train.image_every": 2,
       "train.checkpoint_every": 4, "train.grid_size": 9,
       "train.histogram_samples": 30})
-  train.run(config, str(workdir), cpu_strategy(2))
+  loop.run(config, str(workdir), cpu_strategy(2))
   reader = event_accumulator.EventAccumulator(
       str(workdir / "train"), size_guidance={event_accumulator.TENSORS: 0})
   reader.Reload()

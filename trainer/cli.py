@@ -164,9 +164,7 @@ def override_errors(argv: list[str]) -> list[str]:
   spec = _last_value(argv, _CONFIG_FLAG) or _DEFAULT_CONFIG
   path, _, variant = spec.partition(":")
   try:
-    # The file's own name: the config of <name>.py beside it is itself.
-    config = config_lib.sibling_config(
-        path, os.path.splitext(os.path.basename(path))[0], variant or None)
+    config = config_lib.from_file(path, variant or None)
   except Exception:  # pylint: disable=broad-except
     return []
   errors = []

@@ -1,5 +1,6 @@
-"""Checks, logs and writes the resolved experiment config."""
+"""Resolves, checks, logs and writes the experiment config; reads saved ones."""
 
+import copy
 import importlib.util
 import json
 import os
@@ -9,12 +10,14 @@ import ml_collections
 import tensorflow as tf
 
 from trainer import augment as augment_lib
+from trainer.data import sources
+from trainer import defaults
+from trainer.errors import UserError
 from trainer import files
 from trainer import losses as losses_lib
-from trainer import schedules as schedules_lib
-from trainer.data import sources
-from trainer.errors import UserError
 from trainer.models import ARCHITECTURES
+from trainer.penalties import base as penalties_lib
+from trainer import schedules as schedules_lib
 
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 AUGMENT_P_MODES = ("adaptive", "fixed")
@@ -26,43 +29,16 @@ _STATE_DEFINING = ("model.architecture", "model.image_size", "model.channels",
                    "model.latent_dim", "model.num_classes")
 
 
-def _penalty(name: str, weight: float, interval: int) -> dict:
-  """A penalty's default section: weight, interval and its own fields."""
-  return {"weight": weight, "interval": interval,
-          **dict(losses_lib.PENALTIES.get(name).fields)}
+def from_file(path: str,
+              variant: str | None = None) -> ml_collections.ConfigDict:
+  """The config of the config file at `path` (configs/<name>.py), unresolved.
 
+  Config files are loaded by path, as --config names them, not imported.
 
-# Fields added after runs were saved (or configs written) without them, with
-# the value that keeps such a config training as it did. Architectures add
-# their own model fields (trainer/models).
-_ADDED_FIELDS = {
-    "model.num_classes": 0,
-    "model.ema_kimg": 0.0,
-    "model.ema_rampup": 0.0,
-    "train.simultaneous": False,
-    "train.eval_at_start": False,
-    "data.on_bad_image": "stop",
-    "runtime.intra_op_threads": 0,
-    "runtime.inter_op_threads": 0,
-    "penalties": {"names": "", "r1": _penalty("r1", 1.0, 16),
-                  "r2": _penalty("r2", 1.0, 16), "gp": _penalty("gp", 10.0, 1),
-                  "pl": _penalty("pl", 2.0, 4)},
-    "augment": {"name": "", "groups": "", "p_mode": "adaptive", "p": 0.0,
-                "target": 0.6, "interval": 4, "speed_kimg": 500.0},
-    "schedules": schedules_lib.default_config().to_dict(),
-}
-
-
-def sibling_config(config_file: str, name: str,
-                   variant: str | None = None) -> ml_collections.ConfigDict:
-  """The config of configs/<name>.py beside `config_file`, for a variant.
-
-  Experiment files build on each other (cgan_mnist on dcgan_mnist, the
-  modern families on its data, training and evaluation sections); config
-  files are loaded by path, not imported as a package, hence this.
+  Raises:
+    ValueError: the file does not know `variant`.
   """
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)),
-                      f"{name}.py")
+  name = os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -72,29 +48,13 @@ def sibling_config(config_file: str, name: str,
 _get = schedules_lib.get_path
 
 
-def _has(config, path: str) -> bool:
-  try:
-    _get(config, path)
-  except KeyError:
-    return False
-  return True
-
-
-def _fill(config: ml_collections.ConfigDict, path: str, default) -> None:
-  """Sets config.<path> to `default` where it is missing (recursively)."""
-  *parents, leaf = path.split(".")
-  node = config
-  for part in parents:
-    if part not in node:
-      node[part] = ml_collections.ConfigDict()
-    node = node[part]
-  if isinstance(default, dict):
-    if leaf not in node:
-      node[leaf] = ml_collections.ConfigDict()
-    for key, value in default.items():
-      _fill(node[leaf], key, value)
-  elif leaf not in node:
-    node[leaf] = default
+def _fill(tree: dict, values: dict) -> None:
+  """Sets each value of the nested dict `values` that `tree` lacks."""
+  for key, value in values.items():
+    if isinstance(value, dict):
+      _fill(tree.setdefault(key, {}), value)
+    else:
+      tree.setdefault(key, value)
 
 
 def names(text: str, setting: str) -> list[str]:
@@ -110,50 +70,29 @@ def names(text: str, setting: str) -> list[str]:
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The config every entry point works with: complete and checked.
 
-  The one place where a config (a config file's, or a run's saved
-  config.json) gets the defaults of fields added after it was written, the
-  penalties its loss implies, and every range and name check. Resolving a
-  resolved config returns an equal one.
+  The one place where a config (a config file's, or a run's saved one in
+  this version's layout: migrate_saved) gets the fields it does not set,
+  from the base config (trainer/defaults.py) with its architecture's own,
+  the penalties its loss implies, and every range and name check. Resolving
+  a resolved config returns an equal one.
 
   Raises:
     UserError: the first field that is out of range or names nothing valid.
   """
-  resolved = ml_collections.ConfigDict(config.to_dict())
-  if "penalties" not in resolved and _has(resolved, "model.gp_weight"):
-    # Runs saved before penalties had their own section.
-    _fill(resolved, "penalties.gp.weight", resolved.model.gp_weight)
-  for path, default in _ADDED_FIELDS.items():
-    _fill(resolved, path, default)
-  _from_linear_p(resolved)
+  values = config.to_dict()
+  _fill(values, defaults.base(config.model.architecture).to_dict())
+  resolved = ml_collections.ConfigDict(values)
   architecture = ARCHITECTURES.get(resolved.model.architecture)
-  for field, default in architecture.fields.items():
-    _fill(resolved, f"model.{field}", default)
   loss = losses_lib.LOSSES.get(resolved.model.loss)
   penalties = names(resolved.penalties.names, "penalties.names")
   for name in penalties:
-    losses_lib.PENALTIES.get(name)
+    penalties_lib.PENALTIES.get(name)
   resolved.penalties.names = ",".join(
       penalties + [n for n in loss.penalties if n not in penalties])
   augment_lib.build(resolved.augment.name, resolved.augment.groups)
   _validate(resolved, architecture)
   _validate_schedules(resolved, architecture)
   return resolved
-
-
-def _from_linear_p(config: ml_collections.ConfigDict) -> None:
-  """A run saved with augment.p_mode=linear: its p as a schedule of augment.p.
-
-  p_mode=linear (from augment.p to augment.p_end over augment.p_kimg) was
-  the one scheduled value before schedules were general.
-  """
-  augment = config.augment
-  end, kimg = augment.get("p_end", 0.0), augment.get("p_kimg", 500.0)
-  if augment.p_mode == "linear" and not config.schedules.augment.p:
-    config.schedules.augment.p = f"linear({end!r}, {kimg!r})"
-    augment.p_mode = "fixed"
-  for legacy in ("p_end", "p_kimg"):
-    if legacy in augment:
-      del augment[legacy]
 
 
 def _leaves(config: ml_collections.ConfigDict, prefix: str = ""):
@@ -250,8 +189,8 @@ def _validate(config: ml_collections.ConfigDict, architecture) -> None:
     if name != "names":
       _at_least(config, f"penalties.{name}.weight", 0)
       _at_least(config, f"penalties.{name}.interval", 1)
-      if name in losses_lib.PENALTIES:
-        problem = losses_lib.PENALTIES.get(name).check(settings)
+      if name in penalties_lib.PENALTIES:
+        problem = penalties_lib.PENALTIES.get(name).check(settings)
         if problem:
           raise UserError(f"penalties.{name}.{problem}")
   for path in ("optim.g_lr", "optim.d_lr", "augment.speed_kimg"):
@@ -285,46 +224,120 @@ def _validate(config: ml_collections.ConfigDict, architecture) -> None:
                     f"{', '.join(MIXED_PRECISION_POLICIES)}")
 
 
+# The layout of the configs that to_json writes, saved as config.json's
+# "version"; a file without it is of version 0 (written before versions).
+# A change of the layout adds a step to _MIGRATIONS and 1 to this.
+VERSION = 1
+_VERSION_FIELD = "version"
+
+
 def to_json(config: ml_collections.ConfigDict) -> str:
-  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+  """The config as config.json holds it: its fields and the layout version."""
+  return json.dumps({**config.to_dict(), _VERSION_FIELD: VERSION}, indent=2,
+                    sort_keys=True)
+
+
+# Fields that runs saved before versions may lack, with the values that kept
+# them training as they did. Fields not named here either existed from the
+# start or do nothing at these values (penalties not named, augmentation
+# off); resolve() fills them from the base config.
+_UNVERSIONED_FIELDS = {
+    "model": {"num_classes": 0, "ema_kimg": 0.0, "ema_rampup": 0.0},
+    "train": {"simultaneous": False, "eval_at_start": False},
+    "data": {"on_bad_image": "stop"},
+    "runtime": {"intra_op_threads": 0, "inter_op_threads": 0},
+    # The gradient penalty of wgan_gp: eager, weight 10 (model.gp_weight).
+    "penalties": {"names": "", "gp": {"weight": 10.0, "interval": 1}},
+    "augment": {"name": ""},
+}
+# The same for the model fields of an architecture.
+_UNVERSIONED_MODEL_FIELDS = {
+    "dcgan": {"d_spectral_norm": False, "g_spectral_norm": False},
+}
+
+
+def _from_unversioned(saved: dict) -> None:
+  """Version 0 to 1: the layouts of the runs saved before versions.
+
+  Before penalties had a section, wgan_gp's weight was model.gp_weight.
+  Before schedules, augment.p_mode=linear moved p from augment.p to
+  augment.p_end over augment.p_kimg thousand images: now a schedule of p.
+  """
+  model = saved.setdefault("model", {})
+  gp_weight = model.pop("gp_weight", None)
+  if "penalties" not in saved and gp_weight is not None:
+    saved["penalties"] = {"gp": {"weight": gp_weight}}
+  _fill(saved, _UNVERSIONED_FIELDS)
+  _fill(model, _UNVERSIONED_MODEL_FIELDS.get(model.get("architecture"), {}))
+  augment = saved["augment"]
+  end, kimg = augment.pop("p_end", 0.0), augment.pop("p_kimg", 500.0)
+  if augment.get("p_mode") == "linear":
+    schedules = saved.setdefault("schedules", {}).setdefault("augment", {})
+    schedules["p"] = f"linear({end!r}, {kimg!r})"
+    augment["p_mode"] = "fixed"
+
+
+# _MIGRATIONS[v] takes a saved config of version v to version v + 1.
+_MIGRATIONS = (_from_unversioned,)
+
+
+def migrate_saved(saved: dict) -> dict:
+  """A run's saved config (config.json) of any version, in today's layout.
+
+  The one place that knows the layouts of older versions: the steps of
+  _MIGRATIONS, in turn from the config's version to this one. The result
+  has no version field; the fields it lacks are those that resolve() fills
+  from the defaults, as for a config file.
+
+  Raises:
+    UserError: the config is of a version newer than this code reads.
+  """
+  migrated = copy.deepcopy(saved)
+  version = migrated.pop(_VERSION_FIELD, 0)
+  if version not in range(VERSION + 1):
+    raise UserError(
+        f"it is of config version {version!r}, and this code reads versions "
+        f"up to {VERSION}: a newer version of the trainer wrote it")
+  for step in _MIGRATIONS[version:]:
+    step(migrated)
+  return migrated
 
 
 def state_signature(config: ml_collections.ConfigDict | dict) -> dict:
-  """The config fields that fix the shapes and dtypes of the saved state."""
+  """The config fields that fix the shapes and dtypes of the saved state.
+
+  `config` is resolved, or saved and migrated (migrate_saved).
+  """
   if isinstance(config, ml_collections.ConfigDict):
     config = config.to_dict()
-  signature = {}
-  for path in _STATE_DEFINING:
-    try:
-      signature[path] = _get(config, path)
-    except KeyError:
-      signature[path] = _ADDED_FIELDS.get(path)
-  # A saved run's own architecture says which of its fields define state;
-  # a field saved before it existed has the value that kept it as it was.
+  signature = {path: _get(config, path) for path in _STATE_DEFINING}
+  # A saved run's own architecture says which of its fields define state.
   architecture = ARCHITECTURES.get(signature["model.architecture"])
   for field in architecture.state_fields:
-    signature[f"model.{field}"] = config.get("model", {}).get(
-        field, architecture.fields[field])
+    signature[f"model.{field}"] = config["model"][field]
   # Only float16 adds state (the loss scale); float32 and bfloat16 runs can
   # continue each other.
-  policy = config.get("runtime", {}).get("mixed_precision")
-  signature["loss scaling"] = policy == "mixed_float16"
+  signature["loss scaling"] = (
+      config["runtime"]["mixed_precision"] == "mixed_float16")
   return signature
 
 
 def read_saved(workdir: str) -> dict | None:
   """The config saved in <workdir>/config.json, or None if there is none.
 
+  Of any version, it comes in this version's layout (migrate_saved).
+
   Raises:
-    UserError: the file exists but cannot be read as JSON.
+    UserError: the file exists but cannot be read as JSON, or is of a newer
+      version than this code reads.
   """
   path = os.path.join(workdir, "config.json")
   if not tf.io.gfile.exists(path):
     return None
   try:
     with tf.io.gfile.GFile(path) as f:
-      return json.load(f)
-  except (tf.errors.OpError, json.JSONDecodeError) as e:
+      return migrate_saved(json.load(f))
+  except (tf.errors.OpError, json.JSONDecodeError, UserError) as e:
     raise UserError(f"cannot read the saved config {path}: {e}") from None
 
 

@@ -6,10 +6,13 @@ r"""The configuration reference, generated from the code.
 The page lists every field of the resolved config (`trainer.config.resolve`)
 of each file in configs/: the default config (configs/dcgan_mnist.py) in
 full, the others where they differ from it, and each variant as its changes.
-A field's help is the comment in the config file that sets it: a comment
+A field's help is the comment where it is set: in the config file, else in
+the base config every file builds on (trainer/defaults.py), each a comment
 block above `config.a.b = ...`, which also covers the assignments of the
-same section directly below it, up to a blank line or the next comment; or
-a comment at the end of the assignment's own line. The page then gives each architecture's own
+same section directly below it, up to a blank line or the next comment, or
+a comment at the end of the assignment's own line; an architecture's own
+fields have the comment above or beside their entry in the architecture's
+`fields` (one entry a line). The page then gives each architecture's own
 fields and every registry's names, described by the entry's docstring, a
 string right after its registration, the comment above it, or the docstring
 of a module that registers only it.
@@ -44,6 +47,8 @@ _WRITE = flags.DEFINE_bool(
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PACKAGE = os.path.join(_REPO, "trainer")
 _CONFIGS = os.path.join(_REPO, "configs")
+# The base config, where the fields that config files share are set.
+_BASE = os.path.join(_PACKAGE, "defaults.py")
 PAGE = os.path.join(_REPO, "docs", "config-reference.md")
 # The default of --config (trainer/cli.py).
 _DEFAULT_CONFIG = "dcgan_mnist.py"
@@ -97,6 +102,30 @@ def _targets(statement: ast.stmt) -> list[ast.expr]:
           for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
 
 
+def _help_of(spans, comments) -> list[str]:
+  """The help of each of a run of statements or dict entries.
+
+  `spans`: (first line, last line, section) of each. A comment block above
+  one is its help, and that of the ones directly below it of the same
+  section, up to a blank line or another comment; a comment at the end of
+  one's own lines is its own help.
+  """
+  helps, group, section, previous_end = [], "", None, None
+  for first, last, part in spans:
+    above = _comment_above(comments, first)
+    if above:
+      group, section = above, part
+    elif previous_end != first - 1 or part != section:
+      group = ""
+    own = " ".join(comments[line][0] for line in range(first, last + 1)
+                   if line in comments and not comments[line][1])
+    helps.append(own or group)
+    if own:
+      group = ""
+    previous_end = last
+  return helps
+
+
 def field_help(path: str) -> dict[str, str]:
   """Help of each config field that the file's functions assign, by path.
 
@@ -110,24 +139,14 @@ def field_help(path: str) -> dict[str, str]:
   for function in ast.walk(tree):
     if not isinstance(function, ast.FunctionDef):
       continue
-    group, section, previous_end = "", None, None
-    for statement in function.body:
-      fields = [f for f in map(_config_path, _targets(statement)) if f]
-      parent = fields[0].rpartition(".")[0] if fields else None
-      above = _comment_above(comments, statement.lineno)
-      if above:
-        group, section = above, parent
-      elif previous_end != statement.lineno - 1 or parent != section:
-        group = ""
-      own = " ".join(
-          comments[line][0]
-          for line in range(statement.lineno, statement.end_lineno + 1)
-          if line in comments and not comments[line][1])
+    assigned = [[f for f in map(_config_path, _targets(s)) if f]
+                for s in function.body]
+    spans = [(s.lineno, s.end_lineno,
+              fields[0].rpartition(".")[0] if fields else None)
+             for s, fields in zip(function.body, assigned)]
+    for fields, text in zip(assigned, _help_of(spans, comments)):
       for field in fields:
-        found.setdefault(field, own or group)
-      if own:
-        group = ""
-      previous_end = statement.end_lineno
+        found.setdefault(field, text)
   return found
 
 
@@ -203,6 +222,41 @@ def _registration_notes(registry: str) -> dict[str, str]:
   return notes
 
 
+def fields_help(path: str, registry: str) -> dict[str, dict[str, str]]:
+  """Help of the `fields` entries of each registration in a file.
+
+  For every `<registry>.register("name")(Entry(..., fields={...}))`: name
+  -> field -> its help, found as in a config file (field_help): a comment
+  block above an entry, which also covers the entries directly below it up
+  to a blank line or another comment, or a comment at the end of the
+  entry's own line.
+  """
+  tree, comments = _parsed(path)
+  found = {}
+  for statement in tree.body:
+    name = _registered_name(statement, registry)
+    entry = statement.value.args[0] if name and statement.value.args else None
+    fields = next((k.value for k in getattr(entry, "keywords", ())
+                   if k.arg == "fields"), None)
+    if not isinstance(fields, ast.Dict):
+      continue
+    spans = [(k.lineno, v.end_lineno, None)
+             for k, v in zip(fields.keys, fields.values)]
+    found[name] = {k.value: text for k, text in
+                   zip(fields.keys, _help_of(spans, comments))}
+  return found
+
+
+@functools.cache
+def _registered_field_help(registry: str) -> dict[str, dict[str, str]]:
+  """Help of the fields each entry of a registry declares: name -> field ->
+  text (architectures' model fields, penalties' sections)."""
+  found = {}
+  for path in _trainer_files():
+    found.update(fields_help(path, registry))
+  return found
+
+
 def _description(entry, note: str) -> str:
   """The first line of an entry's own docstring, else of its note."""
   own = (inspect.isfunction(entry) or inspect.isclass(entry)
@@ -216,10 +270,8 @@ def _description(entry, note: str) -> str:
 
 def _load(file: str, variant: str | None) -> ml_collections.ConfigDict:
   """The resolved config of configs/<file>, for a variant."""
-  path = os.path.join(_CONFIGS, file)
-  stem = os.path.splitext(file)[0]
-  # sibling_config loads configs/<stem>.py beside `path`: the file itself.
-  return config_lib.resolve(config_lib.sibling_config(path, stem, variant))
+  return config_lib.resolve(
+      config_lib.from_file(os.path.join(_CONFIGS, file), variant))
 
 
 def _variants(file: str) -> list[str]:
@@ -255,12 +307,22 @@ def _changes(base: dict, config: dict) -> dict[str, object]:
 
 @functools.cache
 def _help(file: str) -> dict[str, str]:
-  """Field help from a config file, else from the default config file."""
+  """Field help from a config file, else from the base config, else from
+  the registrations of its architecture's fields and of the penalties."""
   found = {}
-  for source in (file, _DEFAULT_CONFIG):
-    for field, text in field_help(os.path.join(_CONFIGS, source)).items():
+  for source in (os.path.join(_CONFIGS, file), _BASE):
+    for field, text in field_help(source).items():
       if text:
         found.setdefault(field, text)
+  architecture = _fields(file)["model.architecture"]
+  own = {f"model.{field}": text for field, text in
+         _registered_field_help("ARCHITECTURES").get(architecture, {}).items()}
+  own.update({f"penalties.{name}.{field}": text
+              for name, fields in _registered_field_help("PENALTIES").items()
+              for field, text in fields.items()})
+  for field, text in own.items():
+    if text:
+      found.setdefault(field, text)
   return found
 
 
@@ -358,6 +420,7 @@ def _range(architecture, field: str) -> str:
 
 def _architectures_section() -> list[str]:
   notes = _registration_notes("ARCHITECTURES")
+  own_help = _registered_field_help("ARCHITECTURES")
   lines = ["## Architectures (`model.architecture`)", "",
            "Each architecture's own `model.*` fields, filled in with these "
            "defaults when a config does not set them. A field that fixes the "
@@ -369,9 +432,10 @@ def _architectures_section() -> list[str]:
     if notes.get(name):
       lines += [" ".join(notes[name].split()), ""]
     lines += _table(
-        ("field", "default", "range", "fixes the state"),
+        ("field", "default", "range", "fixes the state", "help"),
         ((f"`model.{f}`", _value(v), _range(architecture, f),
-          "yes" if f in architecture.state_fields else "")
+          "yes" if f in architecture.state_fields else "",
+          own_help.get(name, {}).get(f, ""))
          for f, v in architecture.fields.items()))
   return lines
 
@@ -402,7 +466,9 @@ def generate() -> str:
       "work: [configuration.md](configuration.md).", "",
       "Every value is the resolved one (`trainer.config.resolve`), as a run "
       "writes it to `<workdir>/config.json`; the help is the comment beside "
-      "the field in the config file.", ""]
+      "the field where it is set: the config file, the base config every "
+      "file builds on (trainer/defaults.py) or the architecture's fields "
+      "(trainer/models).", ""]
   lines += _default_section(default, names)
   for file in _config_files()[1:]:
     lines += _family_section(file, default, names)

@@ -13,7 +13,7 @@ from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log le
 from absl import app
 from absl import flags
 
-from trainer import evaluation
+from trainer.metrics import evaluator as evaluator_lib
 from trainer import signals
 
 _CHECKPOINT = flags.DEFINE_string(
@@ -36,8 +36,8 @@ def main(argv) -> None:
   metrics = os.path.join(cli.workdir(), "eval", "metrics.jsonl")
   with signals.interrupt_as_line(
       "stopped by Ctrl-C; the evaluations finished before it are in "
-      f"{metrics}"), cli.errors_as_messages(evaluation.WatchTimeout):
-    evaluation.evaluate_checkpoints(
+      f"{metrics}"), cli.errors_as_messages(evaluator_lib.WatchTimeout):
+    evaluator_lib.evaluate_checkpoints(
         cli.config(), cli.workdir(), cli.create_strategy(),
         checkpoint=_CHECKPOINT.value, continuous=_CONTINUOUS.value,
         poll_seconds=_POLL_SECONDS.value, timeout_seconds=_TIMEOUT.value)

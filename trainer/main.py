@@ -10,8 +10,8 @@ stop; the same command resumes there (trainer/signals.py).
 from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)
 from absl import app
 
+from trainer import loop
 from trainer import signals
-from trainer import train
 
 
 def main(argv) -> None:
@@ -20,15 +20,15 @@ def main(argv) -> None:
   with signals.interrupt_as_line(
       "stopped by Ctrl-C; the same command goes on from the last "
       f"checkpoint (if any): {signals.command()}"), cli.errors_as_messages(
-          train.NonFiniteLoss, train.ClusterFailure, train.BadImage):
+          loop.NonFiniteLoss, loop.ClusterFailure):
     config, workdir = cli.config(), cli.workdir()
     strategy = cli.create_strategy()
     # After the strategy: a cluster's coordination service installs a
     # SIGTERM handler of its own, which this one replaces.
     stop_requested = signals.stop_requests()
     try:
-      train.run(config, workdir, strategy, stop_requested=stop_requested)
-    except train.Preempted as e:
+      loop.run(config, workdir, strategy, stop_requested=stop_requested)
+    except loop.Preempted as e:
       signals.exit_with(f"{e}: {signals.command()}")
 
 

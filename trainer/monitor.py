@@ -7,6 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import distribute
+from trainer import models
+from trainer import random_streams
 from trainer import state as state_lib
 from trainer import summaries
 
@@ -32,9 +34,9 @@ class Monitor:
     count = math.ceil(count / replicas) * replicas
     noise = tf.random.stateless_normal(
         [count, config.model.latent_dim],
-        state_lib.stream_seed(config.seed, state_lib.FIXED_NOISE)).numpy()
+        random_streams.stream_seed(config.seed, random_streams.FIXED_NOISE)).numpy()
     # Conditional grids cycle through the classes.
-    fake_labels = state_lib.balanced_labels(count, config.model.num_classes)
+    fake_labels = models.balanced_labels(count, config.model.num_classes)
     real_labels = (np.resize(real["label"], count)
                    if config.model.num_classes else None)
     rows = [noise, fake_labels, np.resize(real["image"], (count,) +
@@ -46,10 +48,10 @@ class Monitor:
     self._hist_size = train.histogram_samples
 
     def replica_fn(z, fake_labels, images, real_labels):
-      generate = lambda g: state_lib.generate(g, z, fake_labels,
+      generate = lambda g: models.generate(g, z, fake_labels,
                                               training=False)
       fake = generate(state.generator)
-      probability = lambda x, labels: tf.sigmoid(state_lib.judge(
+      probability = lambda x, labels: tf.sigmoid(models.judge(
           state.discriminator, x, labels, training=False))
       return {"samples/generator": fake,
               "samples/generator_ema": generate(state.generator_ema),

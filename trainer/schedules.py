@@ -27,14 +27,14 @@ from typing import Callable
 import ml_collections
 import tensorflow as tf
 
-from trainer import losses as losses_lib
 from trainer.errors import UserError
+from trainer.penalties import base as penalties_lib
 
 # The values a schedule may drive, by their config path.
 SCHEDULABLE = (
     "optim.g_lr", "optim.d_lr", "optim.beta1", "optim.beta2",
     "model.ema_decay", "model.ema_kimg", "augment.p",
-    *(f"penalties.{name}.weight" for name in losses_lib.PENALTIES.names()))
+    *(f"penalties.{name}.weight" for name in penalties_lib.PENALTIES.names()))
 
 
 def _linear(t: tf.Tensor) -> tf.Tensor:

@@ -3,7 +3,7 @@
 Schedulers (Slurm, Kubernetes, Cloud TPU) send SIGTERM before they preempt a
 job; a user in a terminal presses Ctrl-C (SIGINT). SIGTERM is noted whenever
 it comes: training saves its current step at the end of its loop call and
-stops (trainer.train.run's `stop_requested`). Ctrl-C does the same once
+stops (trainer.loop.run's `stop_requested`). Ctrl-C does the same once
 training's loop runs. Anywhere else it stops at once (KeyboardInterrupt):
 before the loop there is nothing new to save, and evaluating or applying a
 model writes each result file whole or not at all (trainer/files.py). A
@@ -66,7 +66,7 @@ def stop_requests() -> Callable[[], bool]:
   cluster installs a SIGTERM handler of its own when it starts.
 
   Returns:
-    stop_requested for trainer.train.run, which polls it after every call of
+    stop_requested for trainer.loop.run, which polls it after every call of
     its compiled loop: whether SIGTERM, or Ctrl-C within interrupt_as_line,
     asked training to save and stop. From its first poll on, the loop has
     trained steps that a save keeps, and Ctrl-C asks for one; before it

@@ -1,24 +1,15 @@
-"""The whole training state, built once inside the strategy's scope.
-
-Also the stateless random streams of a run: every random draw of training and
-evaluation (noise, penalties, fixed grids) comes from the config's seed, a
-purpose and counters, so a resumed run draws what an uninterrupted one would.
-"""
+"""The whole training state, built once inside the strategy's scope."""
 
 import dataclasses
 
 import keras
 import ml_collections
-import numpy as np
 import tensorflow as tf
 
-from trainer import losses as losses_lib
-from trainer import schedules as schedules_lib
 from trainer.models import ARCHITECTURES
-
-# Purposes of stateless random streams, folded into the config's seed.
-NOISE, PENALTY, FIXED_NOISE, EVAL_NOISE, LABELS, AUGMENT = 1, 2, 3, 4, 5, 6
-
+from trainer import optimizer as optimizer_lib
+from trainer.penalties import base as penalties_lib
+from trainer import schedules as schedules_lib
 
 class AugmentState(tf.Module):
   """The augmentation probability p and the overfitting signal's sums.
@@ -53,7 +44,7 @@ class PenaltyState(tf.Module):
     super().__init__(name="penalties")
     self.variables_of = {}
     for name in [n for n in penalties_config.names.split(",") if n]:
-      penalty = losses_lib.PENALTIES.get(name)
+      penalty = penalties_lib.PENALTIES.get(name)
       if penalty.state:
         # Assigned from values that are equal on every replica.
         self.variables_of[name] = {
@@ -105,113 +96,6 @@ class GanState:
     return objects
 
 
-def lazy_ratios(config: ml_collections.ConfigDict) -> dict[str, float]:
-  """{"g": ..., "d": ...}: each optimizer's lazy correction.
-
-  Lazy penalty groups add updates; each optimizer's learning rate is scaled
-  by its ratio and its betas raised to it (losses.lazy_ratio), so that a
-  lazy run moves as far per minibatch as an eager one.
-  """
-  return {net: losses_lib.lazy_ratio(
-      losses_lib.penalty_groups(config.penalties, net)) for net in ("g", "d")}
-
-
-def learning_rates(config: ml_collections.ConfigDict) -> dict[str, float]:
-  """{"g": G's, "d": D's} Adam learning rate, lazy-corrected."""
-  ratios = lazy_ratios(config)
-  return {"g": config.optim.g_lr * ratios["g"],
-          "d": config.optim.d_lr * ratios["d"]}
-
-
-def _read_at_use(name: str) -> property:
-  """An attribute that, holding a callable, returns what it returns."""
-  private = "_" + name
-
-  def get(self):
-    value = getattr(self, private)
-    return value() if callable(value) else value
-
-  return property(get, lambda self, value: setattr(self, private, value))
-
-
-class Adam(keras.optimizers.Adam):
-  """Keras' Adam with its update in one fused op per variable, and without
-  a second reduction of gradients that are already summed over replicas.
-
-  Its variables and so its checkpoints are Keras' Adam's. The update is
-  TensorFlow's ResourceApplyAdam, the same formula as Keras' (the
-  epsilon-hat form, m and v updated in place): one op per weight instead of
-  about 20. The step's graph is smaller and its first trace shorter, and
-  each update reads and writes a weight's bytes about 7 times instead of
-  about 30, which counts where the update is bound by memory, as on GPUs.
-
-  Both overrides are of methods of Keras 3's TensorFlow backend
-  (keras/src/backend/tensorflow/optimizer.py, Keras 3.15). If a Keras release
-  renames them, tests/test_step.py fails: its checks against Keras' Adam and
-  of one all-reduce per update.
-
-  The betas may be callables, read at every update (schedules): Keras' Adam
-  casts its betas to tensors; a variable there would become part of the
-  checkpoint, which the scheduled values are not.
-  """
-  beta_1 = _read_at_use("beta_1")
-  beta_2 = _read_at_use("beta_2")
-
-  def _all_reduce_sum_gradients(self, grads_and_vars):
-    # train._apply sums the gradients over the replicas itself (for their
-    # global norm); Keras would all-reduce them again, moving every
-    # gradient's bytes twice per update.
-    return list(grads_and_vars)
-
-  def _distributed_tf_update_step(self, distribution, grads_and_vars,
-                                  learning_rate):
-    # Keras' TensorFlow backend calls this once per update, outside the
-    # replicas. The formula's scalars are made once per device and dtype,
-    # not once per weight.
-    scalars = {}
-
-    def update(variable, gradient):
-      # `variable` is one device's copy of a weight (update() calls this once
-      # per device), and so are the slots' handles here.
-      dtype = variable.dtype
-      if (variable.device, dtype) not in scalars:
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-        scalars[variable.device, dtype] = dict(
-            beta1_power=beta_1**step, beta2_power=beta_2**step,
-            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
-            epsilon=tf.cast(self.epsilon, dtype))
-      index = self._get_variable_index(variable)
-      return tf.raw_ops.ResourceApplyAdam(
-          var=variable.handle, m=self._momentums[index].value.handle,
-          v=self._velocities[index].value.handle,
-          grad=tf.cast(tf.convert_to_tensor(gradient), dtype),
-          **scalars[variable.device, dtype])
-
-    for gradient, variable in grads_and_vars:
-      distribution.extended.update(variable, update, args=(gradient,),
-                                   group=False)
-
-
-def _optimizer(lr: float, optim: ml_collections.ConfigDict,
-               loss_scaling: bool, schedules: schedules_lib.ScheduledValues,
-               ratio: float = 1.0) -> keras.optimizers.Optimizer:
-  """Adam; `lr` is already lazy-corrected, the betas are raised to `ratio`."""
-
-  # The betas' horizons in minibatches are kept: beta ** ratio per update.
-  def beta(name: str):
-    value = schedules.get(f"optim.{name}", optim[name])
-    if not isinstance(value, tf.Variable):
-      return value**ratio
-    return lambda: value.read_value()**ratio
-
-  optimizer = Adam(lr, beta_1=beta("beta1"), beta_2=beta("beta2"))
-  if loss_scaling:
-    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-  return optimizer
-
-
 def build_state(config: ml_collections.ConfigDict,
                 strategy: tf.distribute.Strategy) -> GanState:
   """Creates networks, optimizers and the step counter in the scope.
@@ -219,7 +103,8 @@ def build_state(config: ml_collections.ConfigDict,
   `config` is a resolved config (trainer.config.resolve).
   """
   build = ARCHITECTURES.get(config.model.architecture)
-  rates, ratios = learning_rates(config), lazy_ratios(config)
+  rates = optimizer_lib.learning_rates(config)
+  ratios = optimizer_lib.lazy_ratios(config)
   policy = config.runtime.mixed_precision
   loss_scaling = policy == "mixed_float16"
   keras.utils.set_random_seed(config.seed)
@@ -231,8 +116,8 @@ def build_state(config: ml_collections.ConfigDict,
     for ema, var in zip(generator_ema.variables, generator.variables):
       ema.assign(var)
     g_optimizer, d_optimizer = (
-        _optimizer(rates[net], config.optim, loss_scaling, schedules,
-                   ratios[net])
+        optimizer_lib.make_optimizer(rates[net], config.optim, loss_scaling,
+                                     schedules, ratios[net])
         for net in ("g", "d"))
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
@@ -250,36 +135,3 @@ def build_state(config: ml_collections.ConfigDict,
       schedules.bind("augment.p", augment.p)
   return GanState(generator, discriminator, generator_ema, g_optimizer,
                   d_optimizer, step, augment, penalties, schedules)
-
-
-def stream_seed(seed: int, purpose: int, *counters: tf.Tensor) -> tf.Tensor:
-  """A stateless seed [2] for one purpose at given counters (step, ...)."""
-  value = tf.constant([seed, purpose], tf.int64)
-  for counter in counters:
-    value = tf.random.experimental.stateless_fold_in(value, counter)
-  return value
-
-
-# Class-conditional networks (model.num_classes > 0) take [inputs, labels];
-# the others take the inputs alone. Labels are None for the latter, so that
-# callers need not know which kind they hold.
-
-
-def generate(generator: keras.Model, z: tf.Tensor, labels: tf.Tensor | None,
-             *, training: bool) -> tf.Tensor:
-  """G(z), or G(z | labels) for a class-conditional G: images [B, H, W, C]."""
-  return generator(z if labels is None else [z, labels], training=training)
-
-
-def judge(discriminator: keras.Model, images: tf.Tensor,
-          labels: tf.Tensor | None, *, training: bool) -> tf.Tensor:
-  """D's logits [B] for images (of the given classes, if conditional)."""
-  inputs = images if labels is None else [images, labels]
-  return tf.squeeze(discriminator(inputs, training=training), axis=-1)
-
-
-def balanced_labels(count: int, num_classes: int) -> np.ndarray | None:
-  """0, 1, ..., K-1, 0, 1, ... (int32 [count]); None if unconditional."""
-  if not num_classes:
-    return None
-  return (np.arange(count) % num_classes).astype(np.int32)

@@ -17,11 +17,11 @@ import tensorflow as tf
 from tests.conftest import TINY_STYLEGAN2, cpu_strategy, load_config
 from tests.conftest import functions_run_eagerly
 from tests.conftest import run_command
-from trainer import state as state_lib
-from trainer import train
 from trainer.apply import export
 from trainer.apply import images
 from trainer.errors import UserError
+from trainer import loop
+from trainer import models
 from trainer.models import ARCHITECTURES
 
 STEPS = 10
@@ -105,7 +105,7 @@ def trained(request, mnist_dir, tmp_path_factory):
       "model.num_classes": request.param, "train.batch_size": 8,
       "train.steps": STEPS, "train.eval_every": 0})
   # Two replicas: G_ema's variables are mirrored, as in a multi-GPU run.
-  state = train.run(config, str(tmp_path_factory.mktemp("run")),
+  state = loop.run(config, str(tmp_path_factory.mktemp("run")),
                     cpu_strategy(2))
   return config, state
 
@@ -143,7 +143,7 @@ def served(trained, tmp_path_factory):
             "labels": (np.arange(BATCH) % 10).astype(np.int32)}
   outputs = _serve_in_child(export_dir, inputs, tmp)
   labels = inputs["labels"] if config.model.num_classes else None
-  reference = state_lib.generate(state.generator_ema, inputs["z"], labels,
+  reference = models.generate(state.generator_ema, inputs["z"], labels,
                                  training=False).numpy()
   return metadata, inputs, outputs, reference
 
@@ -280,7 +280,7 @@ def stylegan2_export(mnist_dir, tmp_path_factory):
   # 2 steps, op by op (faster than building their graph), on one device
   # (eager execution cannot gather from replicas).
   with functions_run_eagerly():
-    state = train.run(config, str(tmp_path_factory.mktemp("stylegan2")),
+    state = loop.run(config, str(tmp_path_factory.mktemp("stylegan2")),
                       cpu_strategy(1))
   split = ARCHITECTURES.get("stylegan2").split(state.generator_ema)
   split.w_avg.assign(np.random.default_rng(1).normal(size=16).astype(
@@ -301,11 +301,11 @@ def test_stylegan2_served_without_the_project_matches_g_ema(
                             tmp_path)
   assert json.loads(outputs["project_modules"].item()) == []
   if psi == 1:  # G_ema itself
-    reference = state_lib.generate(state.generator_ema, z, None,
+    reference = models.generate(state.generator_ema, z, None,
                                    training=False).numpy()
   else:
     reference = split.generate(tf.constant(z), None, psi=psi).numpy()
-    assert np.abs(reference - state_lib.generate(
+    assert np.abs(reference - models.generate(
         state.generator_ema, z, None, training=False).numpy()).max() > 1e-3
   assert outputs["images"].shape == (BATCH, 32, 32, 1)
   np.testing.assert_allclose(outputs["images"], reference, rtol=0, atol=1e-5)

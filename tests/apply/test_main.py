@@ -22,12 +22,12 @@ from PIL import Image
 from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, TINY_STYLEGAN2,
                             assert_ended_with_line, cpu_strategy, load_config,
                             run_command)
-from trainer import config as config_lib
-from trainer import train
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
+from trainer import config as config_lib
 from trainer.errors import UserError
+from trainer import loop
 
 
 def _apply(*args: str) -> tuple[int, str, str]:
@@ -38,7 +38,7 @@ def _apply(*args: str) -> tuple[int, str, str]:
 def run(mnist_dir, tmp_path_factory) -> pathlib.Path:
   """A finished tiny smoke run of the unconditional DCGAN (20 steps)."""
   workdir = tmp_path_factory.mktemp("apply") / "run"
-  train.run(load_config("smoke", **{
+  loop.run(load_config("smoke", **{
       "data.source": f"idx:{mnist_dir}", "data.split": "test",
       "model.g_width": 8, "model.d_width": 8, "train.batch_size": 8,
       "train.steps": 20}), str(workdir), cpu_strategy(1))

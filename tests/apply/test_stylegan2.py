@@ -14,13 +14,13 @@ import tensorflow as tf
 
 from tests.conftest import TINY_STYLEGAN2, cpu_strategy, load_config
 from tests.conftest import functions_run_eagerly
-from trainer import state as state_lib
-from trainer import train
 from trainer.apply import images as images_lib
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
 from trainer.errors import UserError
+from trainer import loop
+from trainer import models
 
 # A StyleGAN2 trained here, then searched in z, w and w+: tens of seconds.
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def run(mnist_dir, tmp_path_factory) -> run_lib.TrainedRun:
   # (eager execution cannot gather from replicas).
   # Loaded on two replicas below.
   with functions_run_eagerly():
-    train.run(load_config("smoke", **{
+    loop.run(load_config("smoke", **{
         **TINY_STYLEGAN2, "data.source": f"idx:{mnist_dir}",
         "data.split": "test[:9000]", "train.steps": 2}), str(workdir),
               cpu_strategy(1))
@@ -68,7 +68,7 @@ def _spread(images: np.ndarray) -> float:
 def test_psi_one_is_g_and_psi_zero_is_the_average_w(run, tmp_path):
   plain = _saved(_apply(run, "sample", _options(tmp_path / "1", num=6)),
                  "samples.npz")
-  np.testing.assert_allclose(plain["images"], state_lib.generate(
+  np.testing.assert_allclose(plain["images"], models.generate(
       run.state.generator_ema, plain["z"], None, training=False).numpy(),
                              atol=1e-5)
   report = _apply(run, "sample", _options(tmp_path / "0", num=6, psi=0.0))

@@ -17,13 +17,13 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.conftest import cpu_strategy, load_config
-from trainer import state as state_lib
-from trainer import train
 from trainer.apply import images as images_lib
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
 from trainer.errors import UserError
+from trainer import loop
+from trainer import models
 
 # Few steps of inversion: the tests check that it lowers the error.
 _FAST = inversion.Settings(steps=40, restarts=2, learning_rate=0.05)
@@ -36,7 +36,7 @@ def _train(mnist_dir, workdir: pathlib.Path, num_classes: int) -> str:
       num_classes, "train.steps": 60, "train.batch_size": 32})
   # Trained on one replica (half the graph to build), used on one or two:
   # a checkpoint does not depend on the replica count.
-  train.run(config, str(workdir), cpu_strategy(1))
+  loop.run(config, str(workdir), cpu_strategy(1))
   return str(workdir)
 
 
@@ -98,7 +98,7 @@ def test_sample_writes_generator_images_reproducibly(runs, tmp_path, kind):
   run = _load(runs, kind)
   labels = a["labels"] if kind == "conditional" else None
   np.testing.assert_allclose(
-      a["images"], state_lib.generate(run.state.generator_ema, a["z"], labels,
+      a["images"], models.generate(run.state.generator_ema, a["z"], labels,
                                       training=False).numpy(), atol=1e-5)
   if kind == "conditional":
     np.testing.assert_array_equal(labels, np.arange(12) % 10)

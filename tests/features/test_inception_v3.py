@@ -2,7 +2,7 @@
 
 Untrained weights (ImageNet's cannot be downloaded here): this checks the
 loading from a file, the grey digits' way in and both outputs, not the
-features' quality. tests/test_evaluation.py evaluates a G with it.
+features' quality. tests/metrics/test_evaluator.py evaluates a G with it.
 """
 
 import keras

@@ -12,11 +12,11 @@ from tests.conftest import assert_replicas_agree
 from tests.conftest import cpu_strategy
 from tests.conftest import load_config
 from tests.conftest import synthetic_32
-from trainer import state as state_lib
-from trainer import train
 from trainer.errors import UserError
 from trainer.models import ARCHITECTURES
 from trainer.models import r3gan
+from trainer import state as state_lib
+from trainer import step as step_lib
 
 # Channels 32 at 4x4 to 16x16, 16 at 32x32, 8 at 64x64, 4 at 128x128;
 # 8 groups at 32 channels, 4 at 16, 2 at 8, 1 at 4.
@@ -220,7 +220,7 @@ def test_one_training_step_moves_the_zero_convolutions():
                       "penalties.r2.interval": 1, "optim.beta1": 0.0})
   strategy = cpu_strategy(1)
   state = state_lib.build_state(config, strategy)
-  metrics, first_bad = train.make_train_steps(
+  metrics, first_bad = step_lib.make_train_steps(
       config, strategy, state, synthetic_32(), 0)(1)
   assert first_bad == -1
   assert all(np.isfinite(v) for v in metrics.values()), metrics

@@ -10,11 +10,11 @@ from tests.conftest import assert_replicas_agree
 from tests.conftest import cpu_strategy
 from tests.conftest import load_config
 from tests.conftest import synthetic_32
-from trainer import state as state_lib
-from trainer import train
 from trainer.errors import UserError
 from trainer.models import ARCHITECTURES
 from trainer.models import stylegan2
+from trainer import state as state_lib
+from trainer import step as step_lib
 
 # Channels 32 at 4x4 and 8x8, 16 at 16x16, 8 at 32x32, 4 at 64x64.
 TINY = {"model.architecture": "stylegan2", "model.image_size": 32,
@@ -155,44 +155,6 @@ def test_the_two_modulated_convolutions_agree():
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("batch,expected", [(1, "grouped"), (4, "scaled")])
-def test_auto_takes_the_faster_modulated_convolution_for_the_batch(
-    batch, expected):
-  # One example: per-example kernels in one grouped convolution (the
-  # kernels' transposes are in the graph); more: the shared kernel.
-  def graph_ops(modconv):
-    layer = stylegan2.ModulatedConv2D(8, in_channels=8, w_dim=8,
-                                      modconv=modconv)
-    layer.build()
-    traced = tf.function(layer).get_concrete_function(
-        tf.TensorSpec([batch, 4, 4, 8]), tf.TensorSpec([batch, 8]))
-    return sorted(op.type for op in traced.graph.get_operations())
-
-  assert graph_ops("auto") == graph_ops(expected)
-  assert graph_ops("grouped") != graph_ops("scaled")
-
-
-@pytest.mark.parametrize("modconv", ["scaled", "grouped"])
-def test_demodulation_gives_unit_variance_outputs(modconv):
-  # Unit-variance inputs and any style: each output channel has unit
-  # variance (inside the image, away from the zero padding); without
-  # demodulation the variance follows the style's scale.
-  def variance(demodulate: bool) -> np.ndarray:
-    keras.utils.set_random_seed(1)
-    layer = stylegan2.ModulatedConv2D(
-        32, in_channels=64, w_dim=16, demodulate=demodulate,
-        activation=False, modconv=modconv)
-    layer.build()
-    x = tf.random.stateless_normal([8, 16, 16, 64], [2, 3])
-    w = 4.0 * tf.random.stateless_normal([8, 16], [4, 5])  # large styles
-    y = layer(x, w, noise_mode="none").numpy()[:, 1:-1, 1:-1]
-    return y.var(axis=(0, 1, 2))  # [32]
-
-  demodulated = variance(True)
-  np.testing.assert_allclose(demodulated, 1.0, atol=0.15)
-  assert abs(np.log(variance(False).mean())) > 1.0
-
-
 def test_psi_zero_gives_one_image_per_label():
   g, _ = _networks(**{"model.num_classes": 10})
   mapping, synthesis = stylegan2.mapping_of(g), stylegan2.synthesis_of(g)
@@ -228,7 +190,11 @@ def test_w_avg_moves_in_training_mode_only():
   w = mapping(_z())[:, 0]  # [B, w_dim]
   g(_z(), training=True)
   expected = (1 - 0.995) * tf.reduce_mean(w, axis=0)
-  np.testing.assert_allclose(mapping.w_avg.numpy(), expected, rtol=1e-5)
+  # The layer averages in another order: equal within float32 rounding of
+  # the sum (about 1e-7 of |w| ~ 1, times 0.005), also where the mean is
+  # near 0, which a relative tolerance alone does not allow.
+  np.testing.assert_allclose(mapping.w_avg.numpy(), expected, rtol=1e-5,
+                             atol=1e-8)
 
 
 def test_style_mixing_takes_a_second_z_from_a_cutoff():
@@ -274,28 +240,6 @@ def test_each_examples_draws_are_its_own():
   plain = stylegan2.synthesis_of(g)(stylegan2.mapping_of(g)(z), training=True,
                                     noise_mode="none")
   assert not np.allclose(plain, g(z, training=False), atol=1e-4)
-
-
-def test_noise_inputs_are_standard_normal_and_their_own_per_layer():
-  seeds = tf.range(64, dtype=tf.int32) * 7919
-  sizes = [4, 8, 8, 16, 16]
-  noises = [n.numpy() for n in stylegan2.draw_noise(seeds, sizes)]
-  assert [n.shape for n in noises] == [(64, r, r, 1) for r in sizes]
-  values = np.concatenate([n.ravel() for n in noises])  # 45,056 values
-  # Mean and standard deviation within 5 standard errors; normal tails.
-  assert abs(values.mean()) < 5 / np.sqrt(values.size)
-  assert abs(values.std() - 1.0) < 5 / np.sqrt(2 * values.size)
-  assert 0.040 < np.mean(np.abs(values) > 2.0) < 0.051  # 0.0455
-  # Layers of one size draw different maps; the first pixels of two layers
-  # are uncorrelated over the examples.
-  assert not np.allclose(noises[1], noises[2])
-  first = np.stack([n[:, 0, 0, 0] for n in noises])  # [layers, 64]
-  correlations = np.corrcoef(first)[np.triu_indices(len(sizes), 1)]
-  assert np.all(np.abs(correlations) < 0.5), correlations
-  # An example's draw is its seed's alone.
-  alone = stylegan2.draw_noise(seeds[5:6], sizes)
-  for n, a in zip(noises, alone):
-    np.testing.assert_array_equal(n[5:6], a)
 
 
 def _with_noise(g: keras.Model) -> keras.Model:
@@ -429,7 +373,7 @@ def test_one_training_step():
   strategy = cpu_strategy(1)
   state = state_lib.build_state(config, strategy)
   before = [v.numpy() for v in state.generator.trainable_variables]
-  metrics, first_bad = train.make_train_steps(
+  metrics, first_bad = step_lib.make_train_steps(
       config, strategy, state, synthetic_32(), 0)(1)
   assert first_bad == -1
   assert all(np.isfinite(v) for v in metrics.values()), metrics

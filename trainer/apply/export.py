@@ -29,9 +29,9 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from trainer import files
-from trainer import state as state_lib
 from trainer.errors import UserError
+from trainer import files
+from trainer import models
 from trainer.models import ARCHITECTURES
 
 METADATA_FILE = "gan_metadata.json"
@@ -105,7 +105,7 @@ def _write(generator: keras.Model, directory: str, *,
         labels = tf.identity(labels)  # [B]
     if psi is None:
       # Inference mode: batch norm uses its moving statistics.
-      images = state_lib.generate(generator, z, labels,
+      images = models.generate(generator, z, labels,
                                   training=False)  # [B, H, W, C]
     else:
       checks = [tf.debugging.assert_greater_equal(

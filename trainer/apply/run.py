@@ -7,10 +7,10 @@ import tensorflow as tf
 
 from trainer import checkpoint as checkpoint_lib
 from trainer import config as config_lib
-from trainer import state as state_lib
 from trainer.errors import UserError
 from trainer.models import ARCHITECTURES
 from trainer.models import latent
+from trainer import state as state_lib
 
 
 @dataclasses.dataclass
@@ -48,7 +48,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise UserError(
         f"{workdir} is not a training run's workdir: it has no config.json. "
         "Pass the --workdir of a run of python -m trainer.main")
-  # Runs saved before a field existed get the value they trained with.
+  # read_saved brought an older run's config to this version's layout.
   return config_lib.resolve(ml_collections.ConfigDict(values))
 
 

@@ -27,24 +27,23 @@ import dataclasses
 import json
 import math
 import os
-from typing import Callable, Sequence
+from typing import Callable
 
 from absl import logging
-import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer import distribute
-from trainer import features as features_lib
-from trainer import files
-from trainer import state as state_lib
 from trainer.apply import export as export_lib
 from trainer.apply import images as images_lib
 from trainer.apply import inversion as inversion_lib
 from trainer.apply.run import TrainedRun
 from trainer.data import pipeline
 from trainer.data import sources
+from trainer import distribute
 from trainer.errors import UserError
+from trainer import features as features_lib
+from trainer import files
+from trainer import models
 from trainer.models import latent as latent_lib
 from trainer.registry import Registry
 
@@ -178,7 +177,7 @@ def _labels_for(run: TrainedRun, count: int, label: int) -> np.ndarray | None:
                     f"classes 0 to {run.num_classes - 1}")
   if label >= 0:
     return np.full(count, label, np.int32)
-  return state_lib.balanced_labels(count, run.num_classes)
+  return models.balanced_labels(count, run.num_classes)
 
 
 def _write_report(options: Options, report: dict) -> dict:

@@ -1,4 +1,6 @@
-"""Data sources and the sharded input pipeline."""
+"""Data sources, packed datasets and the sharded input pipeline.
 
-# Registers the packed: source (it builds on trainer.data.sources).
-from trainer.data import packed  # pylint: disable=unused-import
+`python -m trainer.data create|inspect` makes and reads packed datasets
+(__main__.py). Nothing here imports TensorFlow, so that the tool sets
+TensorFlow's log level before it loads (trainer/cli.py).
+"""

@@ -36,12 +36,13 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from trainer import files
-from trainer import summaries
 from trainer.data import pipeline
 from trainer.data import sources
+from trainer.errors import BadImage
 from trainer.errors import UserError
+from trainer import files
 from trainer.registry import Registry
+from trainer import summaries
 
 FORMAT = "trainer.packed/1"
 METADATA = "dataset.json"
@@ -154,10 +155,10 @@ def read_metadata(directory: str) -> dict:
   path = os.path.join(directory, METADATA)
   if not tf.io.gfile.exists(path):
     creating = directory.rstrip("/") + _CREATING
-    hint = (f"; {creating} is an unfinished `python -m trainer.dataset "
+    hint = (f"; {creating} is an unfinished `python -m trainer.data "
             "create`: run the same command again to complete it"
             if tf.io.gfile.exists(creating) else
-            "; make one with `python -m trainer.dataset create`")
+            "; make one with `python -m trainer.data create`")
     raise UserError(f"packed:{directory} is not a packed dataset (no "
                     f"{METADATA}){hint}")
   try:
@@ -180,7 +181,7 @@ def read_metadata(directory: str) -> dict:
     problem = f"it cannot be parsed ({type(e).__name__}: {e})"
   if problem:
     raise UserError(f"{path} is damaged: {problem}; make the dataset again "
-                    "with `python -m trainer.dataset create`")
+                    "with `python -m trainer.data create`")
   return metadata
 
 
@@ -200,11 +201,11 @@ def _open_shard(path: str, directory: str, count: int
     reason = str(e).strip().splitlines()[0][:200]
     raise UserError(f"shard {path} of packed:{directory} is missing or "
                     f"damaged ({reason}); make the dataset again with "
-                    "`python -m trainer.dataset create`") from None
+                    "`python -m trainer.data create`") from None
   if found != count:
     raise UserError(f"shard {path} of packed:{directory} holds {found} "
                     f"images, {METADATA} says {count}; make the dataset again "
-                    "with `python -m trainer.dataset create`")
+                    "with `python -m trainer.data create`")
   return reader
 
 
@@ -251,7 +252,7 @@ class ShardReader:
 
 @sources.SOURCES.register("packed")
 def _packed(directory: str, request: sources.Request) -> sources.Source:
-  """A packed dataset (`python -m trainer.dataset create`), read by index.
+  """A packed dataset (`python -m trainer.data create`), read by index.
 
   It is one split: data.split's name is not used, its slice is
   (test[:1000] reads the first 1000 images).
@@ -376,7 +377,7 @@ def _chunks(source: sources.Source, start: int, end: int
   try:
     yield from examples.as_numpy_iterator()
   except tf.errors.OpError as e:
-    bad = sources.bad_image_in(e)
+    bad = BadImage.found_in(e)
     if bad is None:
       raise
     raise UserError(f"cannot read image {bad.path}: {bad.reason}") from None

@@ -17,7 +17,6 @@ import urllib.parse
 import zlib
 from typing import Callable
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -30,7 +29,6 @@ ReadFn = Callable[[tf.Tensor], dict[str, tf.Tensor]]
 
 SOURCES: Registry = Registry("data source", "data.source")
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Datasets larger than this are not loaded into memory whole.
 _MAX_IN_MEMORY_BYTES = 8 << 30
 
@@ -52,6 +50,10 @@ class Source:
   reader: object = None
 
 
+# data.on_bad_image: stop at an image that cannot be decoded, or skip it.
+ON_BAD_IMAGE = ("stop", "skip")
+
+
 @dataclasses.dataclass(frozen=True)
 class Request:
   """What the model needs from a source."""
@@ -61,6 +63,8 @@ class Request:
   resize: bool
   tfds_data_dir: str = ""
   tfds_download: bool = True
+  # What a source whose images are decoded when read (folder:) does with
+  # one that cannot be: one of ON_BAD_IMAGE.
   on_bad_image: str = "stop"
   # The config section that names the source and split (data, or eval for
   # the evaluation's real images): messages name its flags.
@@ -121,7 +125,8 @@ def _check_shape(spec: str, source: Source, request: Request) -> None:
 _SLICE = re.compile(r"^(?P<name>[\w-]+)(\[(?P<start>-?\d*%?):(?P<end>-?\d*%?)\])?$")
 
 
-def _parse_split(split: str) -> tuple[str, str, str]:
+def parse_split(split: str) -> tuple[str, str, str]:
+  """The name and the slice's start and end ("" if absent) of a split."""
   match = _SLICE.match(split)
   if not match:
     raise UserError(
@@ -139,7 +144,7 @@ def _slice_bound(bound: str, n: int, default: int) -> int:
 
 
 def apply_slice(split: str, n: int) -> slice:
-  _, start, end = _parse_split(split)
+  _, start, end = parse_split(split)
   return slice(_slice_bound(start, n, 0), _slice_bound(end, n, n))
 
 
@@ -224,7 +229,7 @@ def _idx(directory: str, request: Request) -> Source:
 def _read_idx_dir(directory: str, request: Request,
                   description: str) -> Source:
   """The split `request.split` of the IDX files in `directory`."""
-  name, _, _ = _parse_split(request.split)
+  name, _, _ = parse_split(request.split)
   if name not in _IDX_PREFIX:
     raise UserError(f"data.split={request.split!r}: IDX data has the splits "
                     f"{', '.join(_IDX_PREFIX)}")
@@ -274,7 +279,7 @@ def _embedded(name: str, request: Request) -> Source:
   if name not in EMBEDDED:
     raise UserError(f"embedded:{name} is not shipped with the package; "
                     f"embedded datasets: {', '.join(sorted(EMBEDDED))}")
-  split, _, _ = _parse_split(request.split)
+  split, _, _ = parse_split(request.split)
   if split not in EMBEDDED[name]:
     raise UserError(
         f"{request.section}.split={request.split!r}: embedded:{name} holds "
@@ -476,177 +481,6 @@ def _tfds_by_index(name: str, builder, has_labels: bool, num_classes: int,
                 reader=data_source)
 
 
-# ---------------------------------------------------------------- folder ---
-
-def _list_images(directory: str) -> tuple[list[str], list[int], list[str]]:
-  """Image paths, their labels (class subfolder index) and the class names.
-
-  Images at the top level are one class without a name.
-  """
-  gfile = tf.io.gfile
-  entries = sorted(e.rstrip("/") for e in gfile.listdir(directory))
-  top = [os.path.join(directory, e) for e in entries
-         if e.lower().endswith(_IMAGE_SUFFIXES)]
-  classes = [e for e in entries if gfile.isdir(os.path.join(directory, e))]
-  nested = []
-  for label, cls in enumerate(classes):
-    found = [(os.path.join(root, f), label)
-             for root, _, files in sorted(gfile.walk(os.path.join(directory,
-                                                                  cls)))
-             for f in sorted(files) if f.lower().endswith(_IMAGE_SUFFIXES)]
-    if top and found:
-      raise UserError(f"folder:{directory} has images both at its top level "
-                      "and in subfolders; put all images in class subfolders, "
-                      "or none")
-    if not found and not top:
-      raise UserError(
-          f"folder:{directory}: class subfolder {cls!r} holds no PNG or JPEG "
-          "images, so its label would have no examples; remove it or fill it "
-          f"(classes: {', '.join(classes)})")
-    nested += found
-  if top:
-    return top, [0] * len(top), []
-  if not nested:
-    raise UserError(f"folder:{directory} holds no PNG or JPEG images")
-  return [p for p, _ in nested], [l for _, l in nested], classes
-
-
-class BadImage(ValueError):
-  """An image file that cannot be decoded, met while reading index `index`."""
-
-  def __init__(self, path: str, reason: str, index: int):
-    self.path, self.reason, self.index = path, reason, index
-    super().__init__(f"bad image <{path}> [{index}]: {reason}")
-
-
-_BAD_IMAGE = re.compile(
-    r"bad image <(?P<path>.+?)> \[(?P<index>-?\d+)\]: (?P<reason>[^\n]*)")
-
-
-def bad_image_in(error: Exception) -> BadImage | None:
-  """The BadImage that `error` reports, e.g. from inside tf.data, or None.
-
-  TensorFlow turns an exception raised in a tf.numpy_function into an
-  OpError that keeps its message only.
-  """
-  match = _BAD_IMAGE.search(str(error))
-  return (BadImage(match["path"], match["reason"], int(match["index"]))
-          if match else None)
-
-
-def _first_size(path: str) -> tuple[int, int]:
-  """(H, W) of an image, from its header only."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
-      width, height = image.size
-  except (OSError, SyntaxError, tf.errors.OpError) as e:
-    raise UserError(f"cannot read image {path}: {e}") from None
-  return height, width
-
-
-def _decode_file(path: str, channels: int, index: int) -> np.ndarray:
-  """Decodes the image file of source index `index` to uint8 [H, W, channels].
-
-  Raises:
-    BadImage: the file is missing, truncated or not an image.
-  """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as image:
-      # Grey <-> RGB as libpng and libjpeg convert (ITU-R BT.601 luma).
-      pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-  except (OSError, SyntaxError, ValueError, tf.errors.OpError) as e:
-    raise BadImage(path, str(e) or type(e).__name__, index) from None
-  return pixels.reshape(pixels.shape[:2] + (channels,))
-
-
-ON_BAD_IMAGE = ("stop", "skip")
-
-
-@SOURCES.register("folder")
-def _folder(directory: str, request: Request) -> Source:
-  """PNG/JPEG files; class subfolders, if any, give the labels.
-
-  The files are listed at start, not decoded: the image size is the first
-  image's (or the model's, with data.resize). Images are decoded to the
-  model's channel count (grey becomes RGB and back) when they are read; one
-  that cannot be decoded, or whose size differs without data.resize, is a
-  BadImage: it stops the read, or with request.on_bad_image="skip" it is
-  replaced by the next good image (in index order, so every run reads the
-  same) and counted in `Source.skipped`.
-  If `<directory>/<split>` exists it is read, else the whole directory.
-  A request with image_size 0 reads every image at its own size (one index
-  per read; the packing tool's use).
-  """
-  if not tf.io.gfile.isdir(directory):
-    raise UserError(f"folder:{directory}: no such directory")
-  name, _, _ = _parse_split(request.split)
-  if tf.io.gfile.isdir(os.path.join(directory, name)):
-    directory = os.path.join(directory, name)
-  paths, labels, class_names = _list_images(directory)
-  part = apply_slice(request.split, len(paths))
-  paths, labels = paths[part], labels[part]
-  if not paths:
-    raise UserError(f"folder:{directory} split {request.split!r} is empty")
-  channels = request.channels
-  native = request.image_size == 0
-  if native:
-    size = (None, None)
-  elif request.resize:
-    size = (request.image_size, request.image_size)
-  else:
-    size = _first_size(paths[0])
-  skipped: dict[str, str] = {}
-
-  def decode_checked(index: int) -> np.ndarray:
-    image = _decode_file(paths[index], channels, index)
-    if not (native or request.resize) and image.shape[:2] != size:
-      raise BadImage(paths[index], (
-          f"it is {image.shape[0]}x{image.shape[1]}, the first image "
-          f"{paths[0]} is {size[0]}x{size[1]}; set data.resize=True to "
-          "resize them all"), index)
-    return image
-
-  def decode(index: np.int64) -> tuple[np.ndarray, np.int32]:
-    for offset in range(len(paths)):
-      at = (int(index) + offset) % len(paths)
-      try:
-        return decode_checked(at), np.int32(labels[at])
-      except BadImage as e:
-        if request.on_bad_image != "skip":
-          raise
-        if e.path not in skipped:
-          skipped[e.path] = e.reason
-          logging.warning("Skipping %s (data.on_bad_image=skip); %d bad "
-                          "image(s) skipped so far", e, len(skipped))
-    raise UserError(f"folder:{directory}: no image can be decoded")
-
-  def read_one(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    image, label = tf.numpy_function(decode, [index], [tf.uint8, tf.int32],
-                                     stateful=False)
-    image = tf.ensure_shape(image, (None, None, channels))
-    if request.resize:
-      image = resize_uint8(image, request.image_size)
-    return tf.ensure_shape(image, size + (channels,)), label
-
-  # A graph also when called eagerly, so that a BadImage always reaches the
-  # caller as an OpError (bad_image_in).
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
-  def read(indices: tf.Tensor) -> dict[str, tf.Tensor]:
-    images, read_labels = tf.map_fn(
-        read_one, indices, fn_output_signature=(
-            tf.TensorSpec(size + (channels,), tf.uint8),
-            tf.TensorSpec([], tf.int32)))
-    return {"image": images, "label": tf.ensure_shape(read_labels, [None])}
-
-  return Source(f"folder:{directory}", len(paths), size + (channels,),
-                max(len(class_names), 1), read, class_names=tuple(class_names),
-                skipped=lambda: len(skipped))
-
-
 # --------------------------------------------------------- stacked MNIST ---
 
 # Stacked MNIST (Srivastava et al. 2017, VEEGAN; Lin et al. 2018, PacGAN):
@@ -715,3 +549,11 @@ def _stacked_mnist(spec: str, request: Request) -> Source:
   height, width, _ = digits.image_shape
   return Source(f"stacked_mnist:{digits.description}", STACKED_MNIST_SIZE,
                 (height, width, 3), STACKED_MNIST_CLASSES, read)
+
+
+# The sources kept in modules of their own register themselves on import.
+# They build on this module, complete by here; importing them at its end
+# registers every source wherever a spec can be opened.
+# pylint: disable=g-import-not-at-top,wrong-import-position,cyclic-import
+from trainer.data import folder  # pylint: disable=unused-import
+from trainer.data import packed  # pylint: disable=unused-import

@@ -1,4 +1,4 @@
-"""Networks, looked up by `model.architecture`.
+"""Networks, looked up by `model.architecture`, and how to call them.
 
 Each architecture declares the `model.*` fields of its own, with their
 defaults and ranges; the config resolver (trainer/config.py) fills in and
@@ -10,6 +10,8 @@ from typing import Callable
 
 import keras
 import ml_collections
+import numpy as np
+import tensorflow as tf
 
 from trainer.models import dcgan
 from trainer.models import latent
@@ -52,9 +54,20 @@ ARCHITECTURES: Registry[Architecture] = Registry("architecture",
                                                  "model.architecture")
 ARCHITECTURES.register("dcgan")(Architecture(
     build=dcgan.build,
-    fields={"g_width": 64, "d_width": 64, "d_dropout": 0.3,
-            "sync_batchnorm": True, "d_spectral_norm": False,
-            "g_spectral_norm": False},
+    fields={
+        # Width of G's last hidden layer and D's first; the others double
+        # from it.
+        "g_width": 64,
+        "d_width": 64,
+        "d_dropout": 0.3,  # dropout after each of D's convolutions
+        # Batch-norm statistics over the global batch rather than each
+        # replica's.
+        "sync_batchnorm": True,
+        # Spectral normalization of D's (and G's) weight layers (Miyato et
+        # al.).
+        "d_spectral_norm": False,
+        "g_spectral_norm": False,
+    },
     positive=("g_width", "d_width"), unit_interval=("d_dropout",),
     state_fields=("g_width", "d_width", "d_spectral_norm",
                   "g_spectral_norm")))
@@ -68,10 +81,24 @@ norm's statistics over the global batch; spectral norm on either network.
 """
 ARCHITECTURES.register("stylegan2")(Architecture(
     build=stylegan2.build,
-    fields={"w_dim": 512, "mapping_layers": 8, "mapping_lr_multiplier": 0.01,
-            "w_avg_beta": 0.995, "style_mixing": 0.9, "channel_base": 16384,
-            "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256.0,
-            "modconv": "auto", "mbstd_group": 4, "mbstd_features": 1},
+    fields={
+        "w_dim": 512,  # width of w, the mapping network's output
+        "mapping_layers": 8,  # layers of the mapping network
+        # The mapping network's learning rate relative to the rest.
+        "mapping_lr_multiplier": 0.01,
+        "w_avg_beta": 0.995,  # decay of w's running average (truncation)
+        "style_mixing": 0.9,  # probability of mixing two ws in training
+        # Width min(channel_base // r, channel_max) at resolution r.
+        "channel_base": 16384,
+        "channel_max": 512,
+        # Top resolutions in the reduced dtype under mixed_* policies.
+        "num_fp16_res": 4,
+        "conv_clamp": 256.0,  # clamp of activations under mixed_*; 0: none
+        # The modulated convolution's path: scaled, grouped or auto.
+        "modconv": "auto",
+        "mbstd_group": 4,  # group size of D's minibatch standard deviation
+        "mbstd_features": 1,  # the channels it adds
+    },
     positive=("w_dim", "mapping_layers", "channel_base", "channel_max",
               "mbstd_group", "mbstd_features"),
     unit_interval=("w_avg_beta", "style_mixing"),
@@ -93,8 +120,17 @@ minibatch standard deviation.
 """
 ARCHITECTURES.register("r3gan")(Architecture(
     build=r3gan.build,
-    fields={"channel_base": 24576, "channel_max": 768, "blocks_per_stage": 2,
-            "cardinality": 96, "expansion": 2, "num_fp16_res": 4},
+    fields={
+        # Width min(channel_base // r, channel_max) at resolution r.
+        "channel_base": 24576,
+        "channel_max": 768,
+        "blocks_per_stage": 2,  # residual blocks per resolution
+        # Groups of the 3x3 convolution at the widest stage.
+        "cardinality": 96,
+        "expansion": 2,  # a block's inner width over its width
+        # Top resolutions in the reduced dtype under mixed_* policies.
+        "num_fp16_res": 4,
+    },
     positive=("channel_base", "channel_max", "blocks_per_stage",
               "cardinality", "expansion"),
     state_fields=("channel_base", "channel_max", "blocks_per_stage",
@@ -110,3 +146,28 @@ the widest stage, proportionally fewer where narrower. Under mixed_*
 policies the top num_fp16_res resolutions (never 4x4) compute in the
 reduced dtype. No mapping network: G's latent space is z.
 """
+
+
+# Class-conditional networks (model.num_classes > 0) take [inputs, labels];
+# the others take the inputs alone. Labels are None for the latter, so that
+# callers need not know which kind they hold.
+
+
+def generate(generator: keras.Model, z: tf.Tensor, labels: tf.Tensor | None,
+             *, training: bool) -> tf.Tensor:
+  """G(z), or G(z | labels) for a class-conditional G: images [B, H, W, C]."""
+  return generator(z if labels is None else [z, labels], training=training)
+
+
+def judge(discriminator: keras.Model, images: tf.Tensor,
+          labels: tf.Tensor | None, *, training: bool) -> tf.Tensor:
+  """D's logits [B] for images (of the given classes, if conditional)."""
+  inputs = images if labels is None else [images, labels]
+  return tf.squeeze(discriminator(inputs, training=training), axis=-1)
+
+
+def balanced_labels(count: int, num_classes: int) -> np.ndarray | None:
+  """0, 1, ..., K-1, 0, 1, ... (int32 [count]); None if unconditional."""
+  if not num_classes:
+    return None
+  return (np.arange(count) % num_classes).astype(np.int32)

@@ -124,16 +124,15 @@ def discriminator(*, image_size: int, channels: int, width: int,
 def build(config: ml_collections.ConfigDict,
           dtype: str) -> tuple[keras.Model, keras.Model]:
   """Builds (G, D) from the `model` section of the config."""
-  # Configs from before spectral normalization have no such fields.
   g = generator(image_size=config.image_size, channels=config.channels,
                 latent_dim=config.latent_dim, width=config.g_width,
                 num_classes=config.num_classes,
                 sync_batchnorm=config.sync_batchnorm,
-                spectral_norm=config.get("g_spectral_norm", False),
+                spectral_norm=config.g_spectral_norm,
                 dtype=dtype)
   d = discriminator(image_size=config.image_size, channels=config.channels,
                     width=config.d_width, num_classes=config.num_classes,
                     dropout=config.d_dropout,
-                    spectral_norm=config.get("d_spectral_norm", False),
+                    spectral_norm=config.d_spectral_norm,
                     dtype=dtype)
   return g, d

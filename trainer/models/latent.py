@@ -18,6 +18,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from trainer.models import example_draws
 from trainer.models import stylegan2
 
 # The latent spaces of ws_of, and of inversion in trainer.apply.
@@ -138,7 +139,7 @@ def mapped(mapping: stylegan2.Mapping,
 
   def synthesize(ws, labels, training, noise_mode="random", noise_of=None):
     del labels  # they enter through the mapping
-    seeds = None if noise_of is None else stylegan2.noise_seeds(noise_of)
+    seeds = None if noise_of is None else example_draws.noise_seeds(noise_of)
     return synthesis(ws, training=training, noise_mode=noise_mode,
                      noise_seed=seeds)
 

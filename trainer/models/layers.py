@@ -6,11 +6,8 @@ function: batch norm trains through TensorFlow's fused kernel, and dropout
 draws two decisions per 32-bit random number. SpectralNormalization wraps a
 weight layer to divide its weight by its largest singular value (Miyato et
 al., 2018). `tracked` makes the sublayers a layer keeps in a list visible to
-TensorFlow's checkpoints. `kernel_flops` is the unit of the FLOPs counts
-(trainer/benchmark/flops.py).
+TensorFlow's checkpoints.
 """
-
-import math
 
 import keras
 import tensorflow as tf
@@ -38,17 +35,6 @@ def tracked(owner: keras.layers.Layer,
                        "give its sublayers distinct names")
     setattr(owner, layer.name, layer)
   return layers
-
-
-def kernel_flops(positions: int, kernel_shape) -> int:
-  """FLOPs of applying a kernel at `positions` places, for one example.
-
-  Each weight is one multiply-add (2 FLOPs) per place: a dense layer's
-  kernel [in, out] at 1 place, a convolution's [kh, kw, in, out] at each
-  output pixel (a transposed one's at each input pixel), a depthwise one's
-  [kh, kw, C, 1] at each output pixel.
-  """
-  return 2 * positions * math.prod(kernel_shape)
 
 
 class Dropout(keras.layers.Dropout):

@@ -2,10 +2,9 @@
 
 A modernized ResNet for G and D alike, with neither normalization layers
 nor equalized learning rate. Each stage works at one resolution r with
-width(r) = min(channel_base // r, channel_max) channels (the notation of
-trainer/models/stylegan2.py; R3GAN's presets are channel_base 24576,
-channel_max 768: 768 channels up to 32x32, then halving) and
-`blocks_per_stage` residual blocks.
+width(r) = min(channel_base // r, channel_max) channels (stages.py, as in
+StyleGAN2; R3GAN's presets are channel_base 24576, channel_max 768: 768
+channels up to 32x32, then halving) and `blocks_per_stage` residual blocks.
 
 A residual block is x + conv1x1(act(gconv3x3(act(conv1x1(x))))): an
 inverted bottleneck that expands to width * `expansion` channels, a 3x3
@@ -23,8 +22,8 @@ same channels (R3GAN's presets: 96 groups at 768 channels, 12 at 96).
 Between stages a transition changes the width with a 1x1 convolution
 (where it changes) and resamples by 2 with the [1, 2, 1] filter of R3GAN,
 applied as it applies it (convolved with [1, 1]: bilinear, the [1, 3, 3, 1]
-kernel of stylegan2.upsample and stylegan2.downsample): G convolves, then
-upsamples; D downsamples, then convolves.
+kernel of resampling.py): G convolves, then upsamples; D downsamples, then
+convolves.
 
 G: z [B, latent_dim] (with `model.num_classes` > 0, concatenated with a
 learned embedding of the label of the same size) -> a linear layer that
@@ -57,8 +56,8 @@ import ml_collections
 import tensorflow as tf
 
 from trainer.errors import UserError
-from trainer.models import layers
-from trainer.models import stylegan2
+from trainer.models import resampling
+from trainer.models import stages
 
 _SLOPE = 0.2
 # The gain of leaky ReLU (slope 0.2) that keeps the second moment: He's.
@@ -106,12 +105,6 @@ class Convolution(keras.layers.Layer):
   def call(self, x):  # [B, H, W, Cin] -> [B, H, W, filters]
     # A kernel of Cin / groups input channels makes tf.nn.conv2d grouped.
     return tf.nn.conv2d(x, tf.cast(self.kernel, x.dtype), 1, "SAME")
-
-  def flops_per_example(self, input_shape) -> int:
-    """Forward FLOPs of one example (trainer/benchmark/flops.py); a grouped
-    kernel holds Cin / groups inputs per output, which the count follows."""
-    _, height, width, _ = input_shape
-    return layers.kernel_flops(height * width, self.kernel.shape)
 
   def compute_output_shape(self, input_shape):
     return (*input_shape[:-1], self.filters)
@@ -175,13 +168,6 @@ class ResidualBlock(keras.layers.Layer):
     y = self.act2(self.grouped(y))
     return x + self.project(y)
 
-  def flops_per_example(self, input_shape) -> int:
-    """Forward FLOPs of one example: its three convolutions."""
-    inner = (*input_shape[:-1], self.channels * self.expansion)
-    return (self.expand.flops_per_example(input_shape)
-            + self.grouped.flops_per_example(inner)
-            + self.project.flops_per_example(inner))
-
   def compute_output_shape(self, input_shape):
     return input_shape
 
@@ -200,13 +186,8 @@ class Resample(keras.layers.Layer):
 
   def call(self, x):  # [B, H, W, C] -> [B, 2H, 2W, C] or [B, H/2, W/2, C]
     if self.direction == "up":
-      return stylegan2.upsample(x)
-    return stylegan2.downsample(x)
-
-  def flops_per_example(self, input_shape) -> int:
-    """Forward FLOPs of one example: the filter, by the output size."""
-    _, height, width, channels = self.compute_output_shape(input_shape)
-    return stylegan2.fir_flops(height, width, channels)
+      return resampling.upsample(x)
+    return resampling.downsample(x)
 
   def compute_output_shape(self, input_shape):
     b, h, w, c = input_shape
@@ -236,11 +217,6 @@ class GenerativeBasis(keras.layers.Layer):
     scales = tf.matmul(z, tf.cast(self.kernel, z.dtype))  # [B, C]
     return tf.cast(self.basis, z.dtype)[None] * scales[:, None, None, :]
 
-  def flops_per_example(self, input_shape) -> int:
-    """Forward FLOPs of one example: the linear layer of z."""
-    del input_shape
-    return layers.kernel_flops(1, self.kernel.shape)
-
   def compute_output_shape(self, input_shape):
     return (input_shape[0], 4, 4, self.channels)
 
@@ -268,10 +244,6 @@ class Aggregation(keras.layers.Layer):
     if not training:
       images = tf.clip_by_value(images, -1.0, 1.0)
     return images
-
-  def flops_per_example(self, input_shape) -> int:
-    """Forward FLOPs of one example: the 1x1 convolution."""
-    return self.to_image.flops_per_example(input_shape)
 
   def compute_output_shape(self, input_shape):
     return (*input_shape[:-1], self.channels)
@@ -302,11 +274,6 @@ class Projection(keras.layers.Layer):
     embedded = tf.gather(self.embeddings, tf.cast(labels, tf.int32))
     return tf.reduce_sum(embedded * features, axis=-1, keepdims=True)
 
-  def flops_per_example(self, input_shape) -> int:
-    """Forward FLOPs of one example: the dot product with the embedding."""
-    del input_shape
-    return layers.kernel_flops(1, self.embeddings.shape[1:])
-
   def compute_output_shape(self, input_shape):
     return (input_shape[0][0], 1)
 
@@ -316,12 +283,12 @@ class Projection(keras.layers.Layer):
 
 def resolutions(image_size: int) -> list[int]:
   """The stages' resolutions: 4, 8, ..., image_size."""
-  return stylegan2.resolutions(image_size)
+  return stages.resolutions(image_size)
 
 
 def width(resolution: int, config: ml_collections.ConfigDict) -> int:
   """A stage's channels: min(channel_base // r, channel_max)."""
-  return stylegan2.width(resolution, config.channel_base, config.channel_max)
+  return stages.width(resolution, config.channel_base, config.channel_max)
 
 
 def cardinality(resolution: int, config: ml_collections.ConfigDict) -> int:
@@ -371,8 +338,8 @@ def _check(config: ml_collections.ConfigDict) -> None:
 
 def _policy(resolution: int, config: ml_collections.ConfigDict,
             dtype: str) -> str:
-  return stylegan2.block_policy(resolution, config.image_size,
-                                config.num_fp16_res, dtype)
+  return stages.block_policy(resolution, config.image_size,
+                             config.num_fp16_res, dtype)
 
 
 def _blocks(x: keras.KerasTensor, resolution: int,
