@@ -478,7 +478,7 @@ def test_the_next_stop_is_the_nearest_due_action():
 @pytest.mark.slow
 def test_a_new_action_is_one_registration(tmp_path, mnist_dir, monkeypatch):
   # A second periodic job, every 3 steps and at the end: the loop stops
-  # for it (and for nothing else here) and hands it the step's metrics.
+  # for it (and for nothing else here) and hands it the metrics it reads.
   monkeypatch.setattr(loop, "ACTIONS", list(loop.ACTIONS))
   seen = []
 
@@ -487,7 +487,8 @@ def test_a_new_action_is_one_registration(tmp_path, mnist_dir, monkeypatch):
     del session
     return loop.Action("probe", lambda session, stop: seen.append(
         (stop.step, int(session.state.step.numpy()), "losses/d" in
-         stop.metrics)), every=config.train.steps // 2 - 1)
+         stop.metrics)), every=config.train.steps // 2 - 1,
+                       reads_metrics=True)
 
   config = load_config(**TINY, **{
       "data.source": f"idx:{mnist_dir}", "train.steps": 8,
@@ -495,3 +496,20 @@ def test_a_new_action_is_one_registration(tmp_path, mnist_dir, monkeypatch):
       "train.checkpoint_every": 100, "train.steps_per_loop": 100})
   loop.run(config, str(tmp_path), cpu_strategy(1))
   assert seen == [(3, 3, True), (6, 6, True), (8, 8, True)]
+
+
+def test_the_log_holds_the_means_since_the_last_log(tmp_path, mnist_dir):
+  # Stops at steps 2, 4, 6 and 8, a log only at 8. A lazy R1 runs at steps 0
+  # and 4, in none of the last call's steps (6, 7): logged all the same, as
+  # the mean over its steps since the last log.
+  config = load_config(**TINY, **{
+      "data.source": f"idx:{mnist_dir}", "train.steps": 8,
+      "train.log_every": 8, "train.image_every": 100,
+      "train.checkpoint_every": 100, "train.steps_per_loop": 2,
+      "penalties.names": "r1", "penalties.r1.interval": 4})
+  loop.run(config, str(tmp_path), cpu_strategy(1))
+  reader = event_accumulator.EventAccumulator(
+      str(tmp_path / "train"), size_guidance={event_accumulator.TENSORS: 0})
+  reader.Reload()
+  for tag in ("penalties/r1", "grad_norm/d_r1", "losses/d"):
+    assert [event.step for event in reader.Tensors(tag)] == [8], tag

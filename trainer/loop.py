@@ -74,7 +74,9 @@ class Stop:
 
   Attributes:
     step: the steps done.
-    metrics: the means of the metrics since the last stop (none at start).
+    metrics: each metric's mean over the steps since the metrics were last
+      read (at a stop with a due action that reads_metrics), over the steps
+      it was computed on; empty where no due action reads them.
     first_bad: the first step with a NaN or Inf loss since the last stop,
       or -1.
     start: the stop before the first step of a new run.
@@ -100,6 +102,8 @@ class Action:
     at_start: also before the first step of a new run.
     at_end: also at train.steps.
     every_stop: at every stop (after each call of the compiled loop).
+    reads_metrics: reads Stop.metrics; the steps' sums are taken (and
+      restart) only at stops where such an action is due.
   """
   name: str
   do: Callable[[Session, Stop], None]
@@ -107,6 +111,7 @@ class Action:
   at_start: bool = False
   at_end: bool = True
   every_stop: bool = False
+  reads_metrics: bool = False
 
   def due(self, stop: Stop) -> bool:
     if stop.start:
@@ -198,7 +203,7 @@ def _log(config, session) -> Action:
         values["losses/g"], values["d_output/real"], values["d_output/fake"],
         augment, summaries.format_duration(values["progress/seconds_left"]))
 
-  return Action("log", do, every=train.log_every)
+  return Action("log", do, every=train.log_every, reads_metrics=True)
 
 
 @action(order=20)
@@ -461,9 +466,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     # steps, a checkpoint's, an evaluation's or the stop agreement.
     with _peer_failures(checkpointer), _bad_images(
         checkpointer, _step_reading(config, source, step)):
-      metrics, first_bad = train_steps(stop - step)
+      last = stop == train.steps
+      reads = any(act.reads_metrics and act.due(Stop(stop, last=last))
+                  for act in actions)
+      metrics, first_bad = train_steps(stop - step, take=reads)
       step = stop
-      _run_due(actions, session, Stop(step, metrics, first_bad,
-                                      last=step == train.steps))
+      _run_due(actions, session, Stop(step, metrics, first_bad, last=last))
   writer.flush()
   return state

@@ -114,10 +114,14 @@ def make_train_steps(config: ml_collections.ConfigDict,
                      strategy: tf.distribute.Strategy,
                      state: state_lib.GanState,
                      source: sources.Source, start_step: int):
-  """Returns train_steps(n) -> (mean metrics, first bad step or -1).
+  """Returns train_steps(n, take=True) -> (mean metrics, first bad step or
+  -1).
 
   Each call runs the next n training steps, from `start_step` on, reading the
-  data that belongs to those steps.
+  data that belongs to those steps. The metrics are each one's mean over the
+  steps since the last call with take=True (over the steps it was computed
+  on: a lazy phase's only on its steps); with take=False they keep adding up
+  and the call returns none.
   """
   global_batch = config.train.batch_size
   dataset = strategy.distribute_datasets_from_function(
@@ -131,11 +135,13 @@ def make_train_steps(config: ml_collections.ConfigDict,
   loop, sums = make_train_loop(
       strategy, phases_lib.make_phases(state, config, global_batch))
 
-  def train_steps(num_steps: int) -> tuple[dict[str, float], int]:
+  def train_steps(num_steps: int,
+                  take: bool = True) -> tuple[dict[str, float], int]:
     first_step = tf.constant(int(state.step.numpy()), tf.int64)
     first_bad = loop(iterator, tf.constant(num_steps), first_step)
-    # The means over the steps each metric was computed on; a lazy phase
-    # that did not run in these steps has none.
+    if not take:
+      return {}, int(first_bad)
+    # A lazy phase that did not run since the last take has none.
     metrics = sums.take()
     if uses_p:
       metrics["augment/p"] = float(state.augment.p.numpy())
