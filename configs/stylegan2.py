@@ -17,7 +17,8 @@ Run (GPUs; the data source must exist, see docs/data.md):
 Variants (`--config=configs/stylegan2.py:<variant>`):
   cifar32  (also the default) CIFAR-10 at 32x32, class-conditional:
            stylegan2-ada-pytorch's `cifar` preset (mapping of 2 layers,
-           channel_base 32768, batch 64, minibatch-std groups of 32, lr
+           D without skips (`orig`), channel_base 32768, batch 64,
+           minibatch-std groups of 32, lr
            0.0025, R1 gamma 0.01, no path length and no style mixing,
            ema_kimg 500 with a ramp of 0.05), ADA toward r_t = 0.6, for
            100 M images. `tfds:cifar10` (TFDS must be able to download it
@@ -71,7 +72,8 @@ from trainer import defaults
 _PRESETS = {
     "cifar32": dict(
         model=dict(mapping_layers=2, channel_base=32768, mbstd_group=32,
-                   style_mixing=0.0, ema_kimg=500.0, ema_rampup=0.05),
+                   style_mixing=0.0, ema_kimg=500.0, ema_rampup=0.05,
+                   d_architecture="orig"),
         lr=0.0025, gamma=0.01, pl_weight=0.0, batch=64, kimg=100_000),
     "ffhq256": dict(
         model=dict(mapping_layers=8, channel_base=16384, mbstd_group=8,

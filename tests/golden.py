@@ -1,10 +1,15 @@
 """Fixed-seed runs whose final weights must not change with the code.
 
 `tests/test_golden.py` runs each of them and compares the checkpoint's
-checksums with `tests/fixtures/golden_checksums.json`, which was written by
-the code of 2026-12-07 before the step and the loop were restructured:
+checksums with `tests/fixtures/golden_checksums.json`. The DCGAN's and
+R3GAN's were written by the code of 2026-12-07 before the step and the loop
+were restructured; StyleGAN2's again by the code that made its upsampling
+and downsampling convolutions StyleGAN2-ADA's (a change of the function on
+purpose: tests/models/test_reference.py), with the checksums of the
+resume fixture (written by the code before) trained on to step 20:
 
   python -m tests.golden --record            # rewrite the recorded values
+  python -m tests.golden --record=stylegan2  # only those runs'
   python -m tests.golden --workdir=DIR       # write the resume fixture
 
 A checksum is the SHA-256 of a group's tensors (the generator, the
@@ -17,6 +22,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +32,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 RECORDED = FIXTURES / "golden_checksums.json"
+# The key of the resume fixture's checksums at step 20.
+RESUMED = "stylegan2/one_device_from_step10"
 
 _QUIET = ["--config.train.log_every=10", "--config.train.image_every=1000",
           "--config.train.eval_every=0", "--config.train.histogram_samples=64",
@@ -90,14 +98,23 @@ def checksums(workdir: str) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> None:
-  if "--record" in argv:
-    recorded = {}
-    for run in RUNS:
+  records = [arg for arg in argv if arg.split("=")[0] == "--record"]
+  if records:
+    _, _, names = records[0].partition("=")
+    runs = names.split(",") if names else list(RUNS)
+    recorded = json.loads(RECORDED.read_text()) if names else {}
+    for run in runs:
       for strategy in STRATEGIES:
         with tempfile.TemporaryDirectory() as workdir:
           train(run, strategy, workdir)
           recorded[f"{run}/{strategy}"] = checksums(workdir)
           print(run, strategy, recorded[f"{run}/{strategy}"], flush=True)
+      if run == "stylegan2":
+        with tempfile.TemporaryDirectory() as workdir:
+          resumed = os.path.join(workdir, "run")
+          shutil.copytree(FIXTURES / "sg2_step10", resumed)
+          train(run, "one_device", resumed)
+          recorded[RESUMED] = checksums(resumed)
     RECORDED.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
   for arg in argv:
     if arg.startswith("--workdir="):

@@ -70,6 +70,7 @@ def test_help_covers_its_group_up_to_a_blank_line_or_comment(tmp_path):
         config.optim.eps = 1e-7  # own
         config.optim.decay = 0.0
         config.penalties[name].weight = 1.0
+        config.init["from"] = ""  # a field named by a keyword
       '''))
   assert config_reference.field_help(str(path)) == {
       "model.g_width": "Widths of G and D.",
@@ -81,6 +82,7 @@ def test_help_covers_its_group_up_to_a_blank_line_or_comment(tmp_path):
       "optim.beta": "One comment over two lines.",
       "optim.eps": "own",
       "optim.decay": "",
+      "init.from": "a field named by a keyword",
   }
 
 

@@ -125,9 +125,21 @@ BAD_FLAGS = [
     pytest.param(
         ["--config=configs/dcgan_mnist.py:smoke", "--config.nope.steps=5"],
         ["--config.nope.steps", "no field 'nope' in config;",
-         "valid: augment, data, eval, model, optim, penalties, runtime, "
-         "schedules, seed, train"],
+         "valid: augment, data, eval, init, model, optim, penalties, "
+         "runtime, schedules, seed, train"],
         id="unknown_section"),
+    # init.from, named by a Python keyword, is given as ml_collections reads
+    # it (init["from"]): misspelled, and (without --config) refused by the
+    # library for what it names.
+    pytest.param(
+        ["--config=configs/dcgan_mnist.py:smoke", "--config.init.fron=x"],
+        ["--config.init.fron", "no field 'fron' in config.init",
+         "did you mean 'from'?"],
+        id="misspelled_keyword_field"),
+    pytest.param(
+        ["--config.init.from=network.pkl", "--config.train.steps=2"],
+        ["init.from=network.pkl", "cannot read network pickle"],
+        id="keyword_field_of_the_default_config"),
     pytest.param(
         ["--config=configs/dcgan_mnist.py:smoke", "--config.train.steps=abc"],
         ["--config.train.steps=abc", "takes an integer", "has 40"],

@@ -13,6 +13,7 @@ TensorFlow's own log (its C++ notices, its INFO lines) is shown.
 
 import contextlib
 import difflib
+import keyword
 import os
 import re
 import signal
@@ -138,6 +139,28 @@ _DEFAULT_CONFIG = os.path.join(_REPO, "configs", "dcgan_mnist.py")
 # An override of the config on the command line: --config.<path>[=value].
 _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
 _CONFIG_FLAG = re.compile(r"^--?config(?:=(.*))?$")
+# A field named by a Python keyword as ml_collections reads it: init["from"].
+_SUBSCRIPT = re.compile(r'\["(\w+)"\]')
+
+
+def _keywords_subscripted(arg: str) -> str:
+  """--config.init.from=x as --config.init["from"]=x; other args as they are.
+
+  ml_collections parses an override's path as Python, where a field named
+  by a keyword (init.from) is a syntax error and a subscript is not.
+  """
+  match = _OVERRIDE.match(arg)
+  if not match:
+    return arg
+  first, *rest = match.group(1).split(".")
+  path = first + "".join(f'["{name}"]' if keyword.iskeyword(name)
+                         else f".{name}" for name in rest)
+  return arg[:match.start(1)] + path + arg[match.end(1):]
+
+
+# ml_collections reads sys.argv itself, when the flag below is defined (the
+# default config's overrides) and when the flags are parsed.
+sys.argv[1:] = [_keywords_subscripted(arg) for arg in sys.argv[1:]]
 
 
 def _field_error(config: ml_collections.ConfigDict, path: str) -> str | None:
@@ -170,9 +193,10 @@ def override_errors(argv: list[str]) -> list[str]:
   errors = []
   for arg in argv:
     match = _OVERRIDE.match(arg)
-    error = match and _field_error(config, match.group(1))
+    path = match and _SUBSCRIPT.sub(r".\1", match.group(1))
+    error = path and _field_error(config, path)
     if error:
-      errors.append(f"--config.{match.group(1)}: {error}")
+      errors.append(f"--config.{path}: {error}")
   return errors
 
 

@@ -183,6 +183,9 @@ def _validate(config: ml_collections.ConfigDict, architecture) -> None:
                "eval.is_splits"):
     _at_least(config, path, 1)
   _at_least(config, "train.eval_every", 0)
+  # Its upper bound, D's layer count, is checked on the built D
+  # (trainer/models/freezing.py).
+  _at_least(config, "train.freeze_d", 0)
   _at_least(config, "model.num_classes", 0)
   _at_least(config, "model.image_size", 8)
   for name, settings in config.penalties.items():
@@ -227,7 +230,7 @@ def _validate(config: ml_collections.ConfigDict, architecture) -> None:
 # The layout of the configs that to_json writes, saved as config.json's
 # "version"; a file without it is of version 0 (written before versions).
 # A change of the layout adds a step to _MIGRATIONS and 1 to this.
-VERSION = 1
+VERSION = 2
 _VERSION_FIELD = "version"
 
 
@@ -277,8 +280,25 @@ def _from_unversioned(saved: dict) -> None:
     augment["p_mode"] = "fixed"
 
 
+def _stylegan2_as_the_reference(saved: dict) -> None:
+  """Version 1 to 2: StyleGAN2's D gained d_architecture, mbstd_groups and
+  d_mapping_layers; the runs before had a resnet D with consecutive groups.
+
+  Their weights load as they were, but G's upsampling and D's downsampling
+  convolutions now compute StyleGAN2's function (resampling.up_conv,
+  down_conv), so a resumed run goes on with those. A class-conditional
+  StyleGAN2 of version 1 projected D's features on a label embedding,
+  which the reference's label mapping replaced: its checkpoint does not
+  load.
+  """
+  model = saved.get("model", {})
+  if model.get("architecture") == "stylegan2":
+    _fill(model, {"d_architecture": "resnet",
+                  "mbstd_groups": "consecutive", "d_mapping_layers": 8})
+
+
 # _MIGRATIONS[v] takes a saved config of version v to version v + 1.
-_MIGRATIONS = (_from_unversioned,)
+_MIGRATIONS = (_from_unversioned, _stylegan2_as_the_reference)
 
 
 def migrate_saved(saved: dict) -> dict:
@@ -303,10 +323,13 @@ def migrate_saved(saved: dict) -> dict:
   return migrated
 
 
-def state_signature(config: ml_collections.ConfigDict | dict) -> dict:
+def state_signature(config: ml_collections.ConfigDict | dict, *,
+                    networks_only: bool = False) -> dict:
   """The config fields that fix the shapes and dtypes of the saved state.
 
-  `config` is resolved, or saved and migrated (migrate_saved).
+  `config` is resolved, or saved and migrated (migrate_saved). With
+  `networks_only`, those of the networks' variables alone (what init.from
+  takes), without the optimizers' loss scale.
   """
   if isinstance(config, ml_collections.ConfigDict):
     config = config.to_dict()
@@ -317,8 +340,9 @@ def state_signature(config: ml_collections.ConfigDict | dict) -> dict:
     signature[f"model.{field}"] = config["model"][field]
   # Only float16 adds state (the loss scale); float32 and bfloat16 runs can
   # continue each other.
-  signature["loss scaling"] = (
-      config["runtime"]["mixed_precision"] == "mixed_float16")
+  if not networks_only:
+    signature["loss scaling"] = (
+        config["runtime"]["mixed_precision"] == "mixed_float16")
   return signature
 
 
@@ -343,16 +367,19 @@ def read_saved(workdir: str) -> dict | None:
 
 def check_compatible(
     config: ml_collections.ConfigDict, workdir: str, *,
-    remedy: str = "Use another --workdir, or the same config") -> None:
+    remedy: str = "Use another --workdir, or the same config",
+    networks_only: bool = False) -> None:
   """Raises UserError if workdir's saved config defines a different model.
 
   The message names the fields that differ (only the architecture, if that
-  differs) and ends with `remedy`.
+  differs) and ends with `remedy`. With `networks_only`, only the fields of
+  the networks' shapes count (state_signature).
   """
   saved = read_saved(workdir)
   if saved is None:
     return
-  old, new = state_signature(saved), state_signature(config)
+  old, new = (state_signature(c, networks_only=networks_only)
+              for c in (saved, config))
   # Each architecture has fields of its own: another's are not compared.
   keys = (["model.architecture"]
           if old["model.architecture"] != new["model.architecture"] else old)

@@ -81,10 +81,17 @@ def _comment_above(comments, line: int) -> str:
 
 
 def _config_path(target: ast.expr) -> str | None:
-  """"a.b" for the target config.a.b; None for anything else."""
+  """"a.b" for the target config.a.b, or config.a["b"] (a field named by a
+  Python keyword); None for anything else."""
   parts = []
-  while isinstance(target, ast.Attribute):
-    parts.insert(0, target.attr)
+  while isinstance(target, (ast.Attribute, ast.Subscript)):
+    if isinstance(target, ast.Attribute):
+      parts.insert(0, target.attr)
+    elif (isinstance(target.slice, ast.Constant)
+          and isinstance(target.slice.value, str)):
+      parts.insert(0, target.slice.value)
+    else:
+      return None
     target = target.value
   if isinstance(target, ast.Name) and target.id == "config" and parts:
     return ".".join(parts)

@@ -48,6 +48,7 @@ def base(architecture: str = "dcgan") -> ml_collections.ConfigDict:
   config.schedules = schedules.default_config()
 
   _add_train(config)
+  _add_init(config)
   _add_eval(config)
   _add_runtime(config)
   return config
@@ -140,6 +141,10 @@ def _add_train(config: ml_collections.ConfigDict) -> None:
   # before D's update (the TensorFlow tutorial's step; needs n_disc = 1);
   # False: G's update follows D's, on fresh fakes against the updated D.
   config.train.simultaneous = False
+  # Freeze-D (Mo et al. 2020; StyleGAN2-ADA's --freezed): D's first N layers
+  # with weights, counted from the images, are not trained (each
+  # architecture's order: trainer/models/freezing.py); 0 trains all of D.
+  config.train.freeze_d = 0
   config.train.steps_per_loop = 20  # steps per call of the compiled loop
   config.train.log_every = 100  # steps between log lines and scalars
   # Steps between checkpoints; one is also written at the end.
@@ -153,6 +158,20 @@ def _add_train(config: ml_collections.ConfigDict) -> None:
   # With eval_every > 0, also evaluate the untrained G at step 0 of a new
   # run (not of a resumed one).
   config.train.eval_at_start = False
+
+
+def _add_init(config: ml_collections.ConfigDict) -> None:
+  # Fine-tuning: where a new run's weights come from (docs/training.md).
+  config.init = ml_collections.ConfigDict()
+  # A new run (no checkpoint in its workdir yet) starts G, D and G_ema from
+  # the weights of a run of the same model: its workdir (the latest
+  # checkpoint), <workdir>/checkpoints/ckpt-N, or a network pickle of
+  # StyleGAN2-ADA or R3GAN (.pkl, read as trainer.convert reads it). Not its
+  # optimizers, step,
+  # ADA's p or data position. A run that resumes ignores it; "" starts from
+  # random weights. (--config.init.from=<path>: "from" is a Python keyword,
+  # so in Python code config.init["from"].)
+  config.init["from"] = ""
 
 
 def _add_eval(config: ml_collections.ConfigDict) -> None:

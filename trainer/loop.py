@@ -21,12 +21,14 @@ import tensorflow as tf
 
 from trainer import checkpoint as checkpoint_lib
 from trainer import config as config_lib
+from trainer.convert import conversion
 from trainer.data import pipeline
 from trainer.data import sources
 from trainer import distribute
 from trainer import errors
 from trainer.errors import UserError
 from trainer.metrics import evaluator as evaluator_lib
+from trainer.models import freezing
 from trainer import monitor as monitor_lib
 from trainer import optimizer as optimizer_lib
 from trainer.penalties import base as penalties_lib
@@ -372,6 +374,24 @@ def _peer_failures(checkpointer: checkpoint_lib.Checkpointer):
         f"resumes from the last checkpoint, {checkpointer.latest}") from None
 
 
+def _restore_or_warm_start(checkpointer: checkpoint_lib.Checkpointer,
+                           state: state_lib.GanState,
+                           config: ml_collections.ConfigDict) -> None:
+  """Resumes from the workdir's last checkpoint, or starts a new run's
+  networks from init.from if it is set: resuming wins over it."""
+  source = config.init["from"]
+  if checkpointer.restore_latest():
+    optimizer_lib.set_learning_rates(state.g_optimizer, state.d_optimizer,
+                                     state.schedules, config)
+    if source:
+      logging.info("init.from=%s is ignored: the run resumes from its own "
+                   "checkpoint %s", source, checkpointer.latest)
+  elif source.endswith(".pkl"):
+    conversion.warm_start(state, config, source)
+  elif source:
+    checkpoint_lib.warm_start(state, config)
+
+
 def _run_due(actions: list[Action], session: Session, stop: Stop) -> None:
   for act in actions:
     if act.due(stop):
@@ -415,15 +435,17 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   sources.check_classes(source, config.model.num_classes)
   config_lib.check_compatible(config, workdir)
 
-  # The state, restored from the workdir's last checkpoint if there is one.
+  # The state, restored from the workdir's last checkpoint if there is one,
+  # else a new run's, its networks from init.from if it names a run.
   state = state_lib.build_state(config, strategy)
+  # train.freeze_d is within D's layers, checked before anything is written.
+  freezing.frozen_layers(config.model, state.discriminator,
+                         config.train.freeze_d)
   chief = distribute.is_chief(strategy)
   checkpointer = checkpoint_lib.Checkpointer(
       workdir, state.trackables(), keep=config.train.keep_checkpoints,
       is_chief=chief)
-  if checkpointer.restore_latest():
-    optimizer_lib.set_learning_rates(state.g_optimizer, state.d_optimizer,
-                                     state.schedules, config)
+  _restore_or_warm_start(checkpointer, state, config)
   step, train = int(state.step.numpy()), config.train
   evaluator = (evaluator_lib.Evaluator(config, strategy, state, workdir,
                                        is_chief=chief)

@@ -5,11 +5,12 @@ D's update (its loss with the eager penalties), one more update of D for
 each lazy group of D's penalties on its steps, G's update, one more of G for
 each lazy group of G's penalties, the moving average G_ema with the step
 counter, and ADA's probability p. Each kind of phase is a registered entry
-(`phase_kind`): a new kind (a frozen part of D, a second G_ema) is one more
-registered builder, not an edit of the step. Every update goes through one
-helper, `Parts.update`: tape, loss scaling, one all-reduce of the gradients,
-apply, the gradient norm. trainer/step.py runs the phases, several steps
-per call.
+(`phase_kind`): a new kind (a second G_ema) is one more registered
+builder, not an edit of the step. Every update goes through one helper,
+`Parts.update`: tape, loss scaling, one all-reduce of the gradients, apply,
+the gradient norm; it trains `Parts.trained`, which leaves out the layers of
+D that train.freeze_d freezes (trainer/models/freezing.py), so every phase
+of D honours them. trainer/step.py runs the phases, several steps per call.
 """
 
 import dataclasses
@@ -24,6 +25,7 @@ from trainer import augment as augment_lib
 from trainer import config as config_lib
 from trainer import losses as losses_lib
 from trainer import models
+from trainer.models import freezing
 from trainer.penalties import base as penalties_lib
 from trainer import random_streams
 from trainer import schedules as schedules_lib
@@ -59,8 +61,12 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer,
   """Applies the gradients of one update; returns their global norm.
 
   The gradients are summed over replicas here, once, so that the norm is the
-  global one; the optimizer (optimizer.Adam) takes them as they are.
+  global one; the optimizer (optimizer.Adam) takes them as they are. Only
+  `variables` are differentiated and updated: the optimizer's slots of any
+  others it was built with (D's frozen layers) stay as they are.
   """
+  if not variables:  # train.freeze_d froze all of D
+    return tf.constant(0.0)
   context = tf.distribute.get_replica_context()
   grads = tape.gradient(scaled_loss, variables)
   # A penalty alone does not reach every weight (R1 ignores D's last bias).
@@ -145,6 +151,11 @@ class Parts:
                    for net in ("d", "g")}
     self.split = models.ARCHITECTURES.get(config.model.architecture).split(
         state.generator)
+    # What each network's updates train: G whole, D less the layers that
+    # train.freeze_d freezes.
+    self.trained = {"g": state.generator.trainable_variables,
+                    "d": freezing.trained_variables(config,
+                                                    state.discriminator)}
     self.n_disc = config.train.n_disc
     self.conditional = bool(config.model.num_classes)
     self._augment = _compiled_augmentation(
@@ -195,18 +206,15 @@ class Parts:
       This replica's share of the update's gradient norm, and the rest of
       what objective returned.
     """
-    optimizer, network = self.optimizer_and_network(net)
+    optimizer = self.optimizer(net)
     with tf.GradientTape() as tape:
       loss, rest = objective()
       scaled = optimizer.scale_loss(loss)
-    norm = apply_gradients(optimizer, tape, scaled,
-                           network.trainable_variables)
+    norm = apply_gradients(optimizer, tape, scaled, self.trained[net])
     return norm / self.replicas(), rest
 
-  def optimizer_and_network(self, net: str):
-    if net == "g":
-      return self.state.g_optimizer, self.state.generator
-    return self.state.d_optimizer, self.state.discriminator
+  def optimizer(self, net: str) -> keras.optimizers.Optimizer:
+    return self.state.g_optimizer if net == "g" else self.state.d_optimizer
 
   # Inputs of the losses and penalties.
 
@@ -418,9 +426,9 @@ def _simultaneous(parts: Parts, real) -> Metrics:
     d_scaled = state.d_optimizer.scale_loss(d_loss)
     g_scaled = state.g_optimizer.scale_loss(g_loss + g_penalty)
   d_norm = apply_gradients(state.d_optimizer, d_tape, d_scaled,
-                           state.discriminator.trainable_variables)
+                           parts.trained["d"])
   g_norm = apply_gradients(state.g_optimizer, g_tape, g_scaled,
-                           state.generator.trainable_variables)
+                           parts.trained["g"])
   return {**_d_metrics(parts, d_norm / parts.replicas(), d_pass,
                        parts.average(tf.sign(d_pass.real_logits))),
           "losses/g": g_loss, "grad_norm/g": g_norm / parts.replicas(),

@@ -120,6 +120,9 @@ def build_state(config: ml_collections.ConfigDict,
                                      schedules, ratios[net])
         for net in ("g", "d"))
     g_optimizer.build(generator.trainable_variables)
+    # Slots for all of D, its layers that train.freeze_d freezes too: the
+    # checkpoint's layout does not depend on it (a resumed run may change
+    # it), and the updates leave those slots alone (phases.apply_gradients).
     d_optimizer.build(discriminator.trainable_variables)
     # Only the first replica's increment counts, so all replicas agree.
     step = tf.Variable(

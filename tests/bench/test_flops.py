@@ -9,6 +9,7 @@ from trainer.bench import flops
 from trainer.bench import speed
 from trainer.bench import tutorial
 from trainer.models import ARCHITECTURES
+from trainer.models import stylegan2
 from trainer.models import stylegan2_layers
 from trainer import phases as phases_lib
 from trainer import state as state_lib
@@ -46,6 +47,22 @@ def _profiled(fn, *specs) -> int:
   options["output"] = "none"
   return tf.compat.v1.profiler.profile(graph=graph,
                                        options=options).total_float_ops
+
+
+def _transposed_excess(convs, in_size: int | None = None) -> float:
+  """What TensorFlow's profiler counts beyond the multiply-adds of the
+  transposed convolutions of StyleGAN2's upsampling layers.
+
+  It counts a transposed convolution of stride 2 by its output, (2H+1)^2 /
+  4 places for H x H inputs; each of the H^2 inputs meets the kernel once.
+  """
+  excess = 0.0
+  for conv in convs:
+    if conv.up:
+      h = in_size or conv.resolution // 2
+      places = (2 * h + 1)**2 / 4 - h * h
+      excess += flops.kernel_flops(places, conv.kernel.shape)
+  return excess
 
 
 def _profiled_flops(model: keras.Model) -> int:
@@ -149,13 +166,15 @@ def test_a_modulated_convolution_by_hand_and_by_tensorflows_profiler(modconv):
                                           modconv=modconv)
   conv.build()
   counted = flops.layer_flops(conv, (None, 8, 8, 32))
-  # The style's affine layer, the 4x4 upsampling filter at 16x16 per input
-  # channel, the demodulation coefficients and the 3x3 convolution.
-  assert counted == 2 * (16 * 32 + 16 * 16 * 16 * 32 + 32 * 32
-                         + 16 * 16 * 9 * 32 * 32)
+  # The style's affine layer, the demodulation coefficients, the 3x3
+  # transposed convolution at each of the 8x8 input pixels and the 4x4
+  # filter at 16x16 per output channel.
+  assert counted == 2 * (16 * 32 + 32 * 32 + 8 * 8 * 9 * 32 * 32
+                         + 16 * 16 * 16 * 32)
   profiled = _profiled(
       lambda x, w: conv(x, w, noise=tf.zeros([1, 16, 16, 1])),
       tf.TensorSpec([1, 8, 8, 32]), tf.TensorSpec([1, 16]))
+  counted += _transposed_excess([conv], in_size=8)
   assert counted <= profiled <= 1.05 * counted, (counted, profiled)
 
 
@@ -168,10 +187,16 @@ def test_stylegan2_count_agrees_with_tensorflows_profiler(modconv,
                           "model.num_classes": num_classes})
   for model in ARCHITECTURES.get("stylegan2")(config.model, "float32"):
     counted, profiled = flops.forward_flops(model), _profiled_flops(model)
+    if model.name == "generator":
+      counted += _transposed_excess(stylegan2.synthesis_of(model).convs)
     # Left out, as for the DCGAN: biases, activations, noise, the
     # modulation's elementwise products, the minibatch standard deviation.
-    assert counted <= profiled <= 1.05 * counted, (model.name, counted,
-                                                   profiled)
+    # In G they are 7% at these 32 channels: its upsampling convolutions
+    # do a quarter of the multiply-adds of convolving at the doubled size,
+    # and the elementwise work at the doubled size stays.
+    bound = 1.08 if model.name == "generator" else 1.05
+    assert counted <= profiled <= bound * counted, (model.name, counted,
+                                                    profiled)
 
 
 @pytest.mark.parametrize("num_classes", [0, 10])

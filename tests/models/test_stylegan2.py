@@ -86,7 +86,9 @@ def _expected_counts(size: int, channels: int, classes: int,
   """
   width = lambda r: min(base // r, most)
   resolutions = [2**i for i in range(2, int(np.log2(size)) + 1)]
-  g = (classes * w + (z + (w if classes else 0)) * w + w
+  # The label's embedding: a dense layer of the one-hot label, with bias.
+  g = (classes * w + (w if classes else 0)
+       + (z + (w if classes else 0)) * w + w
        + (mapping - 1) * (w * w + w))
   g += 16 * width(4)
   g_fixed = w  # w's average
@@ -102,8 +104,11 @@ def _expected_counts(size: int, channels: int, classes: int,
     c, half = width(r), width(r // 2)
     d += c * half + 9 * c * c + c + 9 * c * half + half
   c4 = width(4)
-  d += 9 * (c4 + mbstd) * c4 + c4 + 16 * c4 * c4 + c4 + c4 + 1
-  d += classes * c4
+  d += 9 * (c4 + mbstd) * c4 + c4 + 16 * c4 * c4 + c4
+  if classes:  # c4 outputs, and the label's mapping: embedding and 8 layers
+    d += c4 * c4 + c4 + classes * c4 + c4 + 8 * (c4 * c4 + c4)
+  else:
+    d += c4 + 1
   return g, g_fixed, d
 
 
@@ -304,17 +309,42 @@ def test_float32_policy_keeps_every_layer_float32():
   assert {layer.compute_dtype for layer in d.layers} == {"float32"}
 
 
-def test_minibatch_std_couples_the_examples_of_a_group():
-  _, d = _networks()
+def _up_to_mbstd(d: keras.Model) -> keras.Model:
+  """D up to its minibatch standard deviation's output."""
+  return keras.Model(d.inputs, d.get_layer("mbstd").output)
+
+
+@pytest.mark.parametrize("groups", ["consecutive", "strided"])
+def test_minibatch_std_couples_the_examples_of_a_group(groups):
+  # Read at the layer: through D's last layers the added channel's effect
+  # on a logit can be below float32's resolution for some weights.
+  _, d = _networks(**{"model.mbstd_groups": groups})
   images = tf.random.stateless_uniform([4, 32, 32, 1], [0, 1], -1, 1)
   changed = tf.tensor_scatter_nd_update(images, [[3]],
                                         -images[3:4])  # [B, H, W, C]
-  before, after = d(images).numpy(), d(changed).numpy()
-  assert not np.isclose(before[0], after[0])
+  up_to = _up_to_mbstd(d)
+  before, after = up_to(images).numpy(), up_to(changed).numpy()
+  assert not np.allclose(before[0, ..., -1], after[0, ..., -1], rtol=1e-4)
+  np.testing.assert_array_equal(before[0, ..., :-1], after[0, ..., :-1])
   # The control: groups of one example share nothing.
   _, single = _networks(**{"model.mbstd_group": 1})
   np.testing.assert_allclose(single(images)[:3], single(changed)[:3],
                              rtol=1e-5)
+
+
+def test_strided_groups_take_every_nth_example():
+  # 8 examples in 2 groups of 4: strided groups are {0, 2, 4, 6} and
+  # {1, 3, 5, 7} (StyleGAN2's), consecutive ones {0..3} and {4..7}.
+  _, d = _networks(**{"model.mbstd_groups": "strided"})
+  up_to = _up_to_mbstd(d)
+  images = tf.random.stateless_uniform([8, 32, 32, 1], [0, 3], -1, 1)
+  order = [0, 2, 4, 6, 1, 3, 5, 7]
+  _, consecutive = _networks(**{"model.mbstd_groups": "consecutive"})
+  consecutive.set_weights(d.get_weights())
+  strided = up_to(images).numpy()
+  regrouped = _up_to_mbstd(consecutive)(tf.gather(images, order)).numpy()
+  np.testing.assert_allclose(strided[order], regrouped, rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_minibatch_std_groups_do_not_depend_on_the_split():

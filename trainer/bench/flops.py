@@ -92,7 +92,6 @@ def _dense(layer, input_shape) -> int:
   return kernel_flops(1, layer.kernel.shape)
 
 
-@_counts(stylegan2_layers.Projection)
 @_counts(r3gan.Projection)
 def _projection(layer, input_shape) -> int:
   """The product embed(label) . h."""
@@ -100,23 +99,46 @@ def _projection(layer, input_shape) -> int:
   return kernel_flops(1, layer.embeddings.shape[1:])
 
 
+@_counts(stylegan2_layers.Projection)
+def _cmap_projection(layer, input_shape) -> int:
+  """The product out . cmap."""
+  del layer
+  return kernel_flops(1, input_shape[0][1:])
+
+
+@_counts(stylegan2.LabelMapping)
+def _label_mapping(layer, input_shape) -> int:
+  """The embedding of the one-hot label and the fully connected layers."""
+  del input_shape  # the sizes are the constructor's
+  return sum(layer_flops(fc, None) for fc in [layer.embed, *layer.fcs])
+
+
 @_counts(stylegan2_layers.EqualConv2D)
 def _equal_conv2d(layer, input_shape) -> int:
-  """The downsampling and the convolution."""
+  """The downsampling and the convolution.
+
+  A 1x1 downsamples first; a 3x3 filters at the full size (+1 pixel, its
+  padding) and convolves with stride 2 (resampling.down_conv).
+  """
   _, height, width, channels = input_shape
   flops = 0
+  if layer.down and layer.kernel_size > 1:
+    flops += fir_flops(height + 1, width + 1, channels)
   if layer.down:
     height, width = height // 2, width // 2
-    flops += fir_flops(height, width, channels)
+    if layer.kernel_size == 1:
+      flops += fir_flops(height, width, channels)
   return flops + kernel_flops(height * width, layer.kernel.shape)
 
 
 @_counts(stylegan2_layers.ModulatedConv2D)
 def _modulated_conv2d(layer, input_shape) -> int:
-  """The style, the upsampling, the demodulation and the convolution.
+  """The style, the demodulation, the convolution and its upsampling.
 
-  The style's affine layer, the upsampling, the demodulation coefficients'
-  product [Cin] x [Cin, Cout] and the convolution at the output size. Both
+  The style's affine layer, the demodulation coefficients' product [Cin] x
+  [Cin, Cout], and the convolution: at the output size, or with `up` a
+  transposed one at the input size followed by the filter on its outputs
+  (resampling.up_conv). Both
   modconv modes do the convolution's multiply-adds, the grouped one
   with one group per example; their elementwise modulation (of the kernel
   per example, or of the activations) is not counted: per example, at most
@@ -125,8 +147,7 @@ def _modulated_conv2d(layer, input_shape) -> int:
   _, height, width, _ = input_shape
   flops = layer_flops(layer.affine, (None, layer.w_dim))
   if layer.up:
-    height, width = 2 * height, 2 * width
-    flops += fir_flops(height, width, layer.in_channels)
+    flops += fir_flops(2 * height, 2 * width, layer.filters)
   if layer.demodulate:
     flops += kernel_flops(1, (layer.in_channels, layer.filters))
   return flops + kernel_flops(height * width, layer.kernel.shape)
@@ -140,7 +161,8 @@ def _mapping(layer, input_shape) -> int:
   """
   del input_shape  # the sizes are the constructor's
   passes = 2 if layer.style_mixing else 1
-  return passes * sum(layer_flops(fc, None) for fc in layer.fcs)
+  embed = [layer.embed] if layer.num_classes else []
+  return passes * sum(layer_flops(fc, None) for fc in [*embed, *layer.fcs])
 
 
 @_counts(stylegan2.Synthesis)

@@ -93,17 +93,25 @@ ARCHITECTURES.register("stylegan2")(Architecture(
         "channel_max": 512,
         # Top resolutions in the reduced dtype under mixed_* policies.
         "num_fp16_res": 4,
-        "conv_clamp": 256.0,  # clamp of activations under mixed_*; 0: none
+        "conv_clamp": 256.0,  # clamp of every convolution's output; 0: none
         # The modulated convolution's path: scaled, grouped or auto.
         "modconv": "auto",
         "mbstd_group": 4,  # group size of D's minibatch standard deviation
         "mbstd_features": 1,  # the channels it adds
+        # Its groups: consecutive examples (the same whatever the split over
+        # replicas) or strided (StyleGAN2's: example i of n groups in group
+        # i mod n; the reference's function, as converted models use).
+        "mbstd_groups": "consecutive",
+        # D: resnet (StyleGAN2's) or orig (no skips; ADA's CIFAR-10 preset).
+        "d_architecture": "resnet",
+        # Layers of D's mapping of the label (class-conditional D).
+        "d_mapping_layers": 8,
     },
     positive=("w_dim", "mapping_layers", "channel_base", "channel_max",
-              "mbstd_group", "mbstd_features"),
+              "mbstd_group", "mbstd_features", "d_mapping_layers"),
     unit_interval=("w_avg_beta", "style_mixing"),
     state_fields=("w_dim", "mapping_layers", "channel_base", "channel_max",
-                  "mbstd_features"),
+                  "mbstd_features", "d_architecture", "d_mapping_layers"),
     split=lambda g: latent.mapped(stylegan2.mapping_of(g),
                                   stylegan2.synthesis_of(g))))
 """StyleGAN2 with StyleGAN2-ADA's settings (trainer/models/stylegan2.py).
@@ -113,10 +121,12 @@ Widths min(channel_base // r, channel_max) at resolution r (channel_base
 power of two. `modconv` is "scaled" (activations scaled around a shared
 convolution), "grouped" (per-example kernels, one grouped convolution) or
 "auto" (grouped for a batch of one, else scaled: the faster, measured):
-the same function. num_fp16_res and conv_clamp act under mixed_* policies
-as in StyleGAN2-ADA (conv_clamp 0: none); style_mixing is the probability
-of style mixing in training; mbstd_group and mbstd_features size D's
-minibatch standard deviation.
+the same function. num_fp16_res acts under mixed_* policies and conv_clamp
+always, as in StyleGAN2-ADA (conv_clamp 0: none); style_mixing is the
+probability of style mixing in training; mbstd_group and mbstd_features
+size D's minibatch standard deviation and mbstd_groups picks its groups;
+d_architecture is D's kind and d_mapping_layers the depth of a
+class-conditional D's mapping of the label.
 """
 ARCHITECTURES.register("r3gan")(Architecture(
     build=r3gan.build,

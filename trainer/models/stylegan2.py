@@ -19,21 +19,27 @@ The synthesis network starts from a learned constant [4, 4, C]; each
 resolution has modulated 3x3 convolutions with weight demodulation, noise
 with a learned strength, bias and leaky ReLU (slope 0.2, gain sqrt(2)), and
 a toRGB whose outputs are summed over resolutions (the "skip" generator).
-Upsampling, of the features before a resolution's first convolution and of
-the summed images, is bilinear: the [1, 3, 3, 1] filter (resampling.py).
-(StyleGAN2 fuses
-it into a transposed convolution; here the convolution follows it.) Images
-in training mode are the raw sum, as StyleGAN2 trains them; in inference
-mode they are clipped to [-1, 1], which is where its tools clamp them.
+A resolution's first convolution doubles the size as StyleGAN2's does: a
+transposed convolution of stride 2, then the [1, 3, 3, 1] filter
+(resampling.up_conv); the summed images are upsampled with the filter.
+Images in training mode are the raw sum, as StyleGAN2 trains them; in
+inference mode they are clipped to [-1, 1], which is where its tools clamp
+them.
 
-D is the residual discriminator: fromRGB at the full resolution, per
-resolution two 3x3 convolutions (the second after a [1, 3, 3, 1] low-pass
-downsampling) plus a downsampled 1x1 skip, the sum scaled by 1/sqrt(2); at
-4x4 the minibatch standard deviation, a 3x3 convolution and two fully
-connected layers. A class-conditional D adds a projection (Miyato & Koyama,
-2018): embed(label) . h / sqrt(dim h) for the features h before the logit.
-Every weight is stored N(0, 1) (the mapping's N(0, 1 / multiplier)) and
-scaled at run time by 1/sqrt(fan-in) (equalized learning rate).
+D is StyleGAN2's residual discriminator (`d_architecture` "resnet"), or
+its plain one ("orig", StyleGAN2-ADA's CIFAR-10 preset): fromRGB at the
+full resolution, per resolution two 3x3 convolutions, the second filtering
+with [1, 3, 3, 1] and striding by 2 (resampling.down_conv); "resnet" adds
+a downsampled 1x1 skip and scales the sum by 1/sqrt(2). At 4x4 the
+minibatch standard deviation, a 3x3 convolution and two fully connected
+layers. A class-conditional D, as StyleGAN2-ADA's, ends in C4 outputs
+projected on a mapping of the label (embedding, normalization and
+`d_mapping_layers` layers): out . cmap / sqrt(C4). G's label embedding is
+likewise a fully connected layer of the one-hot label. Every weight is
+stored N(0, 1) (the mapping's N(0, 1 / multiplier)) and scaled at run time
+by 1/sqrt(fan-in) (equalized learning rate). With these, a network of
+StyleGAN2-ADA's converted by trainer.convert computes its function
+(tests/models/test_reference.py).
 
 Widths: min(channel_base // r, channel_max) channels at resolution r. The
 default channel_base 16384 is half config-f's 32768 (the 0.5x networks of
@@ -84,6 +90,16 @@ from trainer.models import stages
 from trainer.models import stylegan2_layers
 
 
+def _mapping_layers(owner: keras.layers.Layer, count: int, width: int,
+                    lr_multiplier: float) -> list[keras.layers.Layer]:
+  """A mapping network's fully connected layers (leaky ReLU), tracked by
+  `owner`."""
+  return layers.tracked(owner, [
+      stylegan2_layers.EqualDense(width, lr_multiplier=lr_multiplier,
+                                  activation=True, name=f"fc{i}")
+      for i in range(count)])
+
+
 class Mapping(keras.layers.Layer):
   """z [B, latent_dim] (and labels [B]) -> ws [B, num_ws, w_dim], float32.
 
@@ -107,20 +123,16 @@ class Mapping(keras.layers.Layer):
     self.num_layers, self.lr_multiplier = num_layers, lr_multiplier
     self.w_avg_beta, self.num_ws = w_avg_beta, num_ws
     self.style_mixing = style_mixing
-    self.fcs = layers.tracked(self, [
-        stylegan2_layers.EqualDense(w_dim, lr_multiplier=lr_multiplier,
-                                    activation=True, name=f"fc{i}")
-        for i in range(num_layers)])
+    self.fcs = _mapping_layers(self, num_layers, w_dim, lr_multiplier)
 
   def build(self, input_shape=None):
     del input_shape  # the sizes are the constructor's
     features = self.latent_dim
     if self.num_classes:
-      # The label's embedding is normalized before use, so its scale (and
-      # equalized learning rate) does not matter.
-      self.embeddings = self.add_weight(
-          name="embeddings", shape=(self.num_classes, self.w_dim),
-          initializer=stylegan2_layers.normal_initializer())
+      # StyleGAN2-ADA's: a fully connected layer (with bias) of the one-hot
+      # label, normalized before use.
+      self.embed = stylegan2_layers.EqualDense(self.w_dim, name="embed")
+      self.embed.build((None, self.num_classes))
       features += self.w_dim
     for fc in self.fcs:
       fc.build((None, features))
@@ -151,7 +163,7 @@ class Mapping(keras.layers.Layer):
     """The MLP: [B, latent_dim] (and [B]) -> w [B, w_dim]."""
     x = stylegan2_layers.normalize(tf.cast(z, tf.float32))
     if labels is not None:
-      embedded = tf.gather(self.embeddings, tf.cast(labels, tf.int32))
+      embedded = self.embed(tf.one_hot(labels, self.num_classes))
       x = tf.concat([x, stylegan2_layers.normalize(embedded)], axis=-1)
     for fc in self.fcs:
       x = fc(x)
@@ -331,6 +343,11 @@ def _check(config: ml_collections.ConfigDict) -> None:
   for field in ("num_fp16_res", "conv_clamp"):
     if config[field] < 0:
       raise UserError(f"model.{field}={config[field]} must be >= 0")
+  for field, valid in (("d_architecture", ("resnet", "orig")),
+                       ("mbstd_groups", ("consecutive", "strided"))):
+    if config[field] not in valid:
+      raise UserError(f"model.{field}={config[field]!r} is not valid for "
+                      f"stylegan2; valid: {', '.join(valid)}")
   if (stages.width(4, config.channel_base, config.channel_max)
       % config.mbstd_features):
     raise UserError(f"model.mbstd_features={config.mbstd_features} must "
@@ -371,35 +388,84 @@ def discriminator(config: ml_collections.ConfigDict,
   policy = lambda res: stages.block_policy(res, size, config.num_fp16_res,
                                            dtype)
   conv2d = stylegan2_layers.EqualConv2D
+  resnet = config.d_architecture == "resnet"
+  gain = math.sqrt(0.5) if resnet else 1.0  # two branches summed
   images = keras.Input((size, size, config.channels), name="images")
   x = conv2d(channels(size), 1, clamp=clamp, dtype=policy(size),
              name="fromrgb")(images)
   for res in stages.resolutions(size)[:0:-1]:  # size, ..., 8
     conv = dict(clamp=clamp, dtype=policy(res))
-    skip = conv2d(channels(res // 2), 1, activation=False, down=True,
-                  use_bias=False, gain=math.sqrt(0.5), dtype=policy(res),
-                  name=f"skip{res}")(x)
+    if resnet:
+      skip = conv2d(channels(res // 2), 1, activation=False, down=True,
+                    use_bias=False, gain=gain, dtype=policy(res),
+                    name=f"skip{res}")(x)
     x = conv2d(channels(res), 3, name=f"conv{res}_0", **conv)(x)
-    x = conv2d(channels(res // 2), 3, down=True, gain=math.sqrt(0.5),
+    x = conv2d(channels(res // 2), 3, down=True, gain=gain,
                name=f"conv{res}_1", **conv)(x)
-    x = keras.layers.Add(dtype=policy(res), name=f"add{res}")([skip, x])
+    if resnet:
+      x = keras.layers.Add(dtype=policy(res), name=f"add{res}")([skip, x])
   # The 4x4 epilogue in float32, like the logits it ends in.
-  x = stylegan2_layers.MinibatchStd(config.mbstd_group, config.mbstd_features,
-                                    dtype="float32", name="mbstd")(x)
+  x = stylegan2_layers.MinibatchStd(
+      config.mbstd_group, config.mbstd_features,
+      strided=config.mbstd_groups == "strided", dtype="float32",
+      name="mbstd")(x)
   x = conv2d(channels(4), 3, clamp=clamp, dtype="float32", name="conv4")(x)
   x = keras.layers.Flatten(dtype="float32")(x)
   features = stylegan2_layers.EqualDense(
       channels(4), activation=True, dtype="float32", name="fc")(x)  # [B, C4]
-  logits = stylegan2_layers.EqualDense(1, dtype="float32",
-                                       name="logits")(features)
   if not config.num_classes:
+    logits = stylegan2_layers.EqualDense(1, dtype="float32",
+                                         name="logits")(features)
     return keras.Model(images, logits, name="discriminator")
+  # StyleGAN2-ADA's conditioning: C4 outputs against a mapping of the label.
+  out = stylegan2_layers.EqualDense(channels(4), dtype="float32",
+                                    name="logits")(features)  # [B, C4]
   labels = keras.Input((), dtype="int32", name="labels")
-  projection = stylegan2_layers.Projection(
-      config.num_classes, dtype="float32",
-      name="projection")([features, labels])
-  logits = keras.layers.Add(dtype="float32")([logits, projection])
+  cmap = LabelMapping(num_classes=config.num_classes, dim=channels(4),
+                      num_layers=config.d_mapping_layers,
+                      lr_multiplier=config.mapping_lr_multiplier,
+                      dtype="float32", name="label_mapping")(labels)
+  logits = stylegan2_layers.Projection(dtype="float32",
+                                       name="projection")([out, cmap])
   return keras.Model([images, labels], logits, name="discriminator")
+
+
+class LabelMapping(keras.layers.Layer):
+  """labels [B] -> cmap [B, dim]: D's mapping of its condition.
+
+  As G's mapping maps z, without z: the one-hot label through a fully
+  connected layer (with bias), normalized, then `num_layers` fully
+  connected layers with the mapping's learning-rate multiplier.
+  """
+
+  def __init__(self, *, num_classes: int, dim: int, num_layers: int,
+               lr_multiplier: float, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes, self.dim = num_classes, dim
+    self.num_layers, self.lr_multiplier = num_layers, lr_multiplier
+    self.embed = stylegan2_layers.EqualDense(dim, name="embed")
+    self.fcs = _mapping_layers(self, num_layers, dim, lr_multiplier)
+
+  def build(self, input_shape=None):
+    del input_shape  # the sizes are the constructor's
+    self.embed.build((None, self.num_classes))
+    for fc in self.fcs:
+      fc.build((None, self.dim))
+
+  def call(self, labels):
+    x = stylegan2_layers.normalize(self.embed(tf.one_hot(labels,
+                                                         self.num_classes)))
+    for fc in self.fcs:
+      x = fc(x)
+    return x
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], self.dim)
+
+  def get_config(self) -> dict:
+    return {**super().get_config(), "num_classes": self.num_classes,
+            "dim": self.dim, "num_layers": self.num_layers,
+            "lr_multiplier": self.lr_multiplier}
 
 
 def build(config: ml_collections.ConfigDict,

@@ -108,8 +108,9 @@ class EqualConv2D(keras.layers.Layer):
     filters: output channels.
     kernel_size: 1 or 3.
     activation: leaky ReLU (gain sqrt(2)) after the bias, or linear.
-    down: halve the resolution first (low-pass filter, stride 2), so the
-      convolution runs at the lower resolution.
+    down: halve the resolution: for a 1x1, the low-pass filter with stride
+      2 first; for a 3x3, the filter at full size, then the convolution
+      with stride 2 (resampling.down_conv), as StyleGAN2.
     use_bias: add a learned bias.
     gain: multiplies the output (and the clamp): 1/sqrt(2) where two
       branches are summed.
@@ -137,10 +138,13 @@ class EqualConv2D(keras.layers.Layer):
                                   initializer="zeros", autocast=False)
 
   def call(self, x):  # x [B, H, W, Cin] -> [B, H', W', filters]
-    if self.down:
-      x = resampling.downsample(x)
     kernel = tf.cast(self.kernel * self._weight_gain, x.dtype)
-    x = tf.nn.conv2d(x, kernel, 1, "SAME")
+    if self.down and self.kernel_size > 1:
+      x = resampling.down_conv(x, kernel)
+    else:
+      if self.down:
+        x = resampling.downsample(x)
+      x = tf.nn.conv2d(x, kernel, 1, "SAME")
     if self.use_bias:
       x += tf.cast(self.bias, x.dtype)
     if self.activation:
@@ -162,12 +166,18 @@ class EqualConv2D(keras.layers.Layer):
 
 # Modulated convolutions: (x [B, H, W, Cin] in the compute dtype, weight
 # [k, k, Cin, Cout] float32, styles [B, Cin] float32, demodulation
-# coefficients [B, Cout] float32 or None) -> [B, H, W, Cout] in x's dtype.
+# coefficients [B, Cout] float32 or None, up) -> [B, H, W, Cout] in x's
+# dtype, or [B, 2H, 2W, Cout] with up (resampling.up_conv).
+
+
+def _conv(x: tf.Tensor, kernel: tf.Tensor, up: bool) -> tf.Tensor:
+  return resampling.up_conv(x, kernel) if up else tf.nn.conv2d(
+      x, kernel, 1, "SAME")
 
 
 @MODCONVS.register("scaled")
 def _scaled_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
-                    dcoefs: tf.Tensor | None) -> tf.Tensor:
+                    dcoefs: tf.Tensor | None, up: bool) -> tf.Tensor:
   """Scales the activations instead of the weights: one shared kernel.
 
   conv(x * s, W) * d = conv(x, W * s * d) because the style s scales input
@@ -176,7 +186,7 @@ def _scaled_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
   """
   dtype = x.dtype
   x = x * tf.cast(styles, dtype)[:, None, None, :]
-  x = tf.nn.conv2d(x, tf.cast(weight, dtype), 1, "SAME")
+  x = _conv(x, tf.cast(weight, dtype), up)
   if dcoefs is not None:
     x = x * tf.cast(dcoefs, dtype)[:, None, None, :]
   return x
@@ -184,13 +194,22 @@ def _scaled_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
 
 @MODCONVS.register("grouped")
 def _grouped_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
-                     dcoefs: tf.Tensor | None) -> tf.Tensor:
+                     dcoefs: tf.Tensor | None, up: bool) -> tf.Tensor:
   """One grouped convolution with a modulated kernel per example.
 
   The batch is folded into the channels ([1, H, W, B * Cin]) and each
   group of Cin input channels meets its own example's kernel, so the
-  convolution sees the batch as one image.
+  convolution sees the batch as one image. TensorFlow's transposed
+  convolution has no groups: with `up`, a batch of one convolves with its
+  kernel and a larger batch goes the "scaled" way.
   """
+  if up:
+    if x.shape[0] != 1:
+      return _scaled_modconv(x, weight, styles, dcoefs, up)
+    kernel = weight * styles[0, None, None, :, None]
+    if dcoefs is not None:
+      kernel *= dcoefs[0]
+    return _conv(x, tf.cast(kernel, x.dtype), up)
   _, h, w, cin = x.shape
   k, cout = weight.shape[0], weight.shape[-1]
   # [B, k, k, Cin, Cout]
@@ -207,7 +226,7 @@ def _grouped_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
 
 @MODCONVS.register("auto")
 def _auto_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
-                  dcoefs: tf.Tensor | None) -> tf.Tensor:
+                  dcoefs: tf.Tensor | None, up: bool) -> tf.Tensor:
   """"grouped" for one example (serving, inversion), else "scaled".
 
   Measured on CPUs (`python -m trainer.bench.modconv`): one grouped
@@ -216,7 +235,7 @@ def _auto_modconv(x: tf.Tensor, weight: tf.Tensor, styles: tf.Tensor,
   is static (TPU-friendly shapes), so the choice is made once per trace.
   """
   choice = _grouped_modconv if x.shape[0] == 1 else _scaled_modconv
-  return choice(x, weight, styles, dcoefs)
+  return choice(x, weight, styles, dcoefs, up)
 
 
 class ModulatedConv2D(keras.layers.Layer):
@@ -238,7 +257,8 @@ class ModulatedConv2D(keras.layers.Layer):
     w_dim: size of w.
     kernel_size: 3, or 1 for toRGB.
     demodulate: weight demodulation (not for toRGB).
-    up: upsample x (bilinear) first.
+    up: double the size: a transposed convolution of stride 2, then the
+      [1, 3, 3, 1] filter (resampling.up_conv), as StyleGAN2.
     resolution: output size; > 0 adds a noise input of that size.
     activation: leaky ReLU after the bias (not for toRGB).
     clamp: clamps the output to +-clamp; None for no clamping.
@@ -286,8 +306,6 @@ class ModulatedConv2D(keras.layers.Layer):
     (example_draws.draw_noise).
     """
     x = tf.cast(x, self.compute_dtype)
-    if self.up:
-      x = resampling.upsample(x)
     styles = self.affine(tf.cast(w, tf.float32))  # [B, Cin]
     weight = self.kernel / math.sqrt(self.in_channels * self.kernel_size**2)
     dcoefs = None
@@ -299,7 +317,7 @@ class ModulatedConv2D(keras.layers.Layer):
       # |W * s| per (example, output): sum_i s_i^2 sum_kk W_kkio^2.
       squares = tf.reduce_sum(tf.square(weight), axis=[0, 1])  # [Cin, Cout]
       dcoefs = tf.math.rsqrt(tf.square(styles) @ squares + _EPS)  # [B, Cout]
-    x = self._modconv(x, weight, styles, dcoefs)
+    x = self._modconv(x, weight, styles, dcoefs, self.up)
     x += self._noise(x, noise_mode, noise)
     x += tf.cast(self.bias, x.dtype)
     if self.activation:
@@ -331,29 +349,39 @@ class ModulatedConv2D(keras.layers.Layer):
 class MinibatchStd(keras.layers.Layer):
   """Appends the standard deviation over groups of examples as features.
 
-  Each group of consecutive examples (StyleGAN2 groups every n-th; the
-  same statistics, and groups that stay the same when a global batch is
-  split over replicas) gets `features` channels: the per-feature standard
-  deviation over the group, averaged over pixels and channels (split into
-  `features` parts). It lets D see the variety of a batch. The group is the
+  Each group of examples gets `features` channels: the per-feature
+  standard deviation over the group, averaged over pixels and channels
+  (split into `features` parts). Groups are of consecutive examples, which
+  stay the same when a global batch is split over replicas, or `strided`
+  as StyleGAN2's (example i of n groups joins group i mod n: the same
+  function as the reference's, whose groups change with the per-device
+  batch). It lets D see the variety of a batch. The group is the
   largest divisor of the batch up to `group_size` (StyleGAN2: min(4, batch),
   which must divide it), so any per-replica batch works; a batch of 5 gets
   groups of 1, whose standard deviation is the constant sqrt(1e-8).
   """
 
-  def __init__(self, group_size: int, features: int, **kwargs):
+  def __init__(self, group_size: int, features: int, strided: bool = False,
+               **kwargs):
     super().__init__(**kwargs)
     self.group_size, self.features = group_size, features
+    self.strided = strided
 
   def call(self, x):  # [B, H, W, C] -> [B, H, W, C + features]
     _, h, w, c = x.shape
     group = self._group(x)
     f = self.features
-    y = tf.reshape(x, [-1, group, h, w, f, c // f])  # [n, G, H, W, F, c]
-    y -= tf.reduce_mean(y, axis=1, keepdims=True)
-    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=1) + _EPS)  # [n, H, W, F, c]
+    # Group axis 1 of [n, G, ...] (consecutive) or 0 of [G, n, ...]
+    # (strided: example i in group i mod n).
+    axis = 0 if self.strided else 1
+    shape = [group, -1] if self.strided else [-1, group]
+    y = tf.reshape(x, [*shape, h, w, f, c // f])
+    y -= tf.reduce_mean(y, axis=axis, keepdims=True)
+    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=axis) + _EPS)  # [n, H, W, F, c]
     y = tf.reduce_mean(y, axis=[1, 2, 4])  # [n, F]
-    y = tf.repeat(y, group, axis=0)  # [B, F]: each group's, for its members
+    # [B, F]: each group's, for its members.
+    y = (tf.tile(y, [group, 1]) if self.strided
+         else tf.repeat(y, group, axis=0))
     y = tf.tile(y[:, None, None, :], [1, h, w, 1])
     return tf.concat([x, y], axis=-1)
 
@@ -371,32 +399,19 @@ class MinibatchStd(keras.layers.Layer):
 
   def get_config(self) -> dict:
     return {**super().get_config(), "group_size": self.group_size,
-            "features": self.features}
+            "features": self.features, "strided": self.strided}
 
 
 class Projection(keras.layers.Layer):
-  """[h [B, F], labels [B]] -> embed(labels) . h / sqrt(F): [B, 1]."""
-
-  def __init__(self, num_classes: int, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = num_classes
-
-  def build(self, input_shape):
-    self.embeddings = self.add_weight(
-        name="embeddings", shape=(self.num_classes, input_shape[0][-1]),
-        initializer=normal_initializer())
+  """[out [B, F], cmap [B, F]] -> out . cmap / sqrt(F): [B, 1]."""
 
   def call(self, inputs):
-    h, labels = inputs
-    embedded = tf.gather(self.embeddings, tf.cast(labels, tf.int32))
-    scale = 1.0 / math.sqrt(h.shape[-1])  # equalized learning rate
-    return tf.reduce_sum(embedded * h, axis=-1, keepdims=True) * scale
+    out, cmap = inputs
+    scale = 1.0 / math.sqrt(out.shape[-1])
+    return tf.reduce_sum(out * cmap, axis=-1, keepdims=True) * scale
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0][0], 1)
-
-  def get_config(self) -> dict:
-    return {**super().get_config(), "num_classes": self.num_classes}
 
 
 class NoiseSeed(keras.layers.Layer):
