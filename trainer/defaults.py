@@ -62,6 +62,11 @@ def _add_data(config: ml_collections.ConfigDict) -> None:
   config.data.source = "embedded:mnist"
   # The split to train on, or a slice of it: test[:1000], train[10%:].
   config.data.split = "test"
+  # Keep only the examples with these labels, after data.split:
+  # comma-separated classes such as "0,1,2,3,4"; "" keeps all
+  # (docs/data.md). The evaluation's real images keep them too when
+  # eval.split is "".
+  config.data.classes = ""
   # Where TFDS finds (or builds) prepared datasets; "" is TFDS's default.
   config.data.tfds_data_dir = ""
   # Let TFDS download and prepare a dataset it does not find locally.
@@ -188,7 +193,8 @@ def _add_eval(config: ml_collections.ConfigDict) -> None:
   config.eval.extractor_path = ""
   config.eval.num_samples = 10_000  # generated images (from G_ema)
   config.eval.num_real = 10_000  # real images
-  # The real images: "" means data.source and data.split.
+  # The real images: "" means data.source and data.split (eval.split ""
+  # also keeps only data.classes).
   config.eval.source = ""
   config.eval.split = ""
   config.eval.batch_size = 500  # global batch of feature extraction

@@ -316,11 +316,11 @@ def _check_batch(config: ml_collections.ConfigDict, replicas: int) -> None:
 def load_source(config: ml_collections.ConfigDict) -> sources.Source:
   """The training data of the config (data.*), checked against the model."""
   data = config.data
-  return sources.load(data.source, sources.Request(
+  return sources.keep_classes(sources.load(data.source, sources.Request(
       split=data.split, image_size=config.model.image_size,
       channels=config.model.channels, resize=data.resize,
       tfds_data_dir=data.tfds_data_dir, tfds_download=data.tfds_download,
-      on_bad_image=data.on_bad_image))
+      on_bad_image=data.on_bad_image)), data.classes)
 
 
 def _step_reading(config: ml_collections.ConfigDict, source: sources.Source,

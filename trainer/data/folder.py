@@ -160,4 +160,4 @@ def _folder(directory: str,
   return sources.Source(
       f"folder:{directory}", len(paths), size + (channels,),
       max(len(class_names), 1), read, class_names=tuple(class_names),
-      skipped=lambda: len(skipped))
+      skipped=lambda: len(skipped), labels=lambda: np.asarray(labels))

@@ -56,6 +56,8 @@ _WRITER_OPTIONS = "group_size:1"
 # _CHUNK_BYTES): bounds the memory of `create`, whatever the dataset's size.
 _CHUNK = 64
 _CHUNK_BYTES = 32 << 20
+# Records read at a time when only their labels are wanted (keep_classes).
+_LABEL_CHUNK = 4096
 
 RESIZE_FILTERS: Registry = Registry("resize filter", "--resize_filter")
 for _name, _filter in (("box", Image.Resampling.BOX),
@@ -280,12 +282,24 @@ def _packed(directory: str, request: sources.Request) -> sources.Source:
     return {"image": images,  # [n, H, W, C]
             "label": tf.cast(example["label"], tf.int32)}
 
+  def labels() -> np.ndarray:
+    # The labels are not stored apart: this reads every record of the split
+    # once (its size in bytes), parsing the labels only, not the images.
+    logging.info("Reading the labels of the %d images of packed:%s", count,
+                 directory)
+    label = {"label": features["label"]}
+    return np.concatenate([
+        tf.io.parse_example(reader.read(np.arange(start, min(
+            start + _LABEL_CHUNK, first + count))), label)["label"].numpy()
+        for start in range(first, first + count, _LABEL_CHUNK)])
+
   size = ((request.image_size,) * 2 if request.resize and request.image_size
           else shape[:2])
   return sources.Source(
       f"packed:{directory}", count, (*size, shape[2]),
       int(metadata["num_classes"]), read,
-      class_names=tuple(metadata["class_names"]), reader=reader)
+      class_names=tuple(metadata["class_names"]), reader=reader,
+      labels=labels)
 
 
 # ----------------------------------------------------------------- create ---

@@ -48,6 +48,9 @@ class Source:
   # The random-access reader that `read` reads through, where there is one
   # (a tfds data source, a packed dataset's ArrayRecord files).
   reader: object = None
+  # Every example's label, int [num_examples], where the source can list
+  # them without decoding its images (keep_classes reads them once).
+  labels: Callable[[], np.ndarray] | None = None
 
 
 # data.on_bad_image: stop at an image that cannot be decoded, or skip it.
@@ -104,6 +107,63 @@ def check_classes(source: Source, num_classes: int) -> None:
         f"model.num_classes={num_classes} but {source.description} has "
         f"{source.num_classes} classes; set model.num_classes="
         f"{source.num_classes}, or 0 for a model without labels")
+
+
+def parse_classes(text: str) -> tuple[int, ...]:
+  """The sorted classes of data.classes ("0,1,2"); () for "" (all).
+
+  Raises:
+    UserError: an entry is not an integer.
+  """
+  entries = [e.strip() for e in str(text).split(",") if e.strip()]
+  bad = [e for e in entries if not re.fullmatch(r"\d+", e)]
+  if bad:
+    raise UserError(f"data.classes={text!r}: {bad[0]!r} is not a class "
+                    "number; write comma-separated integers such as 0,1,2")
+  return tuple(sorted({int(e) for e in entries}))
+
+
+def keep_classes(source: Source, classes: str) -> Source:
+  """`source` with only the examples whose label is in `classes` (data.classes).
+
+  The labels are listed once (Source.labels) into a table of the kept
+  examples' indices; `read` maps its indices through it. The classes keep
+  their numbers: the model still sees labels in 0..num_classes-1.
+
+  Raises:
+    UserError: the source has no labels or cannot list them without decoding
+      every image, a class is not one of the source's, or none is left.
+  """
+  wanted = parse_classes(classes)
+  if not wanted:
+    return source
+  if source.num_classes <= 1 and not source.class_names:
+    raise UserError(f"data.classes={classes!r} but {source.description} has "
+                    "no labels; set data.classes=\"\"")
+  outside = [c for c in wanted if c >= source.num_classes]
+  if outside:
+    raise UserError(f"data.classes={classes!r}: class {outside[0]} is not one "
+                    f"of the {source.num_classes} classes (0.."
+                    f"{source.num_classes - 1}) of {source.description}")
+  if source.labels is None:
+    raise UserError(
+        f"data.classes={classes!r}: {source.description} cannot list its "
+        "labels without decoding every image; pack it first (python -m "
+        "trainer.data create) and train on packed:<dir>")
+  kept = np.flatnonzero(np.isin(source.labels(), wanted))  # [K]
+  if not len(kept):
+    raise UserError(f"data.classes={classes!r}: {source.description} has no "
+                    "example of these classes")
+  table = tf.constant(kept, tf.int64)
+  names = ",".join(map(str, wanted))
+
+  def read(indices: tf.Tensor) -> dict[str, tf.Tensor]:
+    return source.read(tf.gather(table, indices))
+
+  return dataclasses.replace(
+      source, description=f"{source.description} classes {names}",
+      num_examples=len(kept), read=read,
+      labels=lambda: source.labels()[kept])
 
 
 def _check_shape(spec: str, source: Source, request: Request) -> None:
@@ -174,7 +234,7 @@ def in_memory(description: str, images: np.ndarray, labels: np.ndarray,
             "label": tf.gather(labels_t, indices)}
 
   return Source(description, len(images), tuple(images.shape[1:]),
-                num_classes, read)
+                num_classes, read, labels=lambda: labels)
 
 
 # ------------------------------------------------------------------- IDX ---

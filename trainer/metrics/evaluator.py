@@ -8,7 +8,8 @@ Protocol, recorded with every result:
   * generated images: `eval.num_samples` from G_ema, on noise drawn once from
     the config's seed, the same for every checkpoint;
   * real images: the first `eval.num_real` of a fixed permutation (seed 0) of
-    `eval.source`/`eval.split` (default: the training data);
+    `eval.source`/`eval.split` (default: the training data, data.classes
+    included);
   * features: `eval.extractor`, identified by version and weights hash;
   * the metrics' own settings (KID subsets, k of precision and recall, IS
     splits).
@@ -74,14 +75,19 @@ def _settings(config: ml_collections.ConfigDict) -> metrics_lib.Settings:
 
 
 def real_source(config: ml_collections.ConfigDict) -> sources.Source:
-  """The real images to compare with: eval.source/split, else the data's."""
+  """The real images to compare with: eval.source/split, else the data's.
+
+  With eval.split "" they are data.split's, and data.classes's only.
+  """
   data = config.data
-  return sources.load(config.eval.source or data.source, sources.Request(
+  source = sources.load(config.eval.source or data.source, sources.Request(
       split=config.eval.split or data.split,
       image_size=config.model.image_size, channels=config.model.channels,
       resize=data.resize, tfds_data_dir=data.tfds_data_dir,
       tfds_download=data.tfds_download, on_bad_image=data.on_bad_image,
       section="eval"))
+  return sources.keep_classes(source, "" if config.eval.split
+                              else data.classes)
 
 
 def cache_dir(config: ml_collections.ConfigDict) -> str:
