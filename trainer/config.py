@@ -365,6 +365,19 @@ def read_saved(workdir: str) -> dict | None:
     raise UserError(f"cannot read the saved config {path}: {e}") from None
 
 
+def model_differences(
+    old: ml_collections.ConfigDict | dict, new: ml_collections.ConfigDict | dict,
+    *, networks_only: bool = False) -> list[tuple[str, object, object]]:
+  """The state-defining fields (state_signature) whose values differ between
+  two configs, as (field, old value, new value); only the architecture when
+  that differs, since each architecture has fields of its own."""
+  old, new = (state_signature(c, networks_only=networks_only)
+              for c in (old, new))
+  keys = (["model.architecture"]
+          if old["model.architecture"] != new["model.architecture"] else old)
+  return [(k, old[k], new[k]) for k in keys if old[k] != new[k]]
+
+
 def check_compatible(
     config: ml_collections.ConfigDict, workdir: str, *,
     remedy: str = "Use another --workdir, or the same config",
@@ -378,13 +391,8 @@ def check_compatible(
   saved = read_saved(workdir)
   if saved is None:
     return
-  old, new = (state_signature(c, networks_only=networks_only)
-              for c in (saved, config))
-  # Each architecture has fields of its own: another's are not compared.
-  keys = (["model.architecture"]
-          if old["model.architecture"] != new["model.architecture"] else old)
-  diffs = [f"{k}: saved {old[k]!r}, now {new[k]!r}" for k in keys
-           if old[k] != new[k]]
+  diffs = [f"{k}: saved {old!r}, now {new!r}" for k, old, new in
+           model_differences(saved, config, networks_only=networks_only)]
   if diffs:
     raise UserError(
         f"workdir {workdir} holds a run of a different model ("

@@ -286,18 +286,16 @@ def warm_start(state: state_lib.GanState, config: ml_collections.ConfigDict,
     plan = plan_of(*read(source))
   except UserError as e:
     raise UserError(f"init.from={source}: {e}") from None
-  theirs = config_lib.state_signature(plan.config, networks_only=True)
-  ours = config_lib.state_signature(config, networks_only=True)
-  differing = [key for key in ours if theirs.get(key) != ours[key]]
+  differing = config_lib.model_differences(plan.config, config,
+                                          networks_only=True)
   if differing:
-    key = differing[0]
+    key, theirs, ours = differing[0]
     raise UserError(
-        f"init.from={source} holds another model: {key} is {theirs.get(key)!r}"
-        f" there and {ours[key]!r} here; take its model.* fields (python -m "
+        f"init.from={source} holds another model: {key} is {theirs!r} there "
+        f"and {ours!r} here; take its model.* fields (python -m "
         f"trainer.convert inspect --pickle={source} prints them)")
-  load_into(plan, {"G": state.generator,
-                              "D": state.discriminator,
-                              "G_ema": state.generator_ema})
+  load_into(plan, {"G": state.generator, "D": state.discriminator,
+                   "G_ema": state.generator_ema})
   if "D" not in plan.sources:
     logging.info("%s holds no D: D starts from its initialisation", source)
   logging.info("Started G, D and G_ema from %s (init.from); the optimizers, "
