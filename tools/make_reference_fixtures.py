@@ -32,6 +32,16 @@ images NCHW, convolution weights [out, in, kh, kw], dense weights
     StyleGAN2, [8] R3GAN); D_logits_first4: D on the first 4 alone
     (StyleGAN2's minibatch standard deviation groups every 2nd example of a
     batch of 8, but all of a batch of 4).
+
+The `stylegan2_tf1_*` cases are TensorFlow 1 StyleGAN2 networks
+(NVlabs/stylegan2's config-e/f layout): their variables, under the names
+and in the layouts the TensorFlow code gives them, are pickled as its
+`dnnlib.tflib.network.Network` pickles them, and read back by
+stylegan2-ada-pytorch's own `legacy.load_network_pkl`; the outputs are
+those of the PyTorch networks it builds. They hold, instead of G.* and
+D.*, TF_G.<name> (Gs: its own variables and its components', named
+'mapping/...' and 'synthesis/...' as legacy.py collects them) and
+TF_D.<name>; the config adds the networks' recorded static kwargs.
 """
 
 import argparse
@@ -42,6 +52,7 @@ import importlib.util
 import io
 import json
 import pathlib
+import pickle
 import re
 import subprocess
 import sys
@@ -135,6 +146,38 @@ def _r3gan_case(name: str, seed: int, *, resolution: int,
               resolution)
 
 
+@dataclasses.dataclass(frozen=True)
+class TF1Case:
+  """A TensorFlow 1 StyleGAN2 pickle (config-e/f: G 'skip', unconditional).
+
+  `case` holds the PyTorch networks that legacy.py makes of it; g_static
+  and d_static are what the TensorFlow networks record (static_kwargs).
+  """
+  case: Case
+  g_static: dict
+  d_static: dict
+
+
+def _stylegan2_tf1_case(name: str, seed: int, *, resolution: int,
+                        channels: int, d_architecture: str) -> TF1Case:
+  case = _stylegan2_case(name, seed, resolution=resolution, c_dim=0,
+                         conv_clamp=None, d_architecture=d_architecture)
+  case.g_kwargs["img_channels"] = case.d_kwargs["img_channels"] = channels
+  case.trainer_model["channels"] = channels
+  # TensorFlow's fmap_base is half of channel_base; the mapping is 512 wide
+  # unless recorded; D's group size is recorded, since legacy.py reads an
+  # unrecorded one as the whole batch where the TensorFlow code takes 4.
+  common = dict(num_channels=channels, resolution=resolution, label_size=0,
+                fmap_base=case.g_kwargs["synthesis_kwargs"]["channel_base"]
+                // 2,
+                fmap_max=case.g_kwargs["synthesis_kwargs"]["channel_max"])
+  g_static = dict(common, latent_size=case.g_kwargs["z_dim"],
+                  dlatent_size=case.g_kwargs["w_dim"], mapping_layers=2,
+                  mapping_fmaps=case.g_kwargs["w_dim"])
+  d_static = dict(common, architecture=d_architecture, mbstd_group_size=4)
+  return TF1Case(case, g_static, d_static)
+
+
 CASES = (
     _stylegan2_case("stylegan2_r16_uncond", 1, resolution=16, c_dim=0,
                     conv_clamp=None),
@@ -149,6 +192,13 @@ CASES = (
                     d_architecture="orig"),
     _r3gan_case("r3gan_r16_uncond", 5, resolution=16, c_dim=0),
     _r3gan_case("r3gan_r32_cond", 6, resolution=32, c_dim=5),
+)
+
+TF1_CASES = (
+    _stylegan2_tf1_case("stylegan2_tf1_r16", 7, resolution=16, channels=3,
+                        d_architecture="resnet"),
+    _stylegan2_tf1_case("stylegan2_tf1_r32_gray_dorig", 8, resolution=32,
+                        channels=1, d_architecture="orig"),
 )
 
 
@@ -318,6 +368,176 @@ def make_case(case: Case, networks, commit: str) -> dict[str, np.ndarray]:
   return arrays
 
 
+# --- TensorFlow 1 pickles ------------------------------------------------------
+
+
+def _tf_conv(weight: np.ndarray) -> np.ndarray:
+  """[out, in, kh, kw] -> TensorFlow's [kh, kw, in, out]."""
+  return weight.transpose(2, 3, 1, 0)
+
+
+def _tf1_variables(g: dict[str, np.ndarray],
+                   d: dict[str, np.ndarray]) -> tuple[dict, dict]:
+  """The TensorFlow variables whose legacy.py reading is these state dicts.
+
+  G's: (own, mapping's, synthesis's); the names and layouts of
+  NVlabs/stylegan2's training/networks_stylegan2.py. legacy.py's reading
+  of them is checked against g and d afterwards (make_tf1_case).
+  """
+  own = {"dlatent_avg": g["mapping.w_avg"], "lod": np.float32(0.0)}
+  mapping, synthesis = {}, {}
+  for name, value in g.items():
+    match = re.fullmatch(r"mapping\.fc(\d+)\.(weight|bias)", name)
+    if match:
+      mapping[f"Dense{match[1]}/{match[2]}"] = (
+          value.T if match[2] == "weight" else value)
+      continue
+    match = re.fullmatch(r"synthesis\.b(\d+)\.(conv0|conv1|torgb)\.(.+)",
+                         name)
+    if not match:
+      continue
+    res, layer, rest = int(match[1]), match[2], match[3]
+    scope = {"conv0": "Conv0_up", "conv1": "Conv1" if res > 4 else "Conv",
+             "torgb": "ToRGB"}[layer]
+    prefix = f"{res}x{res}/{scope}"
+    if rest == "weight":
+      value = _tf_conv(value)
+      synthesis[f"{prefix}/weight"] = (
+          value[::-1, ::-1] if layer == "conv0" else value)
+    elif rest in ("bias", "noise_strength"):
+      synthesis[f"{prefix}/{rest}"] = value
+    elif rest == "affine.weight":
+      synthesis[f"{prefix}/mod_weight"] = value.T
+    elif rest == "affine.bias":
+      synthesis[f"{prefix}/mod_bias"] = value - 1
+    elif rest == "noise_const":
+      index = (2 * int(np.log2(res)) - 5 + (layer == "conv1")
+               if res > 4 else 0)
+      synthesis[f"noise{index}"] = value[np.newaxis, np.newaxis]
+  synthesis["4x4/Const/const"] = g["synthesis.b4.const"][np.newaxis]
+  tf_d = {}
+  names = {"fromrgb": "FromRGB", "conv0": "Conv0", "conv1": "Conv1_down",
+           "skip": "Skip"}
+  for name, value in d.items():
+    match = re.fullmatch(r"b(\d+)\.(fromrgb|conv0|conv1|skip|conv|fc|out)"
+                         r"\.(weight|bias)", name)
+    if not match:
+      continue
+    res, layer, kind = int(match[1]), match[2], match[3]
+    scope = {"conv": "4x4/Conv", "fc": "4x4/Dense0", "out": "Output"}.get(
+        layer, f"{res}x{res}/{names.get(layer)}")
+    if kind == "weight":
+      value = value.T if layer in ("fc", "out") else _tf_conv(value)
+    tf_d[f"{scope}/{kind}"] = value
+  contiguous = lambda v: {k: np.array(x, np.float32, order="C")
+                          for k, x in v.items()}
+  return ((contiguous(own), contiguous(mapping), contiguous(synthesis)),
+          contiguous(tf_d))
+
+
+@contextlib.contextmanager
+def _tf_network_class():
+  """A class that pickles as dnnlib.tflib.network.Network does."""
+  names = ("dnnlib.tflib", "dnnlib.tflib.network")
+  saved = {name: sys.modules.get(name) for name in names}
+  network_module = types.ModuleType("dnnlib.tflib.network")
+
+  class Network:  # pylint: disable=too-few-public-methods
+    """Its __getstate__: the dict dnnlib's Network pickles."""
+
+    def __init__(self, state: dict):
+      self._state = state
+
+    def __getstate__(self) -> dict:
+      return self._state
+
+  Network.__module__ = "dnnlib.tflib.network"
+  Network.__qualname__ = "Network"
+  network_module.Network = Network
+  sys.modules["dnnlib.tflib"] = types.ModuleType("dnnlib.tflib")
+  sys.modules["dnnlib.tflib.network"] = network_module
+  try:
+    yield Network
+  finally:
+    for name, module in saved.items():
+      if module is None:
+        sys.modules.pop(name, None)
+      else:
+        sys.modules[name] = module
+
+
+def _tf1_pickle(tf1: TF1Case, g_vars: tuple, d_vars: dict) -> bytes:
+  """G, D and Gs as the TensorFlow code pickles them (G and Gs alike)."""
+  own, mapping, synthesis = g_vars
+  num_ws = 2 * int(np.log2(tf1.case.resolution)) - 2
+  with _tf_network_class() as network:
+    def make(name, func, variables, static, components=None):
+      return network(dict(
+          version=4, name=name, static_kwargs=static,
+          components=components or {}, build_module_src="# not run\n",
+          build_func_name=func, variables=list(variables.items())))
+    def generator(name):
+      components = {
+          "synthesis": make("G_synthesis", "G_synthesis_stylegan2",
+                            synthesis, tf1.g_static),
+          "mapping": make("G_mapping", "G_mapping", mapping,
+                          dict(tf1.g_static, dlatent_broadcast=num_ws))}
+      return make(name, "G_main", own, tf1.g_static, components)
+    return pickle.dumps((generator("G"),
+                         make("D", "D_stylegan2", d_vars, tf1.d_static),
+                         generator("Gs")), protocol=4)
+
+
+def make_tf1_case(tf1: TF1Case, networks, legacy,
+                  commit: str) -> dict[str, np.ndarray]:
+  """The case's TensorFlow variables, inputs, and the outputs of the
+  networks legacy.py reads from their pickle."""
+  case = tf1.case
+  torch.manual_seed(case.seed)
+  g = networks.Generator(**case.g_kwargs).eval().requires_grad_(False)
+  d = networks.Discriminator(**case.d_kwargs).eval().requires_grad_(False)
+  generator = torch.Generator().manual_seed(1000 + case.seed)
+  _perturb(g, generator)
+  _perturb(d, generator)
+  state = {prefix: {k: v.numpy() for k, v in module.state_dict().items()}
+           for prefix, module in (("G", g), ("D", d))}
+  g_vars, d_vars = _tf1_variables(state["G"], state["D"])
+  read = legacy.load_network_pkl(io.BytesIO(_tf1_pickle(tf1, g_vars, d_vars)))
+  for prefix, module in (("G", read["G_ema"]), ("D", read["D"])):
+    got = {k: v.numpy() for k, v in module.state_dict().items()}
+    assert got.keys() == state[prefix].keys(), prefix
+    for key, value in got.items():
+      np.testing.assert_array_equal(value, state[prefix][key], err_msg=key)
+  arrays = _inputs(case, np.random.RandomState(2000 + case.seed))
+  tensors = {k: torch.from_numpy(v) for k, v in arrays.items()
+             if v.dtype == np.float32}
+  with torch.no_grad():
+    outputs = _stylegan2_outputs(read["G_ema"], read["D"], tensors)
+  arrays.update({k: v.numpy().astype(np.float32) for k, v in outputs.items()})
+  own, mapping, synthesis = g_vars
+  for prefix, variables in (("", own), ("mapping/", mapping),
+                            ("synthesis/", synthesis)):
+    arrays.update({f"TF_G.{prefix}{k}": v for k, v in variables.items()})
+  arrays.update({f"TF_D.{k}": v for k, v in d_vars.items()})
+  config = {
+      "family": "stylegan2",
+      "reference_commit": commit,
+      "tf1": {"G_static_kwargs": tf1.g_static,
+              "D_static_kwargs": tf1.d_static,
+              "read_by": "legacy.load_network_pkl"},
+      "G": {"class": "training.networks.Generator", "kwargs": case.g_kwargs},
+      "D": {"class": "training.networks.Discriminator",
+            "kwargs": case.d_kwargs},
+      "seed": case.seed,
+      "perturbation": {"stddev": PERTURBATION,
+                       "unperturbed": "the resampling filters"},
+      "truncation_psi": TRUNCATION_PSI,
+      "trainer_model": case.trainer_model,
+  }
+  arrays["config"] = np.array(json.dumps(config, sort_keys=True))
+  return arrays
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--stylegan2_ada", type=pathlib.Path, required=True,
@@ -339,13 +559,21 @@ def main() -> None:
   for family, checkout in checkouts.items():
     cases = [c for c in CASES if c.family == family
              and (not args.cases or c.name in args.cases)]
-    if not cases:
-      continue
     commit = _commit(checkout)
+    tf1_cases = [c for c in TF1_CASES if family == "stylegan2"
+                 and (not args.cases or c.case.name in args.cases)]
+    if not cases and not tf1_cases:
+      continue
     with _reference(checkout) as networks:
       for case in cases:
         path = args.out / f"{case.name}.npz"
         _write_npz(path, make_case(case, networks, commit))
+        print(f"{path} {path.stat().st_size} bytes")
+      if tf1_cases:
+        legacy = importlib.import_module("legacy")
+      for tf1 in tf1_cases:
+        path = args.out / f"{tf1.case.name}.npz"
+        _write_npz(path, make_tf1_case(tf1, networks, legacy, commit))
         print(f"{path} {path.stat().st_size} bytes")
 
 

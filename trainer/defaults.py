@@ -171,9 +171,9 @@ def _add_init(config: ml_collections.ConfigDict) -> None:
   # A new run (no checkpoint in its workdir yet) starts G, D and G_ema from
   # the weights of a run of the same model: its workdir (the latest
   # checkpoint), <workdir>/checkpoints/ckpt-N, or a network pickle of
-  # StyleGAN2-ADA or R3GAN (.pkl, read as trainer.convert reads it). Not its
-  # optimizers, step,
-  # ADA's p or data position. A run that resumes ignores it; "" starts from
+  # StyleGAN2-ADA, TensorFlow StyleGAN2 or R3GAN (.pkl, read as
+  # trainer.convert reads it). Not its optimizers, step, ADA's p or data
+  # position. A run that resumes ignores it; "" starts from
   # random weights. (--config.init.from=<path>: "from" is a Python keyword,
   # so in Python code config.init["from"].)
   config.init["from"] = ""
@@ -197,6 +197,9 @@ def _add_eval(config: ml_collections.ConfigDict) -> None:
   # also keeps only data.classes).
   config.eval.source = ""
   config.eval.split = ""
+  # Comma-separated classes of the real images to keep, such as "5,6,7,8,9";
+  # "" keeps data.classes's with eval.split "", else all of eval.split's.
+  config.eval.classes = ""
   config.eval.batch_size = 500  # global batch of feature extraction
   # KID: the mean over this many random subsets of this size.
   config.eval.kid_subsets = 100

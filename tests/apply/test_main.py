@@ -127,6 +127,10 @@ def _apply_in_process(workdir: pathlib.Path, task: str, **options) -> dict:
      "--space=w needs a mapping network, and model.architecture=dcgan has "
      "no mapping network; valid for it: z"),
     ("mix", {}, "mix takes the coarse styles \\(ws\\) of one latent"),
+    ("sample", {"noise_mode": "const"}, "--noise_mode=const sets "
+     "StyleGAN2's noise inputs, and model.architecture=dcgan has none"),
+    ("sample", {"noise_mode": "fixed"}, "--noise_mode='fixed' is not one; "
+     "valid: random, const, none"),
 ])
 def test_bad_input_is_refused_untouched(run, tmp_path, task, options,
                                         message):

@@ -84,6 +84,22 @@ def test_psi_one_is_g_and_psi_zero_is_the_average_w(run, tmp_path):
   assert _spread(average["images"]) < 0.2 * _spread(plain["images"])
 
 
+def test_noise_mode_const_is_the_fixed_draw_and_none_adds_none(run,
+                                                              tmp_path):
+  plain = _saved(_apply(run, "sample", _options(tmp_path / "r", num=4)),
+                 "samples.npz")
+  ws = run.split.to_w(tf.constant(plain["z"]), None, False)
+  for mode in ("const", "none"):
+    report = _apply(run, "sample", _options(tmp_path / mode, num=4,
+                                            noise_mode=mode))
+    assert report["noise_mode"] == mode
+    images = _saved(report, "samples.npz")["images"]
+    # A function of w alone: the synthesis of the same ws with that noise.
+    np.testing.assert_allclose(images, run.split.synthesize(
+        ws, None, False, noise_mode=mode).numpy(), atol=1e-5)
+    assert np.abs(images - plain["images"]).max() > 1e-3
+
+
 def test_a_truncation_cutoff_truncates_the_coarse_ws_only(run, tmp_path):
   z = tf.random.stateless_normal([4, LATENT_DIM], [0, 1])
   split = run.split

@@ -43,12 +43,19 @@ def _snapshot(name: str, without: str = "", **changes) -> dict:
     for key in parents:
       node = node.setdefault(key, {})
     node[leaf] = value
-  g_ema, d = ({key: value
-               for key, value in reference.params(data, network).items()
+  tf1 = config.get("tf1")
+  read = reference.tf1_variables if tf1 else reference.params
+  g_ema, d = ({key: value for key, value in read(data, network).items()
                if not without or not f"{network}.{key}".startswith(without)}
               for network in ("G", "D"))
   g = {key: value if key.endswith(_FILTERS) else value * _G_SCALE
        for key, value in g_ema.items()}
+  if tf1:
+    # The style bias is stored less one: halved as PyTorch's, it is this.
+    g = {key: (value + 1) * _G_SCALE - 1 if key.endswith("mod_bias")
+         else value * _G_SCALE for key, value in g_ema.items()}
+    return writers.stylegan2_tf1_snapshot(
+        g, d, tf1["G_static_kwargs"], tf1["D_static_kwargs"], gs=g_ema)
   if config["family"] == "stylegan2":
     return writers.stylegan2_ada_snapshot(
         g, d, config["G"]["kwargs"], config["D"]["kwargs"], g_ema=g_ema)
@@ -73,7 +80,7 @@ def _convert(*args: str, cwd: pathlib.Path = REPO) -> tuple[int, str, str]:
 def converted(tmp_path_factory) -> dict[str, pathlib.Path]:
   """Each case's workdir, as `create` wrote it."""
   workdirs = {}
-  for name in reference.STYLEGAN2 + reference.R3GAN:
+  for name in reference.STYLEGAN2 + reference.TF1 + reference.R3GAN:
     directory = tmp_path_factory.mktemp(name)
     path = writers.write(directory, _snapshot(name))
     workdirs[name] = directory / "workdir"
@@ -85,7 +92,8 @@ def converted(tmp_path_factory) -> dict[str, pathlib.Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", reference.STYLEGAN2 + reference.R3GAN)
+@pytest.mark.parametrize("name",
+                         reference.STYLEGAN2 + reference.TF1 + reference.R3GAN)
 def test_converted_workdir_computes_the_reference(converted, name):
   data, config = reference.case(name)
   run = run_lib.load(str(converted[name]), cpu_strategy(1))
@@ -262,7 +270,7 @@ def test_r3gan_stages_of_different_blocks_are_named(tmp_path, without,
     _plan(tmp_path, _snapshot("r3gan_r16_uncond", without=without))
 
 
-def test_stylegan3_and_tensorflow_pickles_are_refused_by_name(tmp_path):
+def test_stylegan3_pickles_are_refused_by_name(tmp_path):
   g = {"mapping.w_avg": np.ones(4), "synthesis.input.weight": np.ones(4)}
   d = {"b4.out.weight": np.ones((1, 4))}
   for radial, kind in ((False, "StyleGAN3-T"), (True, "StyleGAN3-R")):
@@ -273,16 +281,55 @@ def test_stylegan3_and_tensorflow_pickles_are_refused_by_name(tmp_path):
                        match=f"this is a {kind} network .* only "
                        "StyleGAN2-type networks"):
       _plan(tmp_path, snapshot)
-  components = {
-      name: writers.tf_network(f"G_{name}", f"G_{name}", {})
-      for name in ("mapping", "synthesis")}
-  tuple_ = (writers.tf_network("G", "G_main", {}, components),
-            writers.tf_network("D", "D_stylegan2", {}),
-            writers.tf_network("Gs", "G_main", {}, components))
+
+
+_G_TF = "tf1.G_static_kwargs."
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({f"{_G_TF}label_size": 5}, "Gs.label_size=5 cannot be converted: "
+     "conditional TensorFlow StyleGAN2 networks are not converted"),
+    ({f"{_G_TF}synthesis_func": "G_synthesis_stylegan_revised"},
+     "Gs.synthesis_func='G_synthesis_stylegan_revised' cannot be converted: "
+     ".* not the progressive configs A-D"),
+    ({f"{_G_TF}architecture": "resnet"},
+     "Gs.architecture='resnet' cannot be converted: our StyleGAN2 generator "
+     "is StyleGAN2's 'skip' one"),
+    ({f"{_G_TF}mapping_fmaps": 512}, r"Gs.mapping_fmaps=512 cannot be "
+     r"converted: our mapping layers are dlatent_size \(16\) wide"),
+    ({f"{_G_TF}fmap_decay": 0.5}, r"Gs.fmap_decay, fmap_min=\(0.5, 1\) "
+     "cannot be converted"),
+    ({"tf1.D_static_kwargs.mbstd_group_size": 0}, "D.mbstd_group_size=0 "
+     "cannot be converted: ours always has the minibatch standard deviation "
+     "layer"),
+    ({"tf1.D_static_kwargs.fmap_max": 16}, r"D.fmap_base, fmap_max=\(128, "
+     r"16\) cannot be converted: ours has one width per resolution"),
+    ({f"{_G_TF}blur_filter": [1, 2, 1]}, r"Gs.blur_filter=\[1, 2, 1\] is an "
+     "argument trainer.convert does not know; it converts the networks of "
+     "NVlabs/stylegan2's training/networks_stylegan2.py"),
+], ids=["conditional", "progressive", "G resnet", "wide mapping",
+        "fmap_decay", "no minibatch layer", "D narrower", "unknown argument"])
+def test_tensorflow_stylegan2_that_ours_cannot_compute_is_named(
+    tmp_path, changes, message):
+  with pytest.raises(networks.UnsupportedNetwork, match=message):
+    _plan(tmp_path, _snapshot("stylegan2_tf1_r16", **changes))
+
+
+def test_tensorflow_stylegan2_reads_with_the_tensorflow_defaults(tmp_path):
+  # Unrecorded, D's minibatch groups are the TensorFlow code's 4 (legacy.py
+  # reads the whole batch) and the mapping's width its 512.
+  snapshot = _snapshot("stylegan2_tf1_r16")
+  gs, d = snapshot[2].state["static_kwargs"], snapshot[1].state[
+      "static_kwargs"]
+  del d["mbstd_group_size"]
+  plan = _plan(tmp_path, snapshot)
+  assert (plan.kind, plan.fields["mbstd_group"],
+          plan.fields["mbstd_groups"]) == ("stylegan2-tf", 4, "strided")
+  assert plan.sources == {"G": "G", "D": "D", "G_ema": "Gs"}
+  del gs["mapping_fmaps"]
   with pytest.raises(networks.UnsupportedNetwork,
-                     match="TensorFlow StyleGAN2 pickles are not yet "
-                     "supported"):
-    _plan(tmp_path, tuple_)
+                     match=r"Gs.mapping_fmaps=512 cannot be converted"):
+    _plan(tmp_path, snapshot)
 
 
 def _stylegan3_layout(name: str) -> dict:

@@ -212,8 +212,8 @@ def test_reads_stylegan2_tf_pickle(tmp_path, numpy_format):
                                                  writers.TF_SOURCE)
   assert gs.init_kwargs == {"resolution": 16}
   assert gs.attributes == {"name": "Gs", "version": 4}
-  assert list(gs.params) == ["dlatent_avg", "G_mapping/Dense0/weight",
-                             "G_synthesis/4x4/Conv/weight"]
+  assert list(gs.params) == ["dlatent_avg", "mapping/Dense0/weight",
+                             "synthesis/4x4/Conv/weight"]
   for name, value in gs.params.items():
     np.testing.assert_array_equal(value, arrays[name.split("/", 1)[-1]])
   assert gs.children["synthesis"].class_name == "G_synthesis_stylegan2"

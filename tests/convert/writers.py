@@ -237,6 +237,39 @@ def tf_network(name: str, build_func_name: str, variables: dict,
   return network
 
 
+def stylegan2_tf1_snapshot(g: dict, d: dict, g_static: dict, d_static: dict,
+                           gs: dict | None = None) -> tuple:
+  """(G, D, Gs) as NVlabs/stylegan2 pickles them: G and Gs each a G_main
+  with its own variables (dlatent_avg, lod) and the components mapping
+  and synthesis; `g`, `gs` and `d` by the names legacy.py collects
+  ('mapping/Dense0/weight', 'synthesis/noise0', '4x4/Conv/bias'). A 0-d
+  variable is a numpy scalar, as a TensorFlow session returns it."""
+  num_ws = 2 * (g_static["resolution"].bit_length() - 1) - 2
+
+  def values(variables: dict) -> dict:
+    return {key: np.asarray(value)[()] if np.ndim(value) == 0 else value
+            for key, value in variables.items()}
+
+  def generator(name: str, variables: dict):
+    parts = {"": {}, "mapping": {}, "synthesis": {}}
+    for key, value in values(variables).items():
+      scope, _, rest = key.partition("/")
+      if scope in ("mapping", "synthesis"):
+        parts[scope][rest] = value
+      else:
+        parts[""][key] = value
+    components = {
+        "mapping": tf_network("G_mapping", "G_mapping", parts["mapping"],
+                              dlatent_broadcast=num_ws, **g_static),
+        "synthesis": tf_network("G_synthesis", "G_synthesis_stylegan2",
+                                parts["synthesis"], **g_static)}
+    return tf_network(name, "G_main", parts[""], components, **g_static)
+
+  return (generator("G", g),
+          tf_network("D", "D_stylegan2", values(d), **d_static),
+          generator("Gs", g if gs is None else gs))
+
+
 class OldNumpyArray:
   """An array as numpy 1.x pickles it (numpy.core, not numpy._core)."""
 

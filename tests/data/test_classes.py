@@ -119,6 +119,21 @@ def test_the_evaluation_follows_the_classes_unless_it_has_its_own_split():
   assert evaluator.real_source(config).num_examples == 10_000
 
 
+def test_eval_classes_choose_the_real_images_of_an_evaluation():
+  # The fine-tuning experiment: train on a few digits of test[:1000],
+  # compare with every test digit of those classes.
+  config = load_config(**{"data.split": "test[:1000]",
+                          "data.classes": "5,6,7,8,9", "eval.split": "test",
+                          "eval.classes": "5,6,7,8,9"})
+  labels = read_all(evaluator.real_source(config))[1]
+  _, every_label = read_all(_embedded())
+  assert set(labels) == {5, 6, 7, 8, 9}
+  assert len(labels) == np.isin(every_label, [5, 6, 7, 8, 9]).sum() > 1000
+  config.eval.classes = "5,x"
+  with pytest.raises(UserError, match="eval.classes='5,x': 'x' is not a "):
+    evaluator.real_source(config)
+
+
 def test_a_run_trains_on_the_kept_classes_only(tmp_path, monkeypatch):
   trained_on = []
   make_train_steps = step_lib.make_train_steps

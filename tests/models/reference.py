@@ -23,6 +23,9 @@ TOLERANCE = 1e-4
 STYLEGAN2 = ["stylegan2_r16_uncond", "stylegan2_r32_cond",
              "stylegan2_r16_cond_clamp"]
 R3GAN = ["r3gan_r16_uncond", "r3gan_r32_cond"]
+# TensorFlow StyleGAN2 networks, as stylegan2-ada-pytorch's legacy.py reads
+# them: TF_G.* (Gs) and TF_D.* hold their variables, not G.* and D.*.
+TF1 = ["stylegan2_tf1_r16", "stylegan2_tf1_r32_gray_dorig"]
 
 
 def case(name: str) -> tuple[np.lib.npyio.NpzFile, dict]:
@@ -36,6 +39,12 @@ def params(data, network: str) -> dict[str, np.ndarray]:
   prefix = f"{network}."
   return {key[len(prefix):]: data[key] for key in data.files
           if key.startswith(prefix)}
+
+
+def tf1_variables(data, network: str) -> dict[str, np.ndarray]:
+  """A TF1 case's variables of "G" (Gs, its components' under 'mapping/'
+  and 'synthesis/') or "D", by TensorFlow name."""
+  return params(data, f"TF_{network}")
 
 
 def relative(ours: np.ndarray, theirs: np.ndarray) -> float:

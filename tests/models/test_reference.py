@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import load_config
 from tests.models import reference
 from trainer import models
+from trainer.convert import pickles
+from trainer.convert import tf1
 from trainer.convert import weights
 
 
@@ -57,6 +59,34 @@ def test_r3gan(name):
   weights.r3gan_discriminator(d, reference.params(data, "D"), size, blocks)
   reference.assert_r3gan_generator(g, data, config)
   reference.assert_discriminator(d, data, config)
+
+
+def _tf1_module(variables: dict[str, np.ndarray]) -> pickles.Module:
+  return pickles.Module(kind="tf1", class_name="G_main", init_args=(),
+                        init_kwargs={}, params=variables, attributes={},
+                        children={}, source=None)
+
+
+@pytest.mark.parametrize("name", reference.TF1)
+def test_tensorflow_stylegan2_as_legacy_py_reads_it(name):
+  data, config, g, d = _stylegan2(name)
+  weights.stylegan2_generator(g, tf1.as_stylegan2_ada(
+      _tf1_module(reference.tf1_variables(data, "G")), "G"))
+  weights.stylegan2_discriminator(
+      d, tf1.as_stylegan2_ada(_tf1_module(reference.tf1_variables(data, "D")),
+                              "D"),
+      config["trainer_model"]["image_size"])
+  reference.assert_stylegan2_generator(g, data, config)
+  reference.assert_discriminator(d, data, config)
+
+
+def test_a_tensorflow_variable_without_a_place_is_named():
+  data, _ = reference.case("stylegan2_tf1_r16")
+  variables = reference.tf1_variables(data, "G")
+  variables["synthesis/8x8/Conv2/weight"] = np.zeros([3, 3, 32, 32])
+  with pytest.raises(weights.WeightMismatch,
+                     match="Gs: the variable synthesis/8x8/Conv2/weight"):
+    tf1.as_stylegan2_ada(_tf1_module(variables), "G")
 
 
 def test_a_parameter_of_the_wrong_shape_is_named():

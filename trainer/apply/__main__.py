@@ -42,6 +42,10 @@ _PSI = flags.DEFINE_float(
     "psi", 1.0, "sample, interpolate, mix: truncation in w, "
     "w_avg + psi (w - w_avg), in [0, 1]; 1: off, 0: the average w's image. "
     "Needs a mapping network (stylegan2).")
+_NOISE_MODE = flags.DEFINE_string(
+    "noise_mode", "random", "sample, interpolate: StyleGAN2's noise inputs, "
+    "as the reference's generate.py takes them: random (drawn per image "
+    "from its z, as G trains), const (one fixed draw per layer) or none.")
 _TRUNCATION_CUTOFF = flags.DEFINE_integer(
     "truncation_cutoff", None, "With --psi: truncate only the first this "
     "many ws (the coarse styles); default all.")
@@ -116,7 +120,8 @@ def main(argv) -> None:
             workdir, argv[1], run.step),
         num=_NUM.value, seed=_SEED.value, label=_LABEL.value,
         truncation=_TRUNCATION.value, psi=_PSI.value,
-        truncation_cutoff=_TRUNCATION_CUTOFF.value, cutoff=_CUTOFF.value,
+        truncation_cutoff=_TRUNCATION_CUTOFF.value,
+        noise_mode=_NOISE_MODE.value, cutoff=_CUTOFF.value,
         mix_input=_MIX_INPUT.value, frames=_FRAMES.value,
         input=_INPUT.value, source=_SOURCE.value, split=_SPLIT.value,
         first=_FIRST.value, mask=_MASK.value, factor=_FACTOR.value,

@@ -57,6 +57,13 @@ _GENERATE_BATCH = 256
 _COARSE_WS = 4
 
 
+# sample and interpolate: the noise inputs of StyleGAN2's layers, as the
+# reference's generate.py takes them. random: drawn per image from its z
+# (G as it trains); const: one fixed draw per layer (each image a function
+# of its w alone); none: no noise.
+NOISE_MODES = ("random", "const", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What the user asked for (flags of trainer.apply); see README."""
@@ -67,6 +74,7 @@ class Options:
   truncation: float = 0.0  # of z; 0: none
   psi: float = 1.0  # truncation of w toward w_avg; 1: none
   truncation_cutoff: int | None = None  # truncate ws[:cutoff]; None: all
+  noise_mode: str = "random"  # StyleGAN2's noise inputs (NOISE_MODES)
   cutoff: int | None = None  # mix: ws[:cutoff] from the first latent
   mix_input: str = ""  # mix: the image of the fine styles, with --input
   frames: int = 10
@@ -84,6 +92,9 @@ class Options:
       if getattr(self, name) < minimum:
         raise UserError(f"--{name}={getattr(self, name)} is out of range; "
                         f"it must be >= {minimum}")
+    if self.noise_mode not in NOISE_MODES:
+      raise UserError(f"--noise_mode={self.noise_mode!r} is not one; valid: "
+                      f"{', '.join(NOISE_MODES)}")
     if not 0 <= self.psi <= 1:
       raise UserError(f"--psi={self.psi} is out of range; it must be in "
                       "[0, 1] (1: no truncation, 0: every image is the "
@@ -146,6 +157,10 @@ def _split(run: TrainedRun, options: Options, *,
     if space != "z":
       raise UserError(f"--space={space} needs a mapping network, and {none};"
                       " valid for it: z")
+    if options.noise_mode != "random":
+      raise UserError(f"--noise_mode={options.noise_mode} sets StyleGAN2's "
+                      f"noise inputs, and model.architecture={family} has "
+                      "none: leave it out")
   for name, value, high in (
       ("truncation_cutoff", options.truncation_cutoff, split.num_ws),
       ("cutoff", options.cutoff, split.num_ws - 1)):
@@ -160,9 +175,11 @@ def _split(run: TrainedRun, options: Options, *,
 
 
 def _sampler(split: latent_lib.LatentSplit, options: Options) -> Callable:
-  """(z, labels=None) -> G's images, ws truncated by --psi."""
+  """(z, labels=None) -> G's images, ws truncated by --psi, with the
+  --noise_mode noise."""
   return lambda z, labels=None: split.generate(
-      z, labels, psi=options.psi, cutoff=options.truncation_cutoff)
+      z, labels, psi=options.psi, cutoff=options.truncation_cutoff,
+      noise_mode=options.noise_mode)
 
 
 def _labels_for(run: TrainedRun, count: int, label: int) -> np.ndarray | None:
@@ -207,7 +224,8 @@ def _common(run: TrainedRun, options: Options) -> dict:
 
 
 def _psi(options: Options) -> dict:
-  return {"psi": options.psi, "truncation_cutoff": options.truncation_cutoff}
+  return {"psi": options.psi, "truncation_cutoff": options.truncation_cutoff,
+          "noise_mode": options.noise_mode}
 
 
 def summary(report: dict) -> str:
@@ -623,7 +641,8 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
         z, labels, psi=options.psi, cutoff=options.truncation_cutoff),
                    z, labels)
     first, second = ws[:options.num], ws[options.num:]
-    report.update(truncation=options.truncation, **_psi(options))
+    report.update(truncation=options.truncation, psi=options.psi,
+                  truncation_cutoff=options.truncation_cutoff)
   mixed_ws, pictures = _generate(strategy, lambda a, b: (
       split.mix(a, b, cutoff),
       [split.render(w, "w+", None) for w in (a, b, split.mix(a, b, cutoff))]),

@@ -282,8 +282,41 @@ class StepShape:
   g_lazy: tuple[tuple[int, float], ...] = ()
 
 
-def gan_step_flops(g_forward: int, d_forward: int,
-                   shape: StepShape) -> float:
+def _backward_flops(model: keras.Model, trained: set[int]) -> int:
+  """FLOPs of the gradients of a loss of `model`'s output in the weights of
+  the layers `trained` (ids), for one example.
+
+  A layer's weight gradient costs its forward, and so does its input
+  gradient, which is wanted only where its input depends on a trained
+  weight (TensorFlow's tape computes nothing else). Walks the functional
+  model's layers in their (topological) order.
+  """
+  depends: dict[int, bool] = {}  # layer id -> its output depends on one
+  total = 0
+  for layer in model.layers:
+    parents = [parent.operation for node in layer._inbound_nodes  # pylint: disable=protected-access
+               for parent in node.parent_nodes]
+    input_depends = any(depends.get(id(p), False) for p in parents)
+    is_trained = id(layer) in trained
+    total += _layer_flops(layer) * (int(is_trained) + int(input_depends))
+    depends[id(layer)] = input_depends or is_trained
+  return total
+
+
+def freeze_saving(discriminator: keras.Model,
+                  frozen: list[keras.layers.Layer]) -> int:
+  """FLOPs per example that freezing `frozen` (train.freeze_d) saves in a
+  backward pass of D's loss: the frozen layers' weight gradients, and the
+  input gradients that no trained weight below needs any more."""
+  weighted = {id(layer) for layer in discriminator.layers
+              if layer.trainable_weights}
+  return (_backward_flops(discriminator, weighted)
+          - _backward_flops(discriminator,
+                            weighted - {id(layer) for layer in frozen}))
+
+
+def gan_step_flops(g_forward: int, d_forward: int, shape: StepShape,
+                   d_frozen: int = 0) -> float:
   """FLOPs per example of this project's training step, lazy ones averaged.
 
   Each of the n_disc D updates draws fakes (G forward), judges a real and a
@@ -295,12 +328,21 @@ def gan_step_flops(g_forward: int, d_forward: int,
   penalties and (for a penalty on fakes) a G forward. G's penalties cost
   PENALTY_PASSES G forwards per example they evaluate, in every G update
   if eager, every N steps in a lazy group.
+
+  `d_frozen` is what train.freeze_d saves in one backward pass of D's
+  loss for one example (freeze_saving): each D update's backward on the
+  reals and the fakes costs 2 d_frozen less. In a simultaneous step, where
+  G wants the fakes' input gradients, only the reals' backward is counted
+  as saving it. Penalties are counted whole (their gradient to the images
+  crosses every layer).
   """
   penalties = shape.eager_penalties * PENALTY_PASSES * d_forward
   if shape.simultaneous:
-    total = tutorial_step_flops(g_forward, d_forward) + penalties
+    total = (tutorial_step_flops(g_forward, d_forward) + penalties
+             - d_frozen)
   else:
-    d_update = g_forward + 2 * d_forward + 4 * d_forward + penalties
+    d_update = (g_forward + 2 * d_forward + 4 * d_forward + penalties
+                - 2 * d_frozen)
     g_update = g_forward + d_forward + 2 * d_forward + 2 * g_forward
     if shape.generator_needs_real:
       g_update += d_forward

@@ -31,6 +31,7 @@ from trainer import distribute
 from trainer.errors import UserError
 from trainer import loop as loop_lib
 from trainer import losses
+from trainer.models import freezing
 from trainer.penalties import base as penalties_lib
 from trainer import state as state_lib
 from trainer import step as step_lib
@@ -204,7 +205,10 @@ def run(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
   g_forward = flops.forward_flops(state.generator)
   d_forward = flops.forward_flops(state.discriminator)
   simultaneous = config.train.simultaneous
-  step_flops = flops.gan_step_flops(g_forward, d_forward, step_shape(config))
+  d_frozen = flops.freeze_saving(state.discriminator, freezing.frozen_layers(
+      config.model, state.discriminator, config.train.freeze_d))
+  step_flops = flops.gan_step_flops(g_forward, d_forward, step_shape(config),
+                                    d_frozen)
   policy_peak = peaks[_PEAK_DTYPE[policy]]
   median = statistics.median(ours_rates)
   # Every worker measures its own peak, at about the same time (the timed

@@ -22,7 +22,8 @@ from trainer.convert import conversion
 
 _PICKLE = flags.DEFINE_string(
     "pickle", None, "The network pickle: a StyleGAN2-ADA or StyleGAN3 "
-    "(--cfg=stylegan2) snapshot, or an R3GAN one.")
+    "(--cfg=stylegan2) snapshot, a TensorFlow StyleGAN2 one (config-e/f), or "
+    "an R3GAN one.")
 
 _COMMANDS = ("inspect", "create")
 

@@ -1,11 +1,12 @@
 """Network pickles as workdirs of ours: what `python -m trainer.convert` does.
 
 `read` reads a pickle without running anything from it (pickles.py) and
-names its kind; `plan_of` infers our config for its networks (networks.py);
-`check` loads them into networks built from that config, writing nothing
-(`inspect`); `create` writes a new workdir: the resolved config.json and a
-checkpoint of step 0 whose G, D and G_ema hold the pickle's networks and
-whose optimizers, step and augmentation start afresh, as a new run's do.
+names its kind; `plan_of` infers our config for its networks (networks.py,
+and tf1.py for TensorFlow StyleGAN2's); `check` loads them into networks
+built from that config, writing nothing (`inspect`); `create` writes a
+new workdir: the resolved config.json and a checkpoint of step 0 whose G,
+D and G_ema hold the pickle's networks and whose optimizers, step and
+augmentation start afresh, as a new run's do.
 The workdir then serves trainer.apply, trainer.evaluate and init.from as
 a run's workdir does.
 """
@@ -28,6 +29,7 @@ from trainer import files
 from trainer import state as state_lib
 from trainer.convert import networks
 from trainer.convert import pickles
+from trainer.convert import tf1  # pylint: disable=unused-import
 from trainer.errors import UserError
 from trainer.models import ARCHITECTURES
 
@@ -206,7 +208,11 @@ def contents(pickled: pickles.Pickled, kind: str) -> str:
   entries = _entries(pickled)
   width = max(map(len, entries), default=0)
   for name, value in entries.items():
-    if isinstance(value, pickles.Module):
+    if isinstance(value, pickles.Module) and value.kind == "tf1":
+      # TensorFlow's variables, trained or not (w_avg, noise maps).
+      values = sum(int(np.size(a)) for a in value.params.values())
+      what = f"{value.class_name}: {values:,} variable values"
+    elif isinstance(value, pickles.Module):
       parameters = sum(int(np.size(a)) for key, a in value.params.items()
                        if key not in value.buffers)
       buffers = sum(int(np.size(value.params[key])) for key in value.buffers)
@@ -274,8 +280,9 @@ def summary(plan: Plan, workdir: str, checkpoint: str) -> str:
 def warm_start(state: state_lib.GanState, config: ml_collections.ConfigDict,
                source: str) -> str:
   """init.from=<pickle>: G, D and G_ema of a new run from a network pickle
-  of StyleGAN2-ADA or R3GAN, read as `read` reads it (nothing in it runs)
-  and loaded into the state's networks directly: no workdir is written.
+  of StyleGAN2-ADA, TensorFlow StyleGAN2 or R3GAN, read as `read` reads it
+  (nothing in it runs) and loaded into the state's networks directly: no
+  workdir is written.
   The rest starts afresh, as checkpoint.warm_start's.
 
   Raises:

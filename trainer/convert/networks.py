@@ -99,12 +99,12 @@ def infer(kind: str, networks: Networks) -> tuple[Format, Fields]:
 
 # --- StyleGAN2: the constructors' recorded arguments --------------------------
 
-_REQUIRED = object()  # a constructor argument without a default
-_FILTER = [1, 3, 3, 1]  # StyleGAN2's resampling filter, which ours hard-codes
+REQUIRED = object()  # a constructor argument without a default
+FILTER = [1, 3, 3, 1]  # StyleGAN2's resampling filter, which ours hard-codes
 
 
 @dataclasses.dataclass
-class _Kwargs:
+class Kwargs:
   """A constructor's recorded keyword arguments, read with the defaults of
   the code that wrote them.
 
@@ -112,13 +112,16 @@ class _Kwargs:
     values: as recorded.
     path: how messages name them ('G', 'G.mapping_kwargs').
     defaults: every argument the constructor takes that matters to the
-      function, with its default (_REQUIRED: none).
+      function, with its default (REQUIRED: none).
     ignored: arguments of speed or training alone (memory formats, Freeze-D).
+    code: the code whose networks these arguments are, for messages.
   """
   values: dict[str, Any]
   path: str
   defaults: dict[str, Any]
   ignored: tuple[str, ...] = ()
+  code: str = ("StyleGAN2-ADA's training/networks.py and StyleGAN3's "
+               "training/networks_stylegan2.py")
 
   def __post_init__(self):
     unknown = [k for k in self.values
@@ -127,32 +130,31 @@ class _Kwargs:
       raise UnsupportedNetwork(
           f"{self.name(unknown[0])}={self.values[unknown[0]]!r} is an "
           "argument trainer.convert does not know; it converts the networks "
-          "of StyleGAN2-ADA's training/networks.py and StyleGAN3's "
-          "training/networks_stylegan2.py")
+          f"of {self.code}")
 
   def name(self, key: str) -> str:
     return f"{self.path}.{key}"
 
   def __getitem__(self, key: str) -> Any:
     value = self.values.get(key, self.defaults[key])
-    if value is _REQUIRED:
+    if value is REQUIRED:
       raise UnsupportedNetwork(f"{self.path} records no {key}, which its "
                                "constructor requires")
     return value
 
   def section(self, key: str, defaults: dict[str, Any],
-              ignored: tuple[str, ...] = ()) -> "_Kwargs":
-    return _Kwargs(dict(self[key] or {}), self.name(key), defaults, ignored)
+              ignored: tuple[str, ...] = ()) -> "Kwargs":
+    return Kwargs(dict(self[key] or {}), self.name(key), defaults, ignored)
 
   def expect(self, key: str, valid: tuple[Any, ...], ours: str) -> Any:
     """self[key], if one of `valid`; else UnsupportedNetwork saying `ours`."""
     value = self[key]
     if value not in valid:
-      raise _unsupported(self.name(key), value, ours)
+      raise unsupported(self.name(key), value, ours)
     return value
 
 
-def _unsupported(name: str, value: Any, ours: str) -> UnsupportedNetwork:
+def unsupported(name: str, value: Any, ours: str) -> UnsupportedNetwork:
   """The error for a setting `name`=`value` that ours cannot express."""
   return UnsupportedNetwork(f"{name}={value!r} cannot be converted: {ours}")
 
@@ -178,7 +180,7 @@ _ADA = _Dialect(True, 0, None, 0.995, ("fp16_channels_last",
 _SG3 = _Dialect(False, 4, 256, 0.998, ("fp16_channels_last", "channels_last",
                                        "fused_modconv_default"))
 
-_LAYERS = {"activation": "lrelu", "resample_filter": _FILTER}
+_LAYERS = {"activation": "lrelu", "resample_filter": FILTER}
 
 
 def _synthesis_defaults(dialect: _Dialect) -> dict[str, Any]:
@@ -194,22 +196,22 @@ def _mapping_defaults(w_avg_beta: float | None) -> dict[str, Any]:
           **({} if w_avg_beta is None else {"w_avg_beta": w_avg_beta})}
 
 
-def _check_layers(kwargs: _Kwargs) -> None:
+def _check_layers(kwargs: Kwargs) -> None:
   """The settings of the layers that ours hard-code."""
   kwargs.expect("activation", ("lrelu",), "ours use leaky ReLU")
   filter_ = kwargs["resample_filter"]
-  if list(filter_) != _FILTER:
-    raise _unsupported(kwargs.name("resample_filter"), filter_,
+  if list(filter_) != FILTER:
+    raise unsupported(kwargs.name("resample_filter"), filter_,
                        "ours resample with [1, 3, 3, 1] only")
 
 
-def _check_features(mapping: _Kwargs, width: int, width_name: str,
+def _check_features(mapping: Kwargs, width: int, width_name: str,
                     conditional: bool) -> None:
   """A mapping's embedding and hidden layers are `width` wide, as ours."""
   for key, used in (("embed_features", conditional),
                     ("layer_features", mapping["num_layers"] > 1)):
     if used and mapping[key] not in (None, width):
-      raise _unsupported(mapping.name(key), mapping[key],
+      raise unsupported(mapping.name(key), mapping[key],
                          f"ours are {width_name} ({width}) wide")
 
 
@@ -218,19 +220,19 @@ def _dialect(g: Module) -> _Dialect:
 
 
 def _stylegan2_generator(g: Module, dialect: _Dialect
-                         ) -> tuple[Fields, _Kwargs, _Kwargs]:
+                         ) -> tuple[Fields, Kwargs, Kwargs]:
   """Our fields from G's recorded arguments; those arguments, and its
   synthesis network's."""
   synthesis_defaults = _synthesis_defaults(dialect)
-  top = {"z_dim": _REQUIRED, "c_dim": _REQUIRED, "w_dim": _REQUIRED,
-         "img_resolution": _REQUIRED, "img_channels": _REQUIRED,
+  top = {"z_dim": REQUIRED, "c_dim": REQUIRED, "w_dim": REQUIRED,
+         "img_resolution": REQUIRED, "img_channels": REQUIRED,
          "mapping_kwargs": {}}
   if dialect.synthesis_nested:
-    kwargs = _Kwargs(g.init_kwargs, "G", {**top, "synthesis_kwargs": {}})
+    kwargs = Kwargs(g.init_kwargs, "G", {**top, "synthesis_kwargs": {}})
     synthesis = kwargs.section("synthesis_kwargs", synthesis_defaults,
                                dialect.ignored)
   else:
-    kwargs = _Kwargs(g.init_kwargs, "G", {**top, **synthesis_defaults},
+    kwargs = Kwargs(g.init_kwargs, "G", {**top, **synthesis_defaults},
                      dialect.ignored)
     synthesis = kwargs
   mapping = kwargs.section("mapping_kwargs",
@@ -243,9 +245,9 @@ def _stylegan2_generator(g: Module, dialect: _Dialect
   _check_layers(synthesis)
   mapping.expect("activation", ("lrelu",), "ours use leaky ReLU")
   if kwargs["z_dim"] < 1:
-    raise _unsupported("G.z_dim", kwargs["z_dim"], "ours map a latent z")
+    raise unsupported("G.z_dim", kwargs["z_dim"], "ours map a latent z")
   if mapping["w_avg_beta"] is None:
-    raise _unsupported(mapping.name("w_avg_beta"), None,
+    raise unsupported(mapping.name("w_avg_beta"), None,
                        "ours track w_avg (truncation needs it)")
   _check_features(mapping, kwargs["w_dim"], "w_dim", kwargs["c_dim"] > 0)
   fields = {
@@ -267,11 +269,11 @@ def _stylegan2_generator(g: Module, dialect: _Dialect
 
 
 def _stylegan2_discriminator(d: Module, dialect: _Dialect, fields: Fields,
-                             g: _Kwargs, g_synthesis: _Kwargs) -> Fields:
+                             g: Kwargs, g_synthesis: Kwargs) -> Fields:
   """D's fields; what it shares with G must be G's (ours has one value)."""
-  kwargs = _Kwargs(d.init_kwargs, "D", {
-      "c_dim": _REQUIRED, "img_resolution": _REQUIRED,
-      "img_channels": _REQUIRED, "architecture": "resnet",
+  kwargs = Kwargs(d.init_kwargs, "D", {
+      "c_dim": REQUIRED, "img_resolution": REQUIRED,
+      "img_channels": REQUIRED, "architecture": "resnet",
       "channel_base": 32768, "channel_max": 512,
       "num_fp16_res": dialect.num_fp16_res, "conv_clamp": dialect.conv_clamp,
       "cmap_dim": None, "block_kwargs": {}, "mapping_kwargs": {},
@@ -294,16 +296,16 @@ def _stylegan2_discriminator(d: Module, dialect: _Dialect, fields: Fields,
     if name == "conv_clamp":  # None and 0 are both no clamp
       ours, theirs = ours or 0, theirs or 0
     if ours != theirs:
-      raise _unsupported(kwargs.name(name), kwargs[name],
+      raise unsupported(kwargs.name(name), kwargs[name],
                          f"ours has one value for G and D, and "
                          f"{g_kwargs.name(name)} is {g_kwargs[name]!r}")
   group = epilogue["mbstd_group_size"]
   if group is None or group < 1:
-    raise _unsupported(epilogue.name("mbstd_group_size"), group,
+    raise unsupported(epilogue.name("mbstd_group_size"), group,
                        "ours take groups of a fixed size")
   features = epilogue["mbstd_num_channels"]
   if features < 1:
-    raise _unsupported(epilogue.name("mbstd_num_channels"), features,
+    raise unsupported(epilogue.name("mbstd_num_channels"), features,
                        "ours add at least one channel")
   if fields["num_classes"]:
     _check_label_mapping(kwargs, mapping, fields)
@@ -312,15 +314,15 @@ def _stylegan2_discriminator(d: Module, dialect: _Dialect, fields: Fields,
           "d_mapping_layers": mapping["num_layers"]}
 
 
-def _check_label_mapping(d: _Kwargs, mapping: _Kwargs,
+def _check_label_mapping(d: Kwargs, mapping: Kwargs,
                          fields: Fields) -> None:
   """A conditional D's mapping of the label, as ours: C4 wide, G's rate."""
   width = stages.width(4, fields["channel_base"], fields["channel_max"])
   if d["cmap_dim"] not in (None, width):
-    raise _unsupported("D.cmap_dim", d["cmap_dim"], "ours map the label to "
+    raise unsupported("D.cmap_dim", d["cmap_dim"], "ours map the label to "
                        f"the width at 4x4 ({width})")
   if mapping["lr_multiplier"] != fields["mapping_lr_multiplier"]:
-    raise _unsupported(mapping.name("lr_multiplier"),
+    raise unsupported(mapping.name("lr_multiplier"),
                        mapping["lr_multiplier"],
                        "ours has one mapping_lr_multiplier for G and D, and "
                        f"G's is {fields['mapping_lr_multiplier']!r}")
@@ -407,14 +409,14 @@ def _stage(network: str, index: int, layers: dict[int, dict[str, np.ndarray]],
                                        f"{name} layer {layer}")
       blocks.append((width, inner, inner // per_group, kernel))
   if not blocks:
-    raise _unsupported(f"{name} blocks", 0, "ours has at least one residual "
+    raise unsupported(f"{name} blocks", 0, "ours has at least one residual "
                        "block per resolution")
   if len(set(blocks)) > 1:
-    raise _unsupported(f"{name} blocks (width, inner width, groups, kernel)",
+    raise unsupported(f"{name} blocks (width, inner width, groups, kernel)",
                        blocks, "our blocks of one resolution are alike")
   width, inner, groups, kernel = blocks[0]
   if inner % width:
-    raise _unsupported(f"{name} inner width", inner, "ours expand a block "
+    raise unsupported(f"{name} inner width", inner, "ours expand a block "
                        f"by a whole factor of its width ({width})")
   return _Stage(width, len(blocks), inner // width, groups, kernel,
                 data_type == "torch.bfloat16")
@@ -444,7 +446,7 @@ def _widths_config(widths: dict[int, int]) -> tuple[int, int]:
   channel_base = max(width * res for res, width in widths.items())
   if any(stages.width(res, channel_base, channel_max) != width
          for res, width in widths.items()):
-    raise _unsupported("the widths per resolution", widths, "ours are "
+    raise unsupported("the widths per resolution", widths, "ours are "
                        "min(channel_base // r, channel_max), which no "
                        "channel_base and channel_max make these")
   return channel_base, channel_max
@@ -454,7 +456,7 @@ def _uniform(by_res: dict[int, _Stage], field: str, ours: str) -> int:
   """The stages' one value of `field`; UnsupportedNetwork if they differ."""
   values = {res: getattr(stage, field) for res, stage in by_res.items()}
   if len(set(values.values())) > 1:
-    raise _unsupported(f"G's {field} per resolution", values, ours)
+    raise unsupported(f"G's {field} per resolution", values, ours)
   return next(iter(values.values()))
 
 
@@ -463,7 +465,7 @@ def _cardinality(by_res: dict[int, _Stage]) -> int:
   cardinality, widest = by_res[4].groups, by_res[4].width
   if any(stage.groups != cardinality * stage.width // widest
          for stage in by_res.values()):
-    raise _unsupported(
+    raise unsupported(
         "G's groups per resolution",
         {res: stage.groups for res, stage in by_res.items()},
         f"ours have cardinality (here {cardinality}, those at 4x4) times "
@@ -475,7 +477,7 @@ def _num_fp16_res(by_res: dict[int, _Stage]) -> int:
   """Ours: the top resolutions in bfloat16, never 4x4."""
   reduced = sorted(res for res, stage in by_res.items() if stage.reduced)
   if 4 in reduced or reduced != sorted(by_res)[len(by_res) - len(reduced):]:
-    raise _unsupported("G's bfloat16 resolutions", reduced, "ours compute the "
+    raise unsupported("G's bfloat16 resolutions", reduced, "ours compute the "
                        "top num_fp16_res resolutions in the reduced dtype, "
                        "never 4x4")
   return len(reduced)
@@ -491,13 +493,13 @@ def _latent_and_classes(g: Module) -> tuple[int, int]:
   else:
     latent, classes = inputs - embedding.shape[0], embedding.shape[1]
     if embedding.shape[0] != latent:
-      raise _unsupported("G's label embedding (ConditionEmbeddingDimension)",
+      raise unsupported("G's label embedding (ConditionEmbeddingDimension)",
                          embedding.shape[0], "ours embeds the label as wide "
                          f"as z (NoiseDimension, here {latent})")
   for name, value, ours in (("z_dim", latent, "its basis takes"),
                             ("c_dim", classes, "its embedding takes")):
     if g.attributes.get(name, value) != value:
-      raise _unsupported(f"G.{name}", g.attributes[name], f"{ours} {value}")
+      raise unsupported(f"G.{name}", g.attributes[name], f"{ours} {value}")
   return latent, classes
 
 
@@ -506,10 +508,10 @@ def _r3gan_generator(g: Module) -> tuple[Fields, dict[int, _Stage]]:
   by_res = _stages(g, "G", lambda i: 4 * 2**i)
   size = max(by_res)
   if g.attributes.get("img_resolution", size) != size:
-    raise _unsupported("G.img_resolution", g.attributes["img_resolution"],
+    raise unsupported("G.img_resolution", g.attributes["img_resolution"],
                        f"its stages make {size}x{size} images")
   if _uniform(by_res, "kernel", "ours convolve 3x3") != 3:
-    raise _unsupported("G's kernel", by_res[4].kernel, "ours convolve 3x3")
+    raise unsupported("G's kernel", by_res[4].kernel, "ours convolve 3x3")
   channel_base, channel_max = _widths_config(
       {res: stage.width for res, stage in by_res.items()})
   latent, classes = _latent_and_classes(g)
@@ -534,22 +536,22 @@ def _check_r3gan_discriminator(d: Module, fields: Fields,
   size = fields["image_size"]
   d_stages = _stages(d, "D", lambda i: size // 2**i)
   if sorted(d_stages) != sorted(g_stages):
-    raise _unsupported("D's resolutions", sorted(d_stages),
+    raise unsupported("D's resolutions", sorted(d_stages),
                        f"G's are {sorted(g_stages)}")
   for field in dataclasses.fields(_Stage):
     theirs = {r: getattr(d_stages[r], field.name) for r in sorted(d_stages)}
     ours = {r: getattr(g_stages[r], field.name) for r in sorted(g_stages)}
     if theirs != ours:
-      raise _unsupported(f"D's {field.name} per resolution", theirs,
+      raise unsupported(f"D's {field.name} per resolution", theirs,
                          f"ours builds G and D from one config, and G's are "
                          f"{ours}")
   embedding = d.params.get("Model.EmbeddingLayer.weight")
   classes = 0 if embedding is None else embedding.shape[1]
   if classes != fields["num_classes"]:
-    raise _unsupported("D's classes (c_dim)", classes,
+    raise unsupported("D's classes (c_dim)", classes,
                        f"G's are {fields['num_classes']}")
   if embedding is not None and embedding.shape[0] != g_stages[4].width:
-    raise _unsupported("D's label embedding (ConditionEmbeddingDimension)",
+    raise unsupported("D's label embedding (ConditionEmbeddingDimension)",
                        embedding.shape[0], "ours projects on the features "
                        f"at 4x4, {g_stages[4].width} wide")
 
@@ -574,8 +576,9 @@ FORMATS.register("r3gan")(Format(
 
 # --- kinds that are not converted ---------------------------------------------
 
-_ONLY = ("only StyleGAN2-type networks (StyleGAN2-ADA's, or StyleGAN3's "
-         "--cfg=stylegan2) and R3GAN's are supported")
+_ONLY = ("only StyleGAN2-type networks (StyleGAN2-ADA's, StyleGAN3's "
+         "--cfg=stylegan2, or TensorFlow StyleGAN2's config-e and -f) and "
+         "R3GAN's are supported")
 
 
 def _stylegan3(title: str, cfg: str) -> Format:
@@ -586,9 +589,3 @@ def _stylegan3(title: str, cfg: str) -> Format:
 
 FORMATS.register("stylegan3-t")(_stylegan3("StyleGAN3-T", "stylegan3-t"))
 FORMATS.register("stylegan3-r")(_stylegan3("StyleGAN3-R", "stylegan3-r"))
-FORMATS.register("stylegan2-tf")(Format("StyleGAN2 (TensorFlow 1)", refusal=(
-    "TensorFlow StyleGAN2 pickles are not yet supported by trainer.convert. "
-    "stylegan2-ada-pytorch's legacy.py turns one into a StyleGAN2-ADA pickle "
-    "(python legacy.py --source=<tf.pkl> --dest=<pt.pkl>; it needs torch, "
-    "and loads the file with an unrestricted unpickler: only for a file you "
-    "trust), which this converts")))

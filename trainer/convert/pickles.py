@@ -92,7 +92,8 @@ class Module:
       the static kwargs ('tf1'); empty for ordinary classes, which keep none.
     params: parameters and buffers of the whole tree, each a numpy array, by
       torch `state_dict` names ('synthesis.b4.conv1.weight') or, for 'tf1', by
-      the network's variable names ('G_synthesis/4x4/Conv/weight').
+      the variable names, a component's under its key
+      ('synthesis/4x4/Conv/weight').
     attributes: the other public attributes (`z_dim`, `training`; 'name' and
       'version' of a TF network), as plain values.
     children: the sub-modules (torch `_modules`) or components ('tf1').
@@ -336,8 +337,10 @@ class _TFNetwork(_Instance):
                        "variables")
     children = _modules(plain, state.get("components") or {})
     params = {name: _array(name, value) for name, value in state["variables"]}
-    for child in children.values():
-      params.update((f"{child.attributes['name']}/{name}", value)
+    # Named by the component's key ('mapping/Dense0/weight'), as
+    # stylegan2-ada-pytorch's legacy.py collects them.
+    for key, child in children.items():
+      params.update((f"{key}/{name}", value)
                     for name, value in child.params.items())
     return Module(
         kind="tf1", class_name=state["build_func_name"], init_args=(),
@@ -400,6 +403,10 @@ def _modules(plain: "_Plain", modules: dict) -> dict[str, Module]:
 
 
 def _array(name: str, value: Any) -> np.ndarray:
+  # A TensorFlow session returns a 0-d variable's value as a numpy scalar,
+  # which is how the TF pickles hold noise strengths.
+  if isinstance(value, np.generic) and not value.dtype.hasobject:
+    return np.asarray(value)
   if not isinstance(value, np.ndarray):
     raise ValueError(f"{name} is no tensor")
   return value

@@ -109,8 +109,8 @@ def check_classes(source: Source, num_classes: int) -> None:
         f"{source.num_classes}, or 0 for a model without labels")
 
 
-def parse_classes(text: str) -> tuple[int, ...]:
-  """The sorted classes of data.classes ("0,1,2"); () for "" (all).
+def parse_classes(text: str, field: str = "data.classes") -> tuple[int, ...]:
+  """The sorted classes of `field` ("0,1,2"); () for "" (all).
 
   Raises:
     UserError: an entry is not an integer.
@@ -118,13 +118,14 @@ def parse_classes(text: str) -> tuple[int, ...]:
   entries = [e.strip() for e in str(text).split(",") if e.strip()]
   bad = [e for e in entries if not re.fullmatch(r"\d+", e)]
   if bad:
-    raise UserError(f"data.classes={text!r}: {bad[0]!r} is not a class "
+    raise UserError(f"{field}={text!r}: {bad[0]!r} is not a class "
                     "number; write comma-separated integers such as 0,1,2")
   return tuple(sorted({int(e) for e in entries}))
 
 
-def keep_classes(source: Source, classes: str) -> Source:
-  """`source` with only the examples whose label is in `classes` (data.classes).
+def keep_classes(source: Source, classes: str,
+                 field: str = "data.classes") -> Source:
+  """`source` with only the examples whose label is in `classes` (of `field`).
 
   The labels are listed once (Source.labels) into a table of the kept
   examples' indices; `read` maps its indices through it. The classes keep
@@ -134,25 +135,25 @@ def keep_classes(source: Source, classes: str) -> Source:
     UserError: the source has no labels or cannot list them without decoding
       every image, a class is not one of the source's, or none is left.
   """
-  wanted = parse_classes(classes)
+  wanted = parse_classes(classes, field)
   if not wanted:
     return source
   if source.num_classes <= 1 and not source.class_names:
-    raise UserError(f"data.classes={classes!r} but {source.description} has "
-                    "no labels; set data.classes=\"\"")
+    raise UserError(f"{field}={classes!r} but {source.description} has "
+                    f"no labels; set {field}=\"\"")
   outside = [c for c in wanted if c >= source.num_classes]
   if outside:
-    raise UserError(f"data.classes={classes!r}: class {outside[0]} is not one "
+    raise UserError(f"{field}={classes!r}: class {outside[0]} is not one "
                     f"of the {source.num_classes} classes (0.."
                     f"{source.num_classes - 1}) of {source.description}")
   if source.labels is None:
     raise UserError(
-        f"data.classes={classes!r}: {source.description} cannot list its "
+        f"{field}={classes!r}: {source.description} cannot list its "
         "labels without decoding every image; pack it first (python -m "
         "trainer.data create) and train on packed:<dir>")
   kept = np.flatnonzero(np.isin(source.labels(), wanted))  # [K]
   if not len(kept):
-    raise UserError(f"data.classes={classes!r}: {source.description} has no "
+    raise UserError(f"{field}={classes!r}: {source.description} has no "
                     "example of these classes")
   table = tf.constant(kept, tf.int64)
   names = ",".join(map(str, wanted))

@@ -77,7 +77,8 @@ def _settings(config: ml_collections.ConfigDict) -> metrics_lib.Settings:
 def real_source(config: ml_collections.ConfigDict) -> sources.Source:
   """The real images to compare with: eval.source/split, else the data's.
 
-  With eval.split "" they are data.split's, and data.classes's only.
+  With eval.split "" they are data.split's, and data.classes's only;
+  eval.classes, when set, keeps those classes instead.
   """
   data = config.data
   source = sources.load(config.eval.source or data.source, sources.Request(
@@ -86,6 +87,8 @@ def real_source(config: ml_collections.ConfigDict) -> sources.Source:
       resize=data.resize, tfds_data_dir=data.tfds_data_dir,
       tfds_download=data.tfds_download, on_bad_image=data.on_bad_image,
       section="eval"))
+  if config.eval.classes:
+    return sources.keep_classes(source, config.eval.classes, "eval.classes")
   return sources.keep_classes(source, "" if config.eval.split
                               else data.classes)
 

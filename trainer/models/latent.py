@@ -69,14 +69,17 @@ class LatentSplit:
 
   def generate(self, z: tf.Tensor, labels: tf.Tensor | None, *,
                psi: float | tf.Tensor = 1.0, cutoff: int | None = None,
-               training: bool = False) -> tf.Tensor:
+               training: bool = False,
+               noise_mode: str = "random") -> tf.Tensor:
     """G(z | labels) with its ws truncated_w: images [B, H, W, C].
 
-    With psi 1, G itself: the noise is G's, drawn from z.
+    With psi 1 and noise_mode "random", G itself: the noise is G's, drawn
+    from z; "const" and "none" as `synthesize`.
     """
     w = self.truncated_w(z, labels, psi=psi, cutoff=cutoff,
                          training=training)
-    return self.synthesize(w, labels, training, noise_of=z)
+    return self.synthesize(w, labels, training, noise_mode=noise_mode,
+                           noise_of=z)
 
   def truncate(self, ws: tf.Tensor, psi: float | tf.Tensor,
                cutoff: int | None = None) -> tf.Tensor:
