@@ -47,6 +47,7 @@ _SLOWEST_FIRST = (
     "tests/test_learning_stylegan2.py", "tests/test_resume_families.py",
     "tests/test_learning.py", "tests/apply/test_tasks.py",
     "tests/test_learning_r3gan.py", "tests/apply/test_main.py",
+    "tests/apply/test_directions.py",
     "tests/test_schedules.py", "tests/models/test_r3gan.py",
     "tests/features/test_mnist_classifier.py", "tests/data/test_main.py",
     "tests/data/test_sources.py", "tests/test_config.py",

@@ -2,6 +2,7 @@
 rows are split over their replicas and gathered back."""
 
 import json
+import math
 import os
 from typing import Callable, Sequence
 
@@ -13,6 +14,8 @@ from trainer.errors import UserError
 from trainer.registry import Registry
 
 STRATEGIES: Registry = Registry("strategy", "--strategy")
+# Rows of one call of map_rows (sampling, interpolation, mixing, editing).
+_MAP_BATCH = 256
 
 
 def configure_cpu_devices(num_cpu_devices: int) -> None:
@@ -216,3 +219,25 @@ def run_on_rows(strategy: tf.distribute.Strategy, run,
                                   np.resize(a, (size,) + a.shape[1:]))
                   for a in rows))
   return tf.nest.map_structure(lambda v: v.numpy()[:count], outputs)
+
+
+def map_rows(strategy: tf.distribute.Strategy, fn: Callable,
+             *rows: np.ndarray | None):
+  """fn(*rows) per replica in batches of rows: numpy outputs, in order.
+
+  fn maps a batch of each of the arrays rows [N, ...] (None ones, an
+  unconditional model's labels, are left out) to a tensor or a structure of
+  tensors with one row per input row. _MAP_BATCH rows at most go at once
+  (rounded up to a multiple of the replicas), which bounds the memory.
+  """
+  run = replicated(strategy, fn)
+  replicas = strategy.num_replicas_in_sync
+  batch = math.ceil(_MAP_BATCH / replicas) * replicas
+  rows = [a for a in rows if a is not None]
+  outputs = []
+  for start in range(0, len(rows[0]), batch):
+    chunk = [a[start:start + batch] for a in rows]
+    size = math.ceil(len(chunk[0]) / replicas) * replicas
+    outputs.append(run_on_rows(strategy, run, chunk, size))
+  return tf.nest.map_structure(lambda *parts: np.concatenate(parts),
+                               *outputs)

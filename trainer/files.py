@@ -47,3 +47,10 @@ def write_npz(path: str, **arrays: np.ndarray) -> None:
   buffer = io.BytesIO()  # np.savez seeks, which GFile cannot in "wb"
   np.savez(buffer, **arrays)
   write_atomically(path, buffer.getvalue())
+
+
+def write_npy(path: str, array: np.ndarray) -> None:
+  """Writes one array as a .npy file through write_atomically."""
+  buffer = io.BytesIO()
+  np.save(buffer, array)
+  write_atomically(path, buffer.getvalue())

@@ -1,7 +1,7 @@
 r"""Uses a trained generator: `python -m trainer.apply <task> --workdir=<run>`.
 
-Tasks: sample, interpolate, inpaint, superres, transfer, mix, export (see
-trainer/apply/tasks.py and docs/apply.md). The run's
+Tasks: sample, interpolate, inpaint, superres, transfer, mix, directions,
+edit, export (see trainer/apply/tasks.py and docs/apply.md). The run's
 own config.json says what model it is; results go to <workdir>/apply/<task>
 (export: <workdir>/export/step_<step>) or --output_dir. Ctrl-C stops at
 once: each file is written whole or not at all.
@@ -13,6 +13,8 @@ from absl import flags
 from absl import logging
 
 from trainer import signals
+from trainer.apply import directions as directions_lib
+from trainer.apply import editing as editing_lib
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
@@ -25,8 +27,8 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "", "Where to write; default <workdir>/apply/<task>, and "
     "<workdir>/export/step_<step> for export.")
 _NUM = flags.DEFINE_integer(
-    "num", 16, "sample: images; interpolate: paths; mix: pairs; inpaint, "
-    "superres, transfer: images taken from the data.")
+    "num", 16, "sample, edit: images; interpolate: paths; mix: pairs; "
+    "inpaint, superres, transfer: images taken from the data.")
 _SEED = flags.DEFINE_integer(
     "seed", 0, "Seed of the latents (sample, interpolate), of the inversion's "
     "random starts and of random_boxes masks.")
@@ -67,7 +69,8 @@ _FRAMES = flags.DEFINE_integer(
 _INPUT = flags.DEFINE_string(
     "input", "", "inpaint, superres, transfer, mix: a PNG or JPEG image; "
     "without it, --num images of the data from --first are used (mix: --num "
-    "random pairs).")
+    "random pairs). edit: an image or a folder of them, inverted; without "
+    "it, --num random latents.")
 _SOURCE = flags.DEFINE_string(
     "source", "", "Data source of the images (docs/data.md); "
     "default the run's data.source.")
@@ -101,6 +104,66 @@ _PRIOR_WEIGHT = flags.DEFINE_float(
     "Inversion: weight of mean(u^2), which keeps the latent typical: u is z, "
     "or (w - w_avg) / scale in w and w+.")
 
+_DIRECTIONS = directions_lib.Settings()
+_METHOD = flags.DEFINE_string(
+    "method", _DIRECTIONS.method, "directions: sefa (closed-form "
+    "factorization of the weights), ganspace (PCA of sampled latents) or "
+    "labels (a boundary between latents with and without an attribute).")
+_NUM_DIRECTIONS = flags.DEFINE_integer(
+    "num_directions", _DIRECTIONS.num_directions, "directions (sefa, "
+    "ganspace): how many to keep, the strongest first (at most the "
+    "latent's size).")
+_LAYERS = flags.DEFINE_string(
+    "layers", _DIRECTIONS.layers, "directions, edit: a:b, the ws [a, b) of "
+    "a mapping network whose layers sefa factorizes and edits move; "
+    "default all.")
+_NUM_SAMPLES = flags.DEFINE_integer(
+    "num_samples", _DIRECTIONS.num_samples, "directions (ganspace, labels): "
+    "latents sampled.")
+_STRENGTH = flags.DEFINE_float(
+    "strength", _DIRECTIONS.strength, "directions: grid.png shows strengths "
+    "from -s to s; strength 1 moves one coordinate's typical spread (1 in "
+    "z; in w, the root mean square of w - w_avg).")
+_STRENGTHS = flags.DEFINE_list(
+    "strengths", [str(s) for s in _DIRECTIONS.strengths], "edit: the first "
+    "and the last strength, as --strength measures them.")
+_STRENGTH_STEPS = flags.DEFINE_integer(
+    "strength_steps", _DIRECTIONS.strength_steps, "directions, edit: "
+    "strengths per row, both ends included (odd: 0 is among them).")
+_CLASSIFIER = flags.DEFINE_string(
+    "classifier", _DIRECTIONS.classifier, "directions (labels): what scores "
+    "the samples: mnist (the project's MNIST classifier; the attribute is a "
+    "digit) or a .keras model file.")
+_ATTRIBUTE = flags.DEFINE_integer(
+    "attribute", _DIRECTIONS.attribute, "directions (labels): the "
+    "classifier's output read (mnist: the digit).")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", _DIRECTIONS.threshold, "directions (labels): a sample has "
+    "the attribute when that output is above it.")
+_POSITIVE = flags.DEFINE_string(
+    "positive", "", "directions (labels): a folder of images with the "
+    "attribute, inverted (with --negative, instead of a classifier).")
+_NEGATIVE = flags.DEFINE_string(
+    "negative", "", "directions (labels): a folder of images without it.")
+_CONDITION = flags.DEFINE_string(
+    "condition", "", "directions (labels): <directions.npy>[:index], a "
+    "direction projected out of the one found, so that editing along it "
+    "keeps that attribute.")
+_DIRECTION = flags.DEFINE_string(
+    "direction", "", "edit: <directions.npy>[:index] (default index 0).")
+
+
+def _directions_settings() -> directions_lib.Settings:
+  return directions_lib.Settings(
+      method=_METHOD.value, num_directions=_NUM_DIRECTIONS.value,
+      layers=_LAYERS.value, num_samples=_NUM_SAMPLES.value,
+      strength=_STRENGTH.value,
+      strengths=editing_lib.strengths_of(_STRENGTHS.value),
+      strength_steps=_STRENGTH_STEPS.value, classifier=_CLASSIFIER.value,
+      attribute=_ATTRIBUTE.value, threshold=_THRESHOLD.value,
+      positive=_POSITIVE.value, negative=_NEGATIVE.value,
+      condition=_CONDITION.value, direction=_DIRECTION.value)
+
 
 def main(argv) -> None:
   with signals.interrupt_as_line(
@@ -129,7 +192,8 @@ def main(argv) -> None:
             steps=_STEPS.value, restarts=_RESTARTS.value,
             learning_rate=_LEARNING_RATE.value,
             max_latents=_MAX_LATENTS.value,
-            prior_weight=_PRIOR_WEIGHT.value, space=_SPACE.value))
+            prior_weight=_PRIOR_WEIGHT.value, space=_SPACE.value),
+        directions=_directions_settings())
     report = task(run, strategy, options)
     logging.info("%s of step %d written to %s", argv[1], run.step,
                  options.output_dir)

@@ -11,6 +11,7 @@ about models. Conventions, for every function here:
 """
 
 import io
+import os
 
 import numpy as np
 from PIL import Image
@@ -38,6 +39,8 @@ _SSIM_SIGMA = 1.5
 _SSIM_C1 = 0.01**2  # (K1 L)^2
 _SSIM_C2 = 0.03**2  # (K2 L)^2
 _BOXES_PER_IMAGE = 3
+# The files of a folder that read_images takes.
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -149,6 +152,38 @@ def read_image(path: str, *, image_size: int, channels: int,
     converted = tf.image.resize(converted, [image_size, image_size],
                                 method="bicubic", antialias=True).numpy()
   return np.clip(np.round(converted), 0, 255).astype(np.uint8)
+
+
+def read_images(path: str, *, flag: str, image_size: int, channels: int,
+                resize: bool) -> tuple[np.ndarray, list[str]]:
+  """The images of a folder (its PNG and JPEG files, by name) or one file.
+
+  Args:
+    path: a folder or an image file, any tf.io.gfile path.
+    flag: the flag that gave it, for the messages (e.g. "--positive").
+    image_size, channels, resize: as read_image.
+
+  Returns:
+    uint8 [N, image_size, image_size, channels] and the N files' paths.
+
+  Raises:
+    UserError: a missing path, a folder that cannot be listed or has no
+      image file, or an image that read_image refuses.
+  """
+  paths = [path]
+  if tf.io.gfile.isdir(path):
+    try:
+      names = tf.io.gfile.listdir(path)
+    except tf.errors.OpError as e:
+      raise UserError(f"{flag}={path}: the folder cannot be read "
+                      f"({e.message})") from None
+    paths = [os.path.join(path, name) for name in sorted(names)
+             if name.lower().endswith(_IMAGE_SUFFIXES)]
+    if not paths:
+      raise UserError(f"{flag}={path} has no PNG or JPEG image")
+  images = [read_image(p, image_size=image_size, channels=channels,
+                       resize=resize) for p in paths]
+  return np.stack(images), paths
 
 
 def write_png(path: str, image: np.ndarray) -> None:

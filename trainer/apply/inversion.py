@@ -47,7 +47,7 @@ Operator = Callable[[tf.Tensor], tf.Tensor]
 # Optimisation steps per call of the compiled loop, between progress lines.
 _STEPS_PER_CALL = 50
 # Random z whose w give the scale of w and w+ (as StyleGAN2's projector).
-_SCALE_SAMPLES = 10_000
+SCALE_SAMPLES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,12 +161,10 @@ def _starts(strategy: tf.distribute.Strategy, split: latent.LatentSplit,
   if settings.space == "z":
     return z0, _Coordinates(0.0, 1.0)
   w_avg = np.asarray(split.w_avg.numpy(), np.float32)  # [w_dim]
-  samples = rng.standard_normal((_SCALE_SAMPLES, latent_dim)).astype(
+  samples = rng.standard_normal((SCALE_SAMPLES, latent_dim)).astype(
       np.float32)
-  scale = float(np.sqrt(np.mean(np.square(_mapped(
-      strategy, split, samples,
-      None if labels is None else np.resize(labels, _SCALE_SAMPLES))
-                                             - w_avg))))
+  scale = w_scale(strategy, split, samples, None if labels is None
+                  else np.resize(labels, SCALE_SAMPLES))
   w0 = _mapped(strategy, split, z0[1:].reshape(-1, latent_dim),
                None if labels is None else np.tile(labels,
                                                    settings.restarts - 1))
@@ -175,6 +173,15 @@ def _starts(strategy: tf.distribute.Strategy, split: latent.LatentSplit,
   if settings.space == "w+":  # the same w in every layer, at the start
     u0 = np.repeat(u0[:, :, None], split.num_ws, axis=2)
   return u0.astype(np.float32), _Coordinates(w_avg, scale)
+
+
+def w_scale(strategy: tf.distribute.Strategy, split: latent.LatentSplit,
+            z: np.ndarray, labels: np.ndarray | None) -> float:
+  """The spread of one coordinate of w: the root mean square of w - w_avg
+  over the w of z [N, latent_dim] (under labels [N])."""
+  w_avg = np.asarray(split.w_avg.numpy(), np.float32)  # [w_dim]
+  return float(np.sqrt(np.mean(np.square(
+      _mapped(strategy, split, z, labels) - w_avg))))
 
 
 def _mapped(strategy: tf.distribute.Strategy, split: latent.LatentSplit,

@@ -12,6 +12,10 @@ and a `report.json` to the output directory, and returns the report.
                redraw it as every class with the same latent (the style).
 - mix:         style mixing (a G with a mapping network): the coarse styles
                of one latent, the fine ones of another.
+- directions:  directions in w (or z) that change one thing, by closed-form
+               factorization, PCA or a boundary between labelled latents
+               (trainer/apply/directions.py): a .npy, a .json and a grid.
+- edit:        sampled or inverted images moved along such a direction.
 - export:      a SavedModel of G_ema that runs without this project.
 
 G samples through its latent split (trainer/models/latent.py): with --psi
@@ -33,6 +37,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from trainer.apply import directions as directions_lib
+from trainer.apply import editing as editing_lib
 from trainer.apply import export as export_lib
 from trainer.apply import images as images_lib
 from trainer.apply import inversion as inversion_lib
@@ -51,8 +57,6 @@ from trainer.registry import Registry
 _GRID_COLUMNS = 8
 # Rows of the side-by-side comparison pictures.
 _COMPARISON_ROWS = 16
-# Batch of plain generation (sampling, interpolation, transfer, mixing).
-_GENERATE_BATCH = 256
 # mix's default cutoff: the ws of 4x4 and 8x8, StyleGAN's "coarse" styles.
 _COARSE_WS = 4
 
@@ -86,6 +90,7 @@ class Options:
   factor: int = 4
   resize: bool = False
   inversion: inversion_lib.Settings = inversion_lib.Settings()
+  directions: directions_lib.Settings = directions_lib.Settings()
 
   def __post_init__(self):
     for name, minimum in (("num", 1), ("frames", 2), ("truncation", 0)):
@@ -100,6 +105,7 @@ class Options:
                       "[0, 1] (1: no truncation, 0: every image is the "
                       "average w's)")
     self.inversion.check()
+    self.directions.check()
 
   @property
   def inversion_settings(self) -> inversion_lib.Settings:
@@ -112,27 +118,6 @@ TASKS: Registry[Task] = Registry("task", "the task argument")
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _generate(strategy: tf.distribute.Strategy, fn: Callable,
-              *rows: np.ndarray | None):
-  """fn(*rows) per replica in batches of rows: numpy outputs, in order.
-
-  fn maps a batch of each of the arrays rows [N, ...] (None ones, an
-  unconditional model's labels, are left out) to a tensor or a structure of
-  tensors with one row per input row.
-  """
-  run = distribute.replicated(strategy, fn)
-  replicas = strategy.num_replicas_in_sync
-  batch = math.ceil(_GENERATE_BATCH / replicas) * replicas
-  rows = [a for a in rows if a is not None]
-  outputs = []
-  for start in range(0, len(rows[0]), batch):
-    chunk = [a[start:start + batch] for a in rows]
-    size = math.ceil(len(chunk[0]) / replicas) * replicas
-    outputs.append(distribute.run_on_rows(strategy, run, chunk, size))
-  return tf.nest.map_structure(lambda *parts: np.concatenate(parts),
-                               *outputs)
 
 
 def _split(run: TrainedRun, options: Options, *,
@@ -231,7 +216,7 @@ def _psi(options: Options) -> dict:
 def summary(report: dict) -> str:
   """One JSON line for the terminal: where the results are, and the
   headline numbers of the report."""
-  line = {k: report[k] for k in ("task", "step", "output_dir",
+  line = {k: report[k] for k in ("task", "method", "step", "output_dir",
                                  "target_class_accuracy",
                                  "reconstruction_psnr") if k in report}
   for section in ("quality", "quality_on_hole"):
@@ -366,7 +351,7 @@ def sample(run: TrainedRun, strategy: tf.distribute.Strategy,
   z = _latents(options.num, run.config.model.latent_dim, options.seed,
                options.truncation)
   labels = _labels_for(run, options.num, options.label)
-  images = _generate(strategy, _sampler(split, options), z, labels)
+  images = distribute.map_rows(strategy, _sampler(split, options), z, labels)
   for i, image in enumerate(images):
     images_lib.write_png(
         os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
@@ -409,9 +394,9 @@ def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
                np.linspace(0.0, 1.0, options.frames))  # [N, T, D]
   labels = _labels_for(run, options.num, options.label)
   flat_labels = None if labels is None else np.repeat(labels, options.frames)
-  images = _generate(strategy, _sampler(split, options),
-                     path.reshape(-1, latent_dim).astype(np.float32),
-                     flat_labels)
+  images = distribute.map_rows(
+      strategy, _sampler(split, options),
+      path.reshape(-1, latent_dim).astype(np.float32), flat_labels)
   _write_grid(options, "grid.png", images, columns=options.frames)
   by_time = images.reshape((options.num, options.frames) + images.shape[1:])
   columns = math.ceil(math.sqrt(options.num))
@@ -545,8 +530,8 @@ def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
   z = np.repeat(result.latents, classes, axis=0)  # [N * K, D]
   to = np.tile(np.arange(classes, dtype=np.int32), count)  # [N * K]
   # As the inversion drew the reconstruction, so that only the class differs.
-  redrawn = _generate(strategy, lambda z, labels: split.render(z, "z", labels),
-                      z, to)
+  redrawn = distribute.map_rows(
+      strategy, lambda z, labels: split.render(z, "z", labels), z, to)
   rows = np.concatenate([images[:, None], result.images[:, None],
                          redrawn.reshape((count, classes) + images.shape[1:])],
                         axis=1)  # [N, 2 + K, H, W, C]
@@ -626,9 +611,9 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
                      np.ones(images.shape[:3] + (1,), np.float32),
                      lambda x: x, labels)
     space = options.inversion.space
-    ws = _generate(strategy, lambda x, labels=None: split.ws_of(x, space,
-                                                                labels),
-                   result.latents, labels)
+    ws = distribute.map_rows(
+        strategy, lambda x, labels=None: split.ws_of(x, space, labels),
+        result.latents, labels)
     first, second = ws[:1], ws[1:]
     report.update(images={"input": options.input,
                           "mix_input": options.mix_input},
@@ -637,16 +622,17 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
     z = _latents(2 * options.num, run.config.model.latent_dim, options.seed,
                  options.truncation)
     labels = _labels_for(run, 2 * options.num, options.label)
-    ws = _generate(strategy, lambda z, labels=None: split.truncated_w(
-        z, labels, psi=options.psi, cutoff=options.truncation_cutoff),
-                   z, labels)
+    ws = distribute.map_rows(
+        strategy, lambda z, labels=None: split.truncated_w(
+            z, labels, psi=options.psi, cutoff=options.truncation_cutoff),
+        z, labels)
     first, second = ws[:options.num], ws[options.num:]
     report.update(truncation=options.truncation, psi=options.psi,
                   truncation_cutoff=options.truncation_cutoff)
-  mixed_ws, pictures = _generate(strategy, lambda a, b: (
+  mixed_ws, pictures = distribute.map_rows(strategy, lambda a, b: (
       split.mix(a, b, cutoff),
       [split.render(w, "w+", None) for w in (a, b, split.mix(a, b, cutoff))]),
-                                 first, second)
+                                           first, second)
   rows = np.stack(pictures, axis=1)  # [N, 3, H, W, C]
   _write_grid(options, "grid.png", rows.reshape((-1,) + rows.shape[2:]),
               columns=3)
@@ -658,6 +644,130 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
                   images=pictures[2])
   report["columns"] = ["first", "second", "mixed"]
   return _write_report(options, report)
+
+
+def _directions_request(run: TrainedRun, strategy: tf.distribute.Strategy,
+                        options: Options) -> directions_lib.Request:
+  """What `directions` and `edit` read, once their options are checked."""
+  split = _split(run, options)
+  return directions_lib.Request(
+      run=run, strategy=strategy, split=split, settings=options.directions,
+      layers=directions_lib.layers_of(options.directions.layers, split,
+                                      run.config.model.architecture),
+      seed=options.seed,
+      labels_for=lambda count: _labels_for(run, count, options.label),
+      inversion=options.inversion_settings, resize=options.resize)
+
+
+def _edit_latents(request: directions_lib.Request, options: Options,
+                  count: int) -> tuple[np.ndarray, np.ndarray | None]:
+  """`count` latents from --seed as edits move them: ws (truncated by
+  --psi) [N, num_ws, w_dim] or z [N, latent_dim], and their labels."""
+  z = _latents(count, request.run.config.model.latent_dim, options.seed,
+               options.truncation)
+  labels = request.labels_for(count)
+  split = request.split
+  return distribute.map_rows(
+      request.strategy, lambda z, labels=None: split.truncated_w(
+          z, labels, psi=options.psi, cutoff=options.truncation_cutoff),
+      z, labels), labels
+
+
+def _inverted_latents(request: directions_lib.Request, options: Options
+                      ) -> tuple[np.ndarray, np.ndarray | None, dict]:
+  """The latents of the --input images (a file or a folder) inverted in
+  --space, as edits move them (ws or z); their labels; for the report."""
+  run, split = request.run, request.split
+  model = run.config.model
+  images, paths = images_lib.read_images(
+      options.input, flag="--input", image_size=model.image_size,
+      channels=model.channels, resize=options.resize)
+  images = images_lib.from_uint8(images)
+  labels = request.labels_for(len(images))
+  result = _invert(run, request.strategy, options, images,
+                   np.ones(images.shape[:3] + (1,), np.float32),
+                   lambda x: x, labels)
+  space = options.inversion.space
+  latents = distribute.map_rows(
+      request.strategy, lambda x, labels=None: split.ws_of(x, space, labels),
+      result.latents, labels)
+  return latents, labels, {"images": {"input": paths},
+                           "inversion": _inversion_report(result, options)}
+
+
+@TASKS.register("directions")
+def directions(run: TrainedRun, strategy: tf.distribute.Strategy,
+               options: Options) -> dict:
+  """Directions by --method (trainer/apply/directions.py): directions.npy
+  [K, D], directions.json and grid.png (per row a direction's effect on a
+  sample, over strengths from -s to s)."""
+  request = _directions_request(run, strategy, options)
+  found = directions_lib.find(request)
+  settings = options.directions
+  strengths = np.linspace(-settings.strength, settings.strength,
+                          settings.strength_steps)
+  scale = editing_lib.latent_scale(request)
+  latents, labels = _edit_latents(request, options,
+                                  directions_lib.GRID_SAMPLES)
+  rows = np.concatenate([
+      editing_lib.render_edits(request, latents, vector, strengths, scale,
+                               labels)[1]
+      for vector in found.vectors[:directions_lib.GRID_DIRECTIONS]
+  ])  # [K * samples, T, H, W, C]
+  summary = {**directions_lib.description(request, found), "scale": scale,
+             "grid_strengths": strengths.tolist()}
+  files.write_npy(os.path.join(options.output_dir, "directions.npy"),
+                  found.vectors.astype(np.float32))
+  files.write_atomically(os.path.join(options.output_dir, "directions.json"),
+                         json.dumps(summary, indent=2) + "\n")
+  _write_grid(options, "grid.png", rows.reshape((-1,) + rows.shape[2:]),
+              columns=len(strengths))
+  return _write_report(options, {**_common(run, options),
+                                 "task": "directions", **summary})
+
+
+@TASKS.register("edit")
+def edit(run: TrainedRun, strategy: tf.distribute.Strategy,
+         options: Options) -> dict:
+  """Moves latents along --direction over --strengths: grid.png (a row per
+  image, a column per strength), images/<i>_<t>.png and edit.npz.
+
+  The latents are --num drawn from --seed, or those of the --input images
+  (a file or a folder) inverted in --space; in w only ws[--layers] move.
+  """
+  request = _directions_request(run, strategy, options)
+  settings = options.directions
+  if not settings.direction:
+    raise UserError("edit needs --direction=<directions.npy>[:index], as "
+                    "python -m trainer.apply directions writes it")
+  direction = directions_lib.load_direction(
+      settings.direction, flag="--direction", request=request)
+  layers = request.layers
+  report = {**_common(run, options), "task": "edit",
+            "direction": settings.direction,
+            "layers": [layers.start, layers.stop] if layers else None}
+  if options.input:
+    latents, labels, inverted = _inverted_latents(request, options)
+    report.update(inverted)
+  else:
+    latents, labels = _edit_latents(request, options, options.num)
+    report.update(truncation=options.truncation, psi=options.psi,
+                  truncation_cutoff=options.truncation_cutoff)
+  strengths = np.linspace(*settings.strengths, settings.strength_steps)
+  scale = editing_lib.latent_scale(request)
+  moved, images = editing_lib.render_edits(request, latents, direction,
+                                           strengths, scale, labels)
+  _write_grid(options, "grid.png", images.reshape((-1,) + images.shape[2:]),
+              columns=len(strengths))
+  for i, row in enumerate(images):
+    for t, image in enumerate(row):
+      images_lib.write_png(os.path.join(options.output_dir, "images",
+                                        f"{i:06d}_{t:02d}.png"), image)
+  files.write_npz(os.path.join(options.output_dir, "edit.npz"),
+                  latents=latents, edited_latents=moved, strengths=strengths,
+                  images=images)
+  return _write_report(options, {**report, "strengths": strengths.tolist(),
+                                 "scale": scale})
 
 
 @TASKS.register("export")

@@ -13,6 +13,7 @@ The latent spaces a latent can be given in (`ws_of`):
 """
 
 import dataclasses
+import functools
 from typing import Callable
 
 import keras
@@ -42,12 +43,23 @@ class LatentSplit:
     num_ws: ws per image in "w+"; 0 without a mapping network.
     w_avg: the moving average of w [w_dim] that truncation moves toward;
       None without a mapping network.
+    latent_weights: (layers: range) -> A [rows, latent width], the weights
+      of the linear maps through which the latent enters G, stacked (the A
+      of closed-form factorization, trainer/apply/directions.py): with a
+      mapping network, the affine maps from w to the styles of the layers
+      that read ws[layers]; without, the rows on z of the kernel of G's
+      first layer that has one, transposed (`layers` is not used).
+    first_features: (z, labels or None) -> the activations [B, F] of that
+      first layer, flattened; None with a mapping network.
   """
   space: str
   to_w: Callable[[tf.Tensor, tf.Tensor | None, bool], tf.Tensor]
   synthesize: Callable[..., tf.Tensor]
   num_ws: int = 0
   w_avg: tf.Variable | None = None
+  latent_weights: Callable[[range], tf.Tensor] | None = None
+  first_features: Callable[[tf.Tensor, tf.Tensor | None],
+                           tf.Tensor] | None = None
 
   @property
   def has_mapping(self) -> bool:
@@ -128,12 +140,37 @@ def _inputs(x: tf.Tensor, labels: tf.Tensor | None):
   return x if labels is None else [x, labels]
 
 
+def _first_kernel(generator: keras.Model) -> tuple[keras.layers.Layer,
+                                                   tf.Variable]:
+  """G's first layer with a 2-D kernel (the layer that takes z; a
+  conditional G concatenates its label embedding after z) and the kernel
+  [inputs, features]."""
+  for layer in generator.layers:
+    for weight in layer.weights:
+      if weight.path.endswith("kernel") and len(weight.shape) == 2:
+        return layer, weight
+  raise ValueError(f"{generator.name} has no layer with a 2-D kernel")
+
+
 def no_mapping(generator: keras.Model) -> LatentSplit:
   """The split of a G without a mapping network: w is z."""
+  layer, kernel = _first_kernel(generator)
+  latent_dim = generator.inputs[0].shape[-1]
+
+  @functools.cache
+  def head() -> keras.Model:  # built once, when first asked for
+    return keras.Model(generator.inputs, layer.output)
+
+  def first_features(z, labels):
+    features = head()(_inputs(z, labels), training=False)
+    return tf.reshape(features, [tf.shape(features)[0], -1])  # [B, F]
+
   return LatentSplit(
       space="z", to_w=lambda z, labels, training: z,
       synthesize=lambda w, labels, training, **noise: generator(
-          _inputs(w, labels), training=training))
+          _inputs(w, labels), training=training),
+      latent_weights=lambda layers: tf.transpose(kernel[:latent_dim]),
+      first_features=first_features)
 
 
 def mapped(mapping: stylegan2.Mapping,
@@ -150,4 +187,5 @@ def mapped(mapping: stylegan2.Mapping,
       space="w+",
       to_w=lambda z, labels, training: mapping(_inputs(z, labels),
                                                training=training),
-      synthesize=synthesize, num_ws=mapping.num_ws, w_avg=mapping.w_avg)
+      synthesize=synthesize, num_ws=mapping.num_ws, w_avg=mapping.w_avg,
+      latent_weights=synthesis.style_weights)

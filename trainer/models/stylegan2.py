@@ -305,6 +305,24 @@ class Synthesis(keras.layers.Layer):
       images = tf.clip_by_value(images, -1.0, 1.0)
     return images
 
+  def style_layers(self) -> list[tuple[int,
+                                       stylegan2_layers.ModulatedConv2D]]:
+    """Every modulated layer with the index of the w it reads, in order.
+
+    Convolution i reads ws[i]; the toRGB of the r-th resolution reads the w
+    of the next block's first convolution, ws[2r + 1] (as `call` does).
+    """
+    reads = list(enumerate(self.convs))
+    reads += [(2 * r + 1, rgb) for r, rgb in enumerate(self.to_rgbs)]
+    return sorted(reads, key=lambda read: read[0])
+
+  def style_weights(self, layers: range) -> tf.Tensor:
+    """The affine maps from w to the styles of the layers reading ws[layers]
+    (style_layers), stacked: [sum of their input channels, w_dim]."""
+    return tf.concat([tf.transpose(layer.affine.weight)
+                      for index, layer in self.style_layers()
+                      if index in layers], axis=0)
+
   def compute_output_shape(self, input_shape):
     return (input_shape[0], self.image_size, self.image_size, self.channels)
 

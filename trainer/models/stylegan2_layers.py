@@ -86,8 +86,13 @@ class EqualDense(keras.layers.Layer):
         initializer=keras.initializers.Constant(
             self.bias_init / self.lr_multiplier), autocast=False)
 
+  @property
+  def weight(self) -> tf.Tensor:
+    """The kernel as the layer applies it: [F, units] float32."""
+    return self.kernel * self._gain
+
   def call(self, x):  # x [B, F] -> [B, units]
-    kernel = tf.cast(self.kernel * self._gain, x.dtype)
+    kernel = tf.cast(self.weight, x.dtype)
     x = tf.matmul(x, kernel) + tf.cast(self.bias * self.lr_multiplier,
                                        x.dtype)
     return _lrelu(x, 1.0, None) if self.activation else x
