@@ -62,8 +62,9 @@ def test_sefa_is_the_eigendecomposition_of_the_stacked_weights(family):
     stacked = np.concatenate(kernels, axis=1).T  # [styles, w_dim]
     weights = split.latent_weights(range(NUM_WS)).numpy()
   else:
-    dense = next(v for v in generator.weights
-                 if v.path.endswith("dense/kernel"))
+    # Found by type: Keras numbers the layers' names per process.
+    dense = next(layer for layer in generator.layers
+                 if isinstance(layer, keras.layers.Dense)).kernel
     stacked = dense.numpy()[:100].T  # [features, latent_dim]: z's rows
     weights = split.latent_weights(range(0)).numpy()
   values, vectors = np.linalg.eigh(stacked.T.astype(np.float64) @ stacked)
