@@ -1,10 +1,11 @@
 r"""Uses a trained generator: `python -m trainer.apply <task> --workdir=<run>`.
 
 Tasks: sample, interpolate, inpaint, superres, transfer, mix, directions,
-edit, export (see trainer/apply/tasks.py and docs/apply.md). The run's
-own config.json says what model it is; results go to <workdir>/apply/<task>
-(export: <workdir>/export/step_<step>) or --output_dir. Ctrl-C stops at
-once: each file is written whole or not at all.
+edit, export (see trainer/apply/tasks.py, trainer/apply/latent_tasks.py and
+docs/apply.md). The run's own config.json says what model it is; results go
+to <workdir>/apply/<task> (export: <workdir>/export/step_<step>) or
+--output_dir. Ctrl-C stops at once: each file is written whole or not at
+all.
 """
 
 from trainer import cli  # pylint: disable=g-bad-import-order  (sets TF's log level first)

@@ -18,6 +18,11 @@ and a `report.json` to the output directory, and returns the report.
 - edit:        sampled or inverted images moved along such a direction.
 - export:      a SavedModel of G_ema that runs without this project.
 
+This module holds TASKS and every task but directions and edit, which are
+in trainer/apply/latent_tasks.py; what the tasks share (Options, the
+checks of the options against G, latents, inversion, the report and its
+pictures) is in trainer/apply/common.py.
+
 G samples through its latent split (trainer/models/latent.py): with --psi
 < 1 its ws are truncated toward w_avg (a G with a mapping network), and the
 inversions search z, w or w+ (--space).
@@ -37,11 +42,13 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from trainer.apply import directions as directions_lib
-from trainer.apply import editing as editing_lib
+from trainer.apply import common
 from trainer.apply import export as export_lib
 from trainer.apply import images as images_lib
-from trainer.apply import inversion as inversion_lib
+from trainer.apply import latent_tasks
+# NOISE_MODES and Options are re-exported: trainer.apply.tasks.Options.
+from trainer.apply.common import NOISE_MODES  # pylint: disable=unused-import
+from trainer.apply.common import Options
 from trainer.apply.run import TrainedRun
 from trainer.data import pipeline
 from trainer.data import sources
@@ -49,114 +56,25 @@ from trainer import distribute
 from trainer.errors import UserError
 from trainer import features as features_lib
 from trainer import files
-from trainer import models
 from trainer.models import latent as latent_lib
 from trainer.registry import Registry
 
-# Images per row of the grid pictures.
-_GRID_COLUMNS = 8
 # Rows of the side-by-side comparison pictures.
 _COMPARISON_ROWS = 16
 # mix's default cutoff: the ws of 4x4 and 8x8, StyleGAN's "coarse" styles.
 _COARSE_WS = 4
 
 
-# sample and interpolate: the noise inputs of StyleGAN2's layers, as the
-# reference's generate.py takes them. random: drawn per image from its z
-# (G as it trains); const: one fixed draw per layer (each image a function
-# of its w alone); none: no noise.
-NOISE_MODES = ("random", "const", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-  """What the user asked for (flags of trainer.apply); see README."""
-  output_dir: str
-  num: int = 16
-  seed: int = 0
-  label: int = -1  # a class for conditional models; -1: from data, or all
-  truncation: float = 0.0  # of z; 0: none
-  psi: float = 1.0  # truncation of w toward w_avg; 1: none
-  truncation_cutoff: int | None = None  # truncate ws[:cutoff]; None: all
-  noise_mode: str = "random"  # StyleGAN2's noise inputs (NOISE_MODES)
-  cutoff: int | None = None  # mix: ws[:cutoff] from the first latent
-  mix_input: str = ""  # mix: the image of the fine styles, with --input
-  frames: int = 10
-  input: str = ""  # a PNG; "" takes images from the data
-  source: str = ""  # "" means the run's data.source
-  split: str = ""  # "" means the run's data.split
-  first: int = 0  # index of the first image taken from the data
-  mask: str = "center"
-  factor: int = 4
-  resize: bool = False
-  inversion: inversion_lib.Settings = inversion_lib.Settings()
-  directions: directions_lib.Settings = directions_lib.Settings()
-
-  def __post_init__(self):
-    for name, minimum in (("num", 1), ("frames", 2), ("truncation", 0)):
-      if getattr(self, name) < minimum:
-        raise UserError(f"--{name}={getattr(self, name)} is out of range; "
-                        f"it must be >= {minimum}")
-    if self.noise_mode not in NOISE_MODES:
-      raise UserError(f"--noise_mode={self.noise_mode!r} is not one; valid: "
-                      f"{', '.join(NOISE_MODES)}")
-    if not 0 <= self.psi <= 1:
-      raise UserError(f"--psi={self.psi} is out of range; it must be in "
-                      "[0, 1] (1: no truncation, 0: every image is the "
-                      "average w's)")
-    self.inversion.check()
-    self.directions.check()
-
-  @property
-  def inversion_settings(self) -> inversion_lib.Settings:
-    """The inversion's settings, its random starts drawn from --seed."""
-    return dataclasses.replace(self.inversion, seed=self.seed)
-
-
 Task = Callable[[TrainedRun, tf.distribute.Strategy, Options], dict]
 TASKS: Registry[Task] = Registry("task", "the task argument")
+# The tasks of trainer/apply/latent_tasks.py, registered here with the
+# others: trainer/config_reference.py lists a registry as the module that
+# makes it leaves it.
+TASKS.register("directions")(latent_tasks.directions)
+TASKS.register("edit")(latent_tasks.edit)
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _split(run: TrainedRun, options: Options, *,
-           mixing: bool = False) -> latent_lib.LatentSplit:
-  """G_ema's latent split, once the options it cannot take are refused.
-
-  Truncation toward w_avg, --space=w and w+, and mixing (`mixing`) need a
-  mapping network; the cutoffs count its ws.
-  """
-  split, family = run.split, run.config.model.architecture
-  space = options.inversion.space
-  if not split.has_mapping:
-    none = f"model.architecture={family} has no mapping network"
-    if mixing:
-      raise UserError(f"mix takes the coarse styles (ws) of one latent and "
-                      f"the fine ones of another, and {none}; train one with "
-                      "configs/stylegan2.py")
-    if options.psi != 1:
-      raise UserError(f"--psi={options.psi} truncates w toward the average "
-                      f"w, and {none}: its --psi must be 1 (--truncation "
-                      "truncates z instead)")
-    if space != "z":
-      raise UserError(f"--space={space} needs a mapping network, and {none};"
-                      " valid for it: z")
-    if options.noise_mode != "random":
-      raise UserError(f"--noise_mode={options.noise_mode} sets StyleGAN2's "
-                      f"noise inputs, and model.architecture={family} has "
-                      "none: leave it out")
-  for name, value, high in (
-      ("truncation_cutoff", options.truncation_cutoff, split.num_ws),
-      ("cutoff", options.cutoff, split.num_ws - 1)):
-    if value is not None and not 1 <= value <= high:
-      if not split.has_mapping:
-        raise UserError(f"--{name}={value} counts the ws of a mapping "
-                        f"network, and model.architecture={family} has "
-                        "none; leave it out")
-      raise UserError(f"--{name}={value} is out of range; this model has "
-                      f"{split.num_ws} ws: it must be in [1, {high}]")
-  return split
 
 
 def _sampler(split: latent_lib.LatentSplit, options: Options) -> Callable:
@@ -167,45 +85,10 @@ def _sampler(split: latent_lib.LatentSplit, options: Options) -> Callable:
       noise_mode=options.noise_mode)
 
 
-def _labels_for(run: TrainedRun, count: int, label: int) -> np.ndarray | None:
-  """Labels of generated images: --label, else every class in turn."""
-  if not run.num_classes:
-    if label >= 0:
-      raise UserError(f"--label={label} is for class-conditional models; "
-                      "this run's model.num_classes is 0")
-    return None
-  if label >= run.num_classes:
-    raise UserError(f"--label={label} is out of range; this model draws "
-                    f"classes 0 to {run.num_classes - 1}")
-  if label >= 0:
-    return np.full(count, label, np.int32)
-  return models.balanced_labels(count, run.num_classes)
-
-
-def _write_report(options: Options, report: dict) -> dict:
-  files.write_atomically(os.path.join(options.output_dir, "report.json"),
-                         json.dumps(report, indent=2, sort_keys=True) + "\n")
-  return report
-
-
-def _write_grid(options: Options, name: str, images: np.ndarray,
-                columns: int = _GRID_COLUMNS) -> str:
-  path = os.path.join(options.output_dir, name)
-  images_lib.write_png(path, images_lib.grid(images,
-                                             min(columns, len(images))))
-  return path
-
-
 def _comparison(*columns: np.ndarray) -> np.ndarray:
   """Per image, one row of its versions: [rows * len(columns), H, W, C]."""
   stacked = np.stack([c[:_COMPARISON_ROWS] for c in columns], axis=1)
   return stacked.reshape((-1,) + stacked.shape[2:])
-
-
-def _common(run: TrainedRun, options: Options) -> dict:
-  return {"checkpoint": run.checkpoint, "step": run.step,
-          "generator": "generator_ema", "seed": options.seed,
-          "output_dir": options.output_dir}
 
 
 def _psi(options: Options) -> dict:
@@ -230,20 +113,6 @@ def summary(report: dict) -> str:
                          5),
         "final": round(float(np.mean(report["inversion"]["final_error"])), 5)}
   return json.dumps(line)
-
-
-def _latents(count: int, latent_dim: int, seed: int,
-             truncation: float) -> np.ndarray:
-  """z ~ N(0, I) [count, latent_dim]; with truncation t > 0, every value
-  beyond +-t is redrawn until it falls inside (the truncation trick)."""
-  rng = np.random.default_rng(seed)
-  z = rng.standard_normal((count, latent_dim))
-  if truncation:
-    outside = np.abs(z) > truncation
-    while outside.any():
-      z[outside] = rng.standard_normal(outside.sum())
-      outside = np.abs(z) > truncation
-  return z.astype(np.float32)
 
 
 # ------------------------------------------------------------- the targets
@@ -286,7 +155,7 @@ def load_targets(run: TrainedRun, options: Options, *,
   examples = source.read(tf.range(options.first, last, dtype=tf.int64))
   labels = examples["label"].numpy().astype(np.int32)
   if options.label >= 0:
-    labels = _labels_for(run, options.num, options.label)
+    labels = common.labels_for(run, options.num, options.label)
   return Targets(pipeline.to_unit_range(examples["image"]).numpy(),
                  labels if run.num_classes else None,
                  {"source": source.description, "split": split,
@@ -303,28 +172,9 @@ def _input_targets(run: TrainedRun, options: Options, size: int) -> Targets:
       raise UserError(
           "this model is class-conditional: pass the class of --input with "
           f"--label=<0 to {run.num_classes - 1}>")
-    labels = _labels_for(run, 1, options.label)
+    labels = common.labels_for(run, 1, options.label)
   return Targets(images_lib.from_uint8(image[None]), labels,
                  {"input": options.input})
-
-
-def _invert(run: TrainedRun, strategy: tf.distribute.Strategy,
-            options: Options, observed: np.ndarray, weight: np.ndarray,
-            operator: inversion_lib.Operator,
-            labels: np.ndarray | None) -> inversion_lib.Result:
-  logging.info("Inverting G in %s for %d images: %d starts x %d steps each",
-               options.inversion.space, len(observed),
-               options.inversion.restarts, options.inversion.steps)
-  return inversion_lib.invert(
-      strategy, run.split, observed, weight, operator=operator,
-      labels=labels, latent_dim=run.config.model.latent_dim,
-      settings=options.inversion_settings)
-
-
-def _inversion_report(result: inversion_lib.Result, options: Options) -> dict:
-  return {"settings": dataclasses.asdict(options.inversion_settings),
-          "initial_error": result.initial_error.tolist(),
-          "final_error": result.final_error.tolist()}
 
 
 def _quality(truth: np.ndarray, candidates: dict[str, np.ndarray],
@@ -347,20 +197,21 @@ def _quality(truth: np.ndarray, candidates: dict[str, np.ndarray],
 def sample(run: TrainedRun, strategy: tf.distribute.Strategy,
            options: Options) -> dict:
   """--num images: images/<i>.png, grid.png and samples.npz (z, labels)."""
-  split = _split(run, options)
-  z = _latents(options.num, run.config.model.latent_dim, options.seed,
-               options.truncation)
-  labels = _labels_for(run, options.num, options.label)
+  split = common.split(run, options)
+  z = common.latents(options.num, run.config.model.latent_dim, options.seed,
+                     options.truncation)
+  labels = common.labels_for(run, options.num, options.label)
   images = distribute.map_rows(strategy, _sampler(split, options), z, labels)
   for i, image in enumerate(images):
     images_lib.write_png(
         os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
-  _write_grid(options, "grid.png", images)
+  common.write_grid(options, "grid.png", images)
   files.write_npz(os.path.join(options.output_dir, "samples.npz"), z=z,
                   images=images,
                   **({} if labels is None else {"labels": labels}))
-  return _write_report(options, {
-      **_common(run, options), "task": "sample", "num": options.num,
+  return common.write_report(options, {
+      **common.report_header(run, options), "task": "sample",
+      "num": options.num,
       "truncation": options.truncation, **_psi(options),
       "labels": None if labels is None else labels.tolist()})
 
@@ -386,18 +237,18 @@ def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
 def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
                 options: Options) -> dict:
   """--num paths of --frames steps: grid.png (a path per row) and a GIF."""
-  split = _split(run, options)
+  split = common.split(run, options)
   latent_dim = run.config.model.latent_dim
-  ends = _latents(2 * options.num, latent_dim, options.seed,
-                  options.truncation)
+  ends = common.latents(2 * options.num, latent_dim, options.seed,
+                        options.truncation)
   path = slerp(ends[:options.num], ends[options.num:],
                np.linspace(0.0, 1.0, options.frames))  # [N, T, D]
-  labels = _labels_for(run, options.num, options.label)
+  labels = common.labels_for(run, options.num, options.label)
   flat_labels = None if labels is None else np.repeat(labels, options.frames)
   images = distribute.map_rows(
       strategy, _sampler(split, options),
       path.reshape(-1, latent_dim).astype(np.float32), flat_labels)
-  _write_grid(options, "grid.png", images, columns=options.frames)
+  common.write_grid(options, "grid.png", images, columns=options.frames)
   by_time = images.reshape((options.num, options.frames) + images.shape[1:])
   columns = math.ceil(math.sqrt(options.num))
   frames = [images_lib.grid(by_time[:, t], columns)
@@ -407,8 +258,9 @@ def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
   scale = max(1, 256 // max(frames.shape[1:3]))
   images_lib.write_gif(os.path.join(options.output_dir, "interpolation.gif"),
                        frames, scale=scale)
-  return _write_report(options, {
-      **_common(run, options), "task": "interpolate", "paths": options.num,
+  return common.write_report(options, {
+      **common.report_header(run, options), "task": "interpolate",
+      "paths": options.num,
       "frames": options.frames, "truncation": options.truncation,
       **_psi(options),
       "labels": None if labels is None else labels.tolist()})
@@ -418,14 +270,14 @@ def interpolate(run: TrainedRun, strategy: tf.distribute.Strategy,
 def inpaint(run: TrainedRun, strategy: tf.distribute.Strategy,
             options: Options) -> dict:
   """Fills the hole of --mask; compares with mean and diffusion fills."""
-  _split(run, options)
+  common.split(run, options)
   targets = load_targets(run, options)
   truth = targets.images
   mask = images_lib.load_mask(options.mask, count=len(truth),
                               size=run.config.model.image_size,
                               seed=options.seed, resize=options.resize)
-  result = _invert(run, strategy, options, truth, mask, lambda x: x,
-                   targets.labels)
+  result = common.invert(run, strategy, options, truth, mask, lambda x: x,
+                         targets.labels)
   # Known pixels are kept; G's output fills only the hole.
   filled = mask * truth + (1 - mask) * result.images
   baselines = {"mean_fill": images_lib.mean_fill(truth, mask),
@@ -434,25 +286,27 @@ def inpaint(run: TrainedRun, strategy: tf.distribute.Strategy,
   for name, images in (("input.png", truth), ("masked.png", masked),
                        ("result.png", filled),
                        ("diffusion_fill.png", baselines["diffusion_fill"])):
-    _write_grid(options, name, images)
-  _write_grid(options, "comparison.png",
-              _comparison(truth, masked, filled, baselines["diffusion_fill"]),
-              columns=4)
+    common.write_grid(options, name, images)
+  common.write_grid(
+      options, "comparison.png",
+      _comparison(truth, masked, filled, baselines["diffusion_fill"]),
+      columns=4)
   hole = 1 - mask
-  return _write_report(options, {
-      **_common(run, options), "task": "inpaint", "images": targets.origin,
+  return common.write_report(options, {
+      **common.report_header(run, options), "task": "inpaint",
+      "images": targets.origin,
       "mask": options.mask, "hole_fraction": float(hole.mean()),
       "comparison_columns": ["input", "masked", "gan", "diffusion_fill"],
       # On the hole only: the known pixels are copied by every method.
       "quality_on_hole": _quality(truth, {"gan": filled, **baselines}, hole),
-      "inversion": _inversion_report(result, options)})
+      "inversion": common.inversion_report(result, options)})
 
 
 @TASKS.register("superres")
 def superres(run: TrainedRun, strategy: tf.distribute.Strategy,
              options: Options) -> dict:
   """Raises the resolution --factor times; compares with bicubic."""
-  _split(run, options)
+  common.split(run, options)
   size = run.config.model.image_size
   if options.factor not in (2, 4) or size % options.factor:
     valid = [f for f in (2, 4) if size % f == 0]
@@ -479,8 +333,8 @@ def superres(run: TrainedRun, strategy: tf.distribute.Strategy,
     low = images_lib.downsample(tf.constant(truth), options.factor).numpy()
   operator = lambda x: images_lib.downsample(x, options.factor)
   weight = np.ones(low.shape[:3] + (1,), np.float32)
-  result = _invert(run, strategy, options, low, weight, operator,
-                   targets.labels)
+  result = common.invert(run, strategy, options, low, weight, operator,
+                         targets.labels)
   bicubic = images_lib.bicubic_upsample(low, options.factor)
   # The low-resolution input as blocks at the full size, to look at.
   blocks = np.repeat(np.repeat(low, options.factor, 1), options.factor, 2)
@@ -491,26 +345,26 @@ def superres(run: TrainedRun, strategy: tf.distribute.Strategy,
     pictures.append(("truth.png", truth))
     columns.append(truth)
   for name, images in pictures:
-    _write_grid(options, name, images)
-  _write_grid(options, "comparison.png", _comparison(*columns),
-              columns=len(columns))
-  report = {**_common(run, options), "task": "superres",
+    common.write_grid(options, name, images)
+  common.write_grid(options, "comparison.png", _comparison(*columns),
+                    columns=len(columns))
+  report = {**common.report_header(run, options), "task": "superres",
             "images": targets.origin, "factor": options.factor,
             "low_resolution": [low_size, low_size],
             "comparison_columns": ["low_resolution", "bicubic", "gan",
                                    "truth"][:len(columns)],
-            "inversion": _inversion_report(result, options)}
+            "inversion": common.inversion_report(result, options)}
   if truth is not None:
     report["quality"] = _quality(truth, {"gan": result.images,
                                          "bicubic": bicubic}, None)
-  return _write_report(options, report)
+  return common.write_report(options, report)
 
 
 @TASKS.register("transfer")
 def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
              options: Options) -> dict:
   """Redraws each image as every class, keeping its inverted latent."""
-  split = _split(run, options)
+  split = common.split(run, options)
   if not run.num_classes:
     raise UserError(
         "transfer needs a class-conditional model, and this run's "
@@ -523,8 +377,8 @@ def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
   targets = load_targets(run, options)
   images, labels = targets.images, targets.labels
   weight = np.ones(images.shape[:3] + (1,), np.float32)
-  result = _invert(run, strategy, options, images, weight, lambda x: x,
-                   labels)
+  result = common.invert(run, strategy, options, images, weight,
+                         lambda x: x, labels)
   classes = run.num_classes
   count = len(images)
   z = np.repeat(result.latents, classes, axis=0)  # [N * K, D]
@@ -535,18 +389,19 @@ def transfer(run: TrainedRun, strategy: tf.distribute.Strategy,
   rows = np.concatenate([images[:, None], result.images[:, None],
                          redrawn.reshape((count, classes) + images.shape[1:])],
                         axis=1)  # [N, 2 + K, H, W, C]
-  _write_grid(options, "transfer.png", rows.reshape((-1,) + images.shape[1:]),
-              columns=classes + 2)
-  report = {**_common(run, options), "task": "transfer",
+  common.write_grid(options, "transfer.png",
+                    rows.reshape((-1,) + images.shape[1:]),
+                    columns=classes + 2)
+  report = {**common.report_header(run, options), "task": "transfer",
             "images": targets.origin, "source_labels": labels.tolist(),
             "columns": ["input", "reconstruction"]
                        + [f"class {k}" for k in range(classes)],
             "reconstruction_psnr": float(np.mean(
                 images_lib.psnr(result.images, images))),
-            "inversion": _inversion_report(result, options)}
+            "inversion": common.inversion_report(result, options)}
   report.update(_classified(run, strategy, redrawn, to,
                             np.repeat(labels, classes)))
-  return _write_report(options, report)
+  return common.write_report(options, report)
 
 
 def _classified(run: TrainedRun, strategy: tf.distribute.Strategy,
@@ -590,15 +445,15 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
   differ by their styles alone. Writes grid.png (per row: first, second,
   mixed), images/<i>.png (the mixed) and mix.npz (the ws of all three).
   """
-  split = _split(run, options, mixing=True)
+  split = common.split(run, options, mixing=True)
   cutoff = options.cutoff or min(_COARSE_WS, split.num_ws - 1)
   if bool(options.input) != bool(options.mix_input):
     raise UserError(
         "mix inverts two images: give both --input (its coarse styles) and "
         "--mix_input (its fine styles), or neither to mix --num pairs of "
         "random latents")
-  report = {**_common(run, options), "task": "mix", "cutoff": cutoff,
-            "num_ws": split.num_ws}
+  report = {**common.report_header(run, options), "task": "mix",
+            "cutoff": cutoff, "num_ws": split.num_ws}
   if options.input:
     size = run.config.model.image_size
     both = [_input_targets(run, dataclasses.replace(options, input=path),
@@ -607,9 +462,9 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
     images = np.concatenate([t.images for t in both])
     labels = None if both[0].labels is None else np.concatenate(
         [t.labels for t in both])
-    result = _invert(run, strategy, options, images,
-                     np.ones(images.shape[:3] + (1,), np.float32),
-                     lambda x: x, labels)
+    result = common.invert(run, strategy, options, images,
+                           np.ones(images.shape[:3] + (1,), np.float32),
+                           lambda x: x, labels)
     space = options.inversion.space
     ws = distribute.map_rows(
         strategy, lambda x, labels=None: split.ws_of(x, space, labels),
@@ -617,11 +472,11 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
     first, second = ws[:1], ws[1:]
     report.update(images={"input": options.input,
                           "mix_input": options.mix_input},
-                  inversion=_inversion_report(result, options))
+                  inversion=common.inversion_report(result, options))
   else:
-    z = _latents(2 * options.num, run.config.model.latent_dim, options.seed,
-                 options.truncation)
-    labels = _labels_for(run, 2 * options.num, options.label)
+    z = common.latents(2 * options.num, run.config.model.latent_dim,
+                       options.seed, options.truncation)
+    labels = common.labels_for(run, 2 * options.num, options.label)
     ws = distribute.map_rows(
         strategy, lambda z, labels=None: split.truncated_w(
             z, labels, psi=options.psi, cutoff=options.truncation_cutoff),
@@ -634,8 +489,8 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
       [split.render(w, "w+", None) for w in (a, b, split.mix(a, b, cutoff))]),
                                            first, second)
   rows = np.stack(pictures, axis=1)  # [N, 3, H, W, C]
-  _write_grid(options, "grid.png", rows.reshape((-1,) + rows.shape[2:]),
-              columns=3)
+  common.write_grid(options, "grid.png", rows.reshape((-1,) + rows.shape[2:]),
+                    columns=3)
   for i, image in enumerate(pictures[2]):
     images_lib.write_png(
         os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
@@ -643,131 +498,7 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
                   first_ws=first, second_ws=second, mixed_ws=mixed_ws,
                   images=pictures[2])
   report["columns"] = ["first", "second", "mixed"]
-  return _write_report(options, report)
-
-
-def _directions_request(run: TrainedRun, strategy: tf.distribute.Strategy,
-                        options: Options) -> directions_lib.Request:
-  """What `directions` and `edit` read, once their options are checked."""
-  split = _split(run, options)
-  return directions_lib.Request(
-      run=run, strategy=strategy, split=split, settings=options.directions,
-      layers=directions_lib.layers_of(options.directions.layers, split,
-                                      run.config.model.architecture),
-      seed=options.seed,
-      labels_for=lambda count: _labels_for(run, count, options.label),
-      inversion=options.inversion_settings, resize=options.resize)
-
-
-def _edit_latents(request: directions_lib.Request, options: Options,
-                  count: int) -> tuple[np.ndarray, np.ndarray | None]:
-  """`count` latents from --seed as edits move them: ws (truncated by
-  --psi) [N, num_ws, w_dim] or z [N, latent_dim], and their labels."""
-  z = _latents(count, request.run.config.model.latent_dim, options.seed,
-               options.truncation)
-  labels = request.labels_for(count)
-  split = request.split
-  return distribute.map_rows(
-      request.strategy, lambda z, labels=None: split.truncated_w(
-          z, labels, psi=options.psi, cutoff=options.truncation_cutoff),
-      z, labels), labels
-
-
-def _inverted_latents(request: directions_lib.Request, options: Options
-                      ) -> tuple[np.ndarray, np.ndarray | None, dict]:
-  """The latents of the --input images (a file or a folder) inverted in
-  --space, as edits move them (ws or z); their labels; for the report."""
-  run, split = request.run, request.split
-  model = run.config.model
-  images, paths = images_lib.read_images(
-      options.input, flag="--input", image_size=model.image_size,
-      channels=model.channels, resize=options.resize)
-  images = images_lib.from_uint8(images)
-  labels = request.labels_for(len(images))
-  result = _invert(run, request.strategy, options, images,
-                   np.ones(images.shape[:3] + (1,), np.float32),
-                   lambda x: x, labels)
-  space = options.inversion.space
-  latents = distribute.map_rows(
-      request.strategy, lambda x, labels=None: split.ws_of(x, space, labels),
-      result.latents, labels)
-  return latents, labels, {"images": {"input": paths},
-                           "inversion": _inversion_report(result, options)}
-
-
-@TASKS.register("directions")
-def directions(run: TrainedRun, strategy: tf.distribute.Strategy,
-               options: Options) -> dict:
-  """Directions by --method (trainer/apply/directions.py): directions.npy
-  [K, D], directions.json and grid.png (per row a direction's effect on a
-  sample, over strengths from -s to s)."""
-  request = _directions_request(run, strategy, options)
-  found = directions_lib.find(request)
-  settings = options.directions
-  strengths = np.linspace(-settings.strength, settings.strength,
-                          settings.strength_steps)
-  scale = editing_lib.latent_scale(request)
-  latents, labels = _edit_latents(request, options,
-                                  directions_lib.GRID_SAMPLES)
-  rows = np.concatenate([
-      editing_lib.render_edits(request, latents, vector, strengths, scale,
-                               labels)[1]
-      for vector in found.vectors[:directions_lib.GRID_DIRECTIONS]
-  ])  # [K * samples, T, H, W, C]
-  summary = {**directions_lib.description(request, found), "scale": scale,
-             "grid_strengths": strengths.tolist()}
-  files.write_npy(os.path.join(options.output_dir, "directions.npy"),
-                  found.vectors.astype(np.float32))
-  files.write_atomically(os.path.join(options.output_dir, "directions.json"),
-                         json.dumps(summary, indent=2) + "\n")
-  _write_grid(options, "grid.png", rows.reshape((-1,) + rows.shape[2:]),
-              columns=len(strengths))
-  return _write_report(options, {**_common(run, options),
-                                 "task": "directions", **summary})
-
-
-@TASKS.register("edit")
-def edit(run: TrainedRun, strategy: tf.distribute.Strategy,
-         options: Options) -> dict:
-  """Moves latents along --direction over --strengths: grid.png (a row per
-  image, a column per strength), images/<i>_<t>.png and edit.npz.
-
-  The latents are --num drawn from --seed, or those of the --input images
-  (a file or a folder) inverted in --space; in w only ws[--layers] move.
-  """
-  request = _directions_request(run, strategy, options)
-  settings = options.directions
-  if not settings.direction:
-    raise UserError("edit needs --direction=<directions.npy>[:index], as "
-                    "python -m trainer.apply directions writes it")
-  direction = directions_lib.load_direction(
-      settings.direction, flag="--direction", request=request)
-  layers = request.layers
-  report = {**_common(run, options), "task": "edit",
-            "direction": settings.direction,
-            "layers": [layers.start, layers.stop] if layers else None}
-  if options.input:
-    latents, labels, inverted = _inverted_latents(request, options)
-    report.update(inverted)
-  else:
-    latents, labels = _edit_latents(request, options, options.num)
-    report.update(truncation=options.truncation, psi=options.psi,
-                  truncation_cutoff=options.truncation_cutoff)
-  strengths = np.linspace(*settings.strengths, settings.strength_steps)
-  scale = editing_lib.latent_scale(request)
-  moved, images = editing_lib.render_edits(request, latents, direction,
-                                           strengths, scale, labels)
-  _write_grid(options, "grid.png", images.reshape((-1,) + images.shape[2:]),
-              columns=len(strengths))
-  for i, row in enumerate(images):
-    for t, image in enumerate(row):
-      images_lib.write_png(os.path.join(options.output_dir, "images",
-                                        f"{i:06d}_{t:02d}.png"), image)
-  files.write_npz(os.path.join(options.output_dir, "edit.npz"),
-                  latents=latents, edited_latents=moved, strengths=strengths,
-                  images=images)
-  return _write_report(options, {**report, "strengths": strengths.tolist(),
-                                 "scale": scale})
+  return common.write_report(options, report)
 
 
 @TASKS.register("export")
@@ -775,11 +506,12 @@ def export(run: TrainedRun, strategy: tf.distribute.Strategy,
            options: Options) -> dict:
   """A SavedModel of G_ema in --output_dir (see trainer.apply.export)."""
   del strategy  # The SavedModel is written from the variables' values.
-  _split(run, options)
+  common.split(run, options)
   metadata = export_lib.export_generator(
       run.state.generator_ema, options.output_dir, config=run.config,
       step=run.step)
-  return {**_common(run, options), "task": "export", "metadata": metadata}
+  return {**common.report_header(run, options), "task": "export",
+          "metadata": metadata}
 
 
 def default_output_dir(workdir: str, task: str, step: int) -> str:
