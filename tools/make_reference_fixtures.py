@@ -335,23 +335,31 @@ def _write_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
       archive.writestr(info, buffer.getvalue())
 
 
-def make_case(case: Case, networks, commit: str) -> dict[str, np.ndarray]:
-  """The fixture's arrays: perturbed weights, inputs, outputs, config."""
+def _networks(case: Case, networks) -> tuple[torch.nn.Module,
+                                              torch.nn.Module]:
+  """The case's G and D, built by the reference and perturbed (seeded)."""
   torch.manual_seed(case.seed)  # the references initialize from it
   g = networks.Generator(**case.g_kwargs).eval().requires_grad_(False)
   d = networks.Discriminator(**case.d_kwargs).eval().requires_grad_(False)
   generator = torch.Generator().manual_seed(1000 + case.seed)
   _perturb(g, generator)
   _perturb(d, generator)
+  return g, d
+
+
+def _with_outputs(case: Case, g, d) -> dict[str, np.ndarray]:
+  """The case's inputs and the outputs of g and d for them."""
   arrays = _inputs(case, np.random.RandomState(2000 + case.seed))
   tensors = {k: torch.from_numpy(v) for k, v in arrays.items()
              if v.dtype == np.float32}
   with torch.no_grad():
     outputs = _OUTPUTS[case.family](g, d, tensors)
   arrays.update({k: v.numpy().astype(np.float32) for k, v in outputs.items()})
-  for prefix, module in (("G", g), ("D", d)):
-    for name, tensor in module.state_dict().items():
-      arrays[f"{prefix}.{name}"] = tensor.numpy().astype(np.float32)
+  return arrays
+
+
+def _config(case: Case, commit: str, **extra) -> np.ndarray:
+  """The fixture's config: a 0-d JSON string."""
   config = {
       "family": case.family,
       "reference_commit": commit,
@@ -363,8 +371,19 @@ def make_case(case: Case, networks, commit: str) -> dict[str, np.ndarray]:
                        "unperturbed": "the resampling filters"},
       "truncation_psi": TRUNCATION_PSI,
       "trainer_model": case.trainer_model,
+      **extra,
   }
-  arrays["config"] = np.array(json.dumps(config, sort_keys=True))
+  return np.array(json.dumps(config, sort_keys=True))
+
+
+def make_case(case: Case, networks, commit: str) -> dict[str, np.ndarray]:
+  """The fixture's arrays: perturbed weights, inputs, outputs, config."""
+  g, d = _networks(case, networks)
+  arrays = _with_outputs(case, g, d)
+  for prefix, module in (("G", g), ("D", d)):
+    for name, tensor in module.state_dict().items():
+      arrays[f"{prefix}.{name}"] = tensor.numpy().astype(np.float32)
+  arrays["config"] = _config(case, commit)
   return arrays
 
 
@@ -493,12 +512,7 @@ def make_tf1_case(tf1: TF1Case, networks, legacy,
   """The case's TensorFlow variables, inputs, and the outputs of the
   networks legacy.py reads from their pickle."""
   case = tf1.case
-  torch.manual_seed(case.seed)
-  g = networks.Generator(**case.g_kwargs).eval().requires_grad_(False)
-  d = networks.Discriminator(**case.d_kwargs).eval().requires_grad_(False)
-  generator = torch.Generator().manual_seed(1000 + case.seed)
-  _perturb(g, generator)
-  _perturb(d, generator)
+  g, d = _networks(case, networks)
   state = {prefix: {k: v.numpy() for k, v in module.state_dict().items()}
            for prefix, module in (("G", g), ("D", d))}
   g_vars, d_vars = _tf1_variables(state["G"], state["D"])
@@ -508,33 +522,15 @@ def make_tf1_case(tf1: TF1Case, networks, legacy,
     assert got.keys() == state[prefix].keys(), prefix
     for key, value in got.items():
       np.testing.assert_array_equal(value, state[prefix][key], err_msg=key)
-  arrays = _inputs(case, np.random.RandomState(2000 + case.seed))
-  tensors = {k: torch.from_numpy(v) for k, v in arrays.items()
-             if v.dtype == np.float32}
-  with torch.no_grad():
-    outputs = _stylegan2_outputs(read["G_ema"], read["D"], tensors)
-  arrays.update({k: v.numpy().astype(np.float32) for k, v in outputs.items()})
+  arrays = _with_outputs(case, read["G_ema"], read["D"])
   own, mapping, synthesis = g_vars
   for prefix, variables in (("", own), ("mapping/", mapping),
                             ("synthesis/", synthesis)):
     arrays.update({f"TF_G.{prefix}{k}": v for k, v in variables.items()})
   arrays.update({f"TF_D.{k}": v for k, v in d_vars.items()})
-  config = {
-      "family": "stylegan2",
-      "reference_commit": commit,
-      "tf1": {"G_static_kwargs": tf1.g_static,
-              "D_static_kwargs": tf1.d_static,
-              "read_by": "legacy.load_network_pkl"},
-      "G": {"class": "training.networks.Generator", "kwargs": case.g_kwargs},
-      "D": {"class": "training.networks.Discriminator",
-            "kwargs": case.d_kwargs},
-      "seed": case.seed,
-      "perturbation": {"stddev": PERTURBATION,
-                       "unperturbed": "the resampling filters"},
-      "truncation_psi": TRUNCATION_PSI,
-      "trainer_model": case.trainer_model,
-  }
-  arrays["config"] = np.array(json.dumps(config, sort_keys=True))
+  arrays["config"] = _config(case, commit, tf1={
+      "G_static_kwargs": tf1.g_static, "D_static_kwargs": tf1.d_static,
+      "read_by": "legacy.load_network_pkl"})
   return arrays
 
 
