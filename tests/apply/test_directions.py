@@ -21,6 +21,7 @@ from trainer.apply import directions
 from trainer.apply import editing
 from trainer.apply import images as images_lib
 from trainer.apply import inversion
+from trainer.apply import measures
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
 from trainer.data import sources
@@ -393,6 +394,10 @@ def _bad_inputs(tmp_path: pathlib.Path) -> pathlib.Path:
     ("stylegan2", "directions", {"method": "labels",
                                  "condition": "<tmp>/eight.npy"},
      "--condition=<tmp>/eight.npy: .* D=8 numbers"),
+    ("stylegan2", "directions", {"method": "labels",
+                                 "classifier": "<tmp>/thin.keras"},
+     "--classifier=<tmp>/thin.keras is neither mnist, a measure (ink, "
+     "slant, width) nor an existing .keras model file"),
     ("stylegan2", "directions", {"method": "labels", "attribute": 12},
      "--attribute=12 is out of range; the classifier mnist has 10 outputs"),
     ("stylegan2", "directions", {"method": "labels", "threshold": 1.0},
@@ -431,3 +436,48 @@ def test_directions_and_edit_from_the_command_line(runs, tmp_path):
   assert json.loads(line.strip().splitlines()[-1])["task"] == "edit"
   np.testing.assert_array_equal(
       np.load(tmp_path / "edit" / "edit.npz")["strengths"], [-1, 0, 1])
+
+
+# ------------------------------------------------------- fast: the measures
+
+
+def _image(ink: np.ndarray) -> tf.Tensor:
+  """An ink map [H, W] in [0, 1] as a batch of one image in [-1, 1]."""
+  return tf.constant(2.0 * ink[None, :, :, None] - 1.0, tf.float32)
+
+
+def test_the_measures_of_drawn_strokes():
+  blank, full = np.zeros((16, 16)), np.ones((16, 16))
+  assert measures.ink(_image(blank)).numpy()[0] == 0.0
+  assert measures.ink(_image(full)).numpy()[0] == 1.0
+  # A stroke from the bottom left to the top right leans right: one pixel
+  # to the right per pixel up, a slant of 1; its mirror image -1.
+  leaning = np.zeros((16, 16))
+  for row in range(16):
+    leaning[row, 15 - row] = 1.0
+  assert abs(measures.slant(_image(leaning)).numpy()[0] - 1.0) < 1e-4
+  assert abs(measures.slant(_image(leaning[:, ::-1])).numpy()[0] + 1.0) < 1e-4
+  upright = np.zeros((16, 16))
+  upright[2:14, 7] = 1.0
+  assert abs(measures.slant(_image(upright)).numpy()[0]) < 1e-6
+  # Width: the standard deviation of the ink's columns.
+  narrow, wide = np.zeros((16, 16)), np.zeros((16, 16))
+  narrow[:, 7:9] = 1.0
+  wide[:, 2:14] = 1.0
+  np.testing.assert_allclose(measures.width(_image(narrow)).numpy(), [0.5],
+                             rtol=1e-4)
+  np.testing.assert_allclose(measures.width(_image(wide)).numpy(),
+                             [np.std(np.arange(2, 14))], rtol=1e-4)
+  assert measures.width(_image(blank)).numpy()[0] == 0.0
+
+
+@pytest.mark.slow
+def test_labels_by_a_measure_split_the_samples_at_their_median(runs,
+                                                               tmp_path):
+  report = _apply(runs["stylegan2"], "directions", _options(
+      tmp_path, method="labels", classifier="ink", num_samples=200))
+  assert report["classifier"] == "ink"
+  assert report["threshold_is"] == "the samples' median"
+  assert abs(report["positives"] - 100) <= 2
+  found = np.load(pathlib.Path(report["output_dir"]) / "directions.npy")
+  assert found.shape == (1, W_DIM)

@@ -134,7 +134,8 @@ _STRENGTH_STEPS = flags.DEFINE_integer(
 _CLASSIFIER = flags.DEFINE_string(
     "classifier", _DIRECTIONS.classifier, "directions (labels): what scores "
     "the samples: mnist (the project's MNIST classifier; the attribute is a "
-    "digit) or a .keras model file.")
+    "digit), a measure of the image (ink, slant or width; the samples above "
+    "their median have the attribute) or a .keras model file.")
 _ATTRIBUTE = flags.DEFINE_integer(
     "attribute", _DIRECTIONS.attribute, "directions (labels): the "
     "classifier's output read (mnist: the digit).")

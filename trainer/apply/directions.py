@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from trainer.apply import images as images_lib
 from trainer.apply import inversion as inversion_lib
+from trainer.apply import measures
 from trainer.apply.run import TrainedRun
 from trainer import distribute
 from trainer.errors import UserError
@@ -75,7 +76,7 @@ class Settings:
   strength: float = 3.0  # directions' grid: strengths from -s to s
   strengths: tuple[float, float] = (-3.0, 3.0)  # edit: first and last
   strength_steps: int = 7  # strengths per row, both ends included
-  classifier: str = "mnist"  # labels: "mnist" or a .keras model file
+  classifier: str = "mnist"  # labels: "mnist", a measure or a .keras file
   attribute: int = 0  # labels: the classifier's output read
   threshold: float = 0.5  # labels: a sample has the attribute above it
   positive: str = ""  # labels: a folder of images with the attribute
@@ -297,6 +298,12 @@ def _scored_samples(request: Request) -> tuple[np.ndarray, np.ndarray,
   scores = distribute.map_rows(
       request.strategy, lambda x, labels=None: score(
           split.render(x, space, labels)), latents, labels)  # [N]
+  if settings.classifier in measures.MEASURES.names():
+    # A measure has no natural cut: the samples' median splits them.
+    threshold = float(np.median(scores))
+    return latents, scores > threshold, {
+        "num_samples": len(z), "classifier": settings.classifier,
+        "threshold": threshold, "threshold_is": "the samples' median"}
   return latents, scores > settings.threshold, {
       "num_samples": len(z), "classifier": settings.classifier,
       "attribute": settings.attribute, "threshold": settings.threshold}
@@ -306,9 +313,12 @@ def _classifier(request: Request) -> Callable[[tf.Tensor], tf.Tensor]:
   """images [B, H, W, C] in [-1, 1] -> the --attribute output [B].
 
   "mnist": the probability of that digit by the project's MNIST
-  classifier (trainer/features); else a Keras model file's output.
+  classifier (trainer/features); a measure's name (measures.py: ink,
+  slant, width): that measure; else a Keras model file's output.
   """
   spec, attribute = request.settings.classifier, request.settings.attribute
+  if spec in measures.MEASURES.names():
+    return measures.MEASURES.get(spec)
   shape = request.run.image_shape
   with request.strategy.scope():
     if spec == "mnist":
@@ -328,8 +338,9 @@ def _classifier(request: Request) -> Callable[[tf.Tensor], tf.Tensor]:
 
 def _keras_model(path: str) -> keras.Model:
   if not tf.io.gfile.exists(path) or not path.endswith(".keras"):
-    raise UserError(f"--classifier={path} is neither mnist nor an existing "
-                    ".keras model file")
+    raise UserError(f"--classifier={path} is neither mnist, a measure ("
+                    f"{', '.join(measures.MEASURES.names())}) nor an "
+                    "existing .keras model file")
   try:
     return keras.models.load_model(path, compile=False)
   except (OSError, ValueError, TypeError) as e:
