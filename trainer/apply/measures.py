@@ -51,16 +51,19 @@ def _moments(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 @MEASURES.register("ink")
 def ink(images: tf.Tensor) -> tf.Tensor:
+  """The mean ink, in [0, 1]."""
   return tf.reduce_mean(_ink(images), axis=[1, 2])
 
 
 @MEASURES.register("slant")
 def slant(images: tf.Tensor) -> tf.Tensor:
+  """The ink's lean to the right per unit of height, cov(x, y) / var(y)."""
   _, var_y, cov = _moments(images)
   return cov / (var_y + _EPSILON)
 
 
 @MEASURES.register("width")
 def width(images: tf.Tensor) -> tf.Tensor:
+  """The standard deviation of the ink's x, in pixels."""
   var_x, _, _ = _moments(images)
   return tf.sqrt(var_x)
