@@ -33,6 +33,7 @@ def test_an_edit_that_fades_the_ink_is_measured_so():
                                 other="slant")
   assert result["direction_raises"]
   assert result["monotonic"] == 1.0
+  assert result["correlation"] > 0.3  # the digits' ink varies too
   np.testing.assert_allclose(np.array(result["mean"]) / result["mean"][2],
                              factors, rtol=1e-5)
   assert result["class_kept"][1] == 1.0

@@ -12,6 +12,8 @@ strengths) and prints one JSON line:
     measures.py) rises at every step of the strengths (falls, for a
     direction whose mean effect is a fall);
   mean: the measure's mean at each strength;
+  correlation: of the measure with the strength, over all images and
+    strengths (how well an unsupervised direction lines up with it);
   class_kept: per strength, the share whose class, by the project's MNIST
     classifier, is their class at strength 0;
   reach: the strongest negative and positive strengths up to which the
@@ -108,6 +110,9 @@ def quality(images: np.ndarray, strengths: np.ndarray, measure: str,
       "strengths": strengths.tolist(), "direction_raises": bool(rising),
       "monotonic": float(np.mean(monotonic)),
       "mean": np.mean(values, axis=0).tolist(),
+      "correlation": float(np.corrcoef(
+          np.broadcast_to(strengths, values.shape).ravel(),
+          values.ravel())[0, 1]),
       "class_kept": kept.tolist(), "reach": _reach(strengths, kept, keep),
   }
   if other:
