@@ -196,13 +196,15 @@ def _mapping_defaults(w_avg_beta: float | None) -> dict[str, Any]:
           **({} if w_avg_beta is None else {"w_avg_beta": w_avg_beta})}
 
 
-def _check_layers(kwargs: Kwargs) -> None:
-  """The settings of the layers that ours hard-code."""
-  kwargs.expect("activation", ("lrelu",), "ours use leaky ReLU")
-  filter_ = kwargs["resample_filter"]
-  if list(filter_) != FILTER:
-    raise unsupported(kwargs.name("resample_filter"), filter_,
-                       "ours resample with [1, 3, 3, 1] only")
+def check_layers(kwargs: Kwargs, activation: str = "activation",
+                 resample_filter: str = "resample_filter") -> None:
+  """The settings of the layers that ours hard-code, under the names the
+  code that wrote them gives them."""
+  kwargs.expect(activation, ("lrelu",), "ours use leaky ReLU")
+  filter_ = kwargs[resample_filter]
+  if list(filter_ or []) != FILTER:
+    raise unsupported(kwargs.name(resample_filter), filter_,
+                      "ours resample with [1, 3, 3, 1] only")
 
 
 def _check_features(mapping: Kwargs, width: int, width_name: str,
@@ -242,7 +244,7 @@ def _stylegan2_generator(g: Module, dialect: _Dialect
                    "resolutions) only")
   synthesis.expect("use_noise", (True,), "ours add noise to every layer")
   synthesis.expect("kernel_size", (3,), "ours convolve 3x3")
-  _check_layers(synthesis)
+  check_layers(synthesis)
   mapping.expect("activation", ("lrelu",), "ours use leaky ReLU")
   if kwargs["z_dim"] < 1:
     raise unsupported("G.z_dim", kwargs["z_dim"], "ours map a latent z")
@@ -283,7 +285,7 @@ def _stylegan2_discriminator(d: Module, dialect: _Dialect, fields: Fields,
   mapping = kwargs.section("mapping_kwargs", _mapping_defaults(None))
   epilogue = kwargs.section("epilogue_kwargs", {
       "mbstd_group_size": 4, "mbstd_num_channels": 1, "activation": "lrelu"})
-  _check_layers(block)
+  check_layers(block)
   epilogue.expect("activation", ("lrelu",), "ours use leaky ReLU")
   kwargs.expect("architecture", ("resnet", "orig"), "our D is StyleGAN2's "
                 "'resnet' or 'orig' one")

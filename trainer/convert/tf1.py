@@ -97,11 +97,7 @@ def _check_shared(kwargs: Kwargs) -> None:
   kwargs.expect("label_size", (0,), "conditional TensorFlow StyleGAN2 "
                 "networks are not converted (NVlabs/stylegan2's published "
                 "ones are unconditional)")
-  kwargs.expect("nonlinearity", ("lrelu",), "ours use leaky ReLU")
-  if list(kwargs["resample_kernel"] or []) != FILTER:
-    raise unsupported(kwargs.name("resample_kernel"),
-                      kwargs["resample_kernel"],
-                      "ours resample with [1, 3, 3, 1] only")
+  networks.check_layers(kwargs, "nonlinearity", "resample_kernel")
 
 
 def _generator_fields(g: Module) -> Fields:
