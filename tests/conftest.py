@@ -204,6 +204,15 @@ def synthetic_32(count: int = 16):
                       resize=False))
 
 
+def real_digits(count: int) -> np.ndarray:
+  """The first `count` real MNIST test digits [N, 28, 28, 1] in [-1, 1]
+  (embedded:mnist)."""
+  source = sources.load("embedded:mnist", sources.Request(
+      split=f"test[:{count}]", image_size=28, channels=1, resize=False))
+  images = source.read(tf.range(count, dtype=tf.int64))["image"].numpy()
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
 def assert_float32_finite_ends(g, d, z, labels) -> None:
   """G's images and D's logits are float32 and finite, in both modes.
 
@@ -260,6 +269,16 @@ def assert_ended_with_line(code: int, stderr: str, expected_code: int,
   """A process ended with `expected_code`, no traceback, `line` last."""
   assert code == expected_code and "Traceback" not in stderr, stderr[-3000:]
   assert stderr.strip().splitlines()[-1] == line, stderr[-3000:]
+
+
+def assert_one_error_line(code: int, stdout: str, stderr: str,
+                          message: str) -> None:
+  """A process refused its input: exit code 1, no traceback, nothing on
+  stdout and one `error:` line that holds `message`."""
+  assert code == 1 and "Traceback" not in stderr, stderr[-2000:]
+  lines = [l for l in stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and message in lines[0], stderr[-2000:]
+  assert stdout == ""
 
 
 def checkpoint_values(path: pathlib.Path | str) -> dict[str, np.ndarray]:

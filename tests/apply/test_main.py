@@ -126,7 +126,8 @@ def _apply_in_process(workdir: pathlib.Path, task: str, **options) -> dict:
     ("inpaint", {"inversion": inversion.Settings(space="w")},
      "--space=w needs a mapping network, and model.architecture=dcgan has "
      "no mapping network; valid for it: z"),
-    ("mix", {}, "mix takes the coarse styles \\(ws\\) of one latent"),
+    ("mix", {}, "mix takes some layers' styles \\(ws\\) of one latent "
+     "into another's, and model.architecture=dcgan has no mapping network"),
     ("sample", {"noise_mode": "const"}, "--noise_mode=const sets "
      "StyleGAN2's noise inputs, and model.architecture=dcgan has none"),
     ("sample", {"noise_mode": "fixed"}, "--noise_mode='fixed' is not one; "

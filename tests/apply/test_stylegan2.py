@@ -5,7 +5,9 @@ w_avg is set to a random vector once loaded, so that the average w is not
 the near-zero one of 2 steps and truncation toward it shows.
 """
 
+import json
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -13,11 +15,14 @@ from PIL import Image
 import tensorflow as tf
 
 from tests.conftest import TINY_STYLEGAN2, cpu_strategy, load_config
+from tests.conftest import run_command
 from tests.conftest import functions_run_eagerly
+from trainer.apply import directions as directions_lib
 from trainer.apply import images as images_lib
 from trainer.apply import inversion
 from trainer.apply import run as run_lib
 from trainer.apply import tasks
+from trainer.bench import mix_quality
 from trainer.errors import UserError
 from trainer import loop
 from trainer import models
@@ -179,18 +184,29 @@ def test_inpaint_and_superres_search_w_plus(run, mnist_dir, tmp_path):
                   < np.array(report["inversion"]["initial_error"]))
 
 
-def test_mix_of_two_inverted_images(run, mnist_dir, tmp_path):
+def _digit_pngs(run, mnist_dir, folder: pathlib.Path, first: int,
+                count: int) -> pathlib.Path:
+  """`count` held-out real digits from index `first`, as 28x28 PNGs (the
+  model takes 32x32: read with --resize)."""
+  folder.mkdir(parents=True)
   digits = tasks.load_targets(run, tasks.Options(
-      output_dir="", num=2, source=f"idx:{mnist_dir}",
-      split="test[9000:]")).images
-  paths = []
+      output_dir="", num=count, first=first, source=f"idx:{mnist_dir}",
+      split="test[9000:]", resize=True)).images
   for i, digit in enumerate(digits):
-    paths.append(str(tmp_path / f"{i}.png"))
-    Image.fromarray(images_lib.to_uint8(digit)[..., 0]).save(paths[-1])
+    small = tf.image.resize(digit, [28, 28], antialias=True).numpy()
+    Image.fromarray(images_lib.to_uint8(small)[..., 0]).save(
+        folder / f"{i}.png")
+  return folder
+
+
+def test_mix_of_two_inverted_images(run, mnist_dir, tmp_path):
+  paths = [str(path) for path in sorted(_digit_pngs(
+      run, mnist_dir, tmp_path / "digits", 0, 2).glob("*.png"))]
   report = _apply(run, "mix", _options(
-      tmp_path, input=paths[0], mix_input=paths[1],
+      tmp_path, input=paths[0], mix_input=paths[1], resize=True,
       inversion=inversion.Settings(steps=20, restarts=1, space="w")))
-  assert report["images"] == {"input": paths[0], "mix_input": paths[1]}
+  assert report["images"] == {"input": paths[:1], "mix_input": paths[1:]}
+  assert report["layers"] == [4, NUM_WS] and report["cutoff"] == 4
   saved = _saved(report, "mix.npz")
   assert saved["mixed_ws"].shape == (1, NUM_WS, W_DIM)
   # --space=w: one w per image, in every layer; the mix has both.
@@ -200,12 +216,119 @@ def test_mix_of_two_inverted_images(run, mnist_dir, tmp_path):
   np.testing.assert_array_equal(saved["mixed_ws"][0, 4:], second[4:])
 
 
+def test_mix_transfers_the_chosen_layers_between_pairs_of_images(
+    run, mnist_dir, tmp_path):
+  inputs = _digit_pngs(run, mnist_dir, tmp_path / "inputs", 0, 3)
+  mix_inputs = _digit_pngs(run, mnist_dir, tmp_path / "mix_inputs", 3, 3)
+  report = _apply(run, "mix", _options(
+      tmp_path, input=str(inputs), mix_input=str(mix_inputs), resize=True,
+      directions=directions_lib.Settings(layers="2:5"),
+      inversion=inversion.Settings(steps=20, restarts=1, space="w+")))
+  assert report["layers"] == [2, 5] and report["cutoff"] is None
+  assert report["images"]["mix_input"] == [
+      str(mix_inputs / f"{i}.png") for i in range(3)]
+  saved = _saved(report, "mix.npz")
+  first, second, mixed = (saved[k] for k in ("first_ws", "second_ws",
+                                             "mixed_ws"))
+  assert mixed.shape == (3, NUM_WS, W_DIM)
+  # ws 2, 3 and 4 of the --mix_input's, the others of the --input's.
+  np.testing.assert_array_equal(mixed[:, 2:5], second[:, 2:5])
+  np.testing.assert_array_equal(mixed[:, :2], first[:, :2])
+  np.testing.assert_array_equal(mixed[:, 5:], first[:, 5:])
+  # The reconstructions are G's images of the ws found, with its fixed
+  # noise; the report's PSNR is theirs against the (resized) inputs.
+  render = lambda ws: run.split.render(tf.constant(ws), "w+", None).numpy()
+  np.testing.assert_allclose(saved["first_images"], render(first),
+                             atol=1e-5)
+  np.testing.assert_allclose(saved["second_images"], render(second),
+                             atol=1e-5)
+  np.testing.assert_allclose(saved["images"], render(mixed), atol=1e-5)
+  psnr = report["reconstruction_psnr_per_image"]
+  np.testing.assert_allclose(psnr["mix_input"], images_lib.psnr(
+      saved["second_images"], saved["mix_inputs"]), rtol=1e-4)
+  np.testing.assert_allclose(report["reconstruction_psnr"],
+                             np.mean(psnr["input"] + psnr["mix_input"]))
+  # Per row of the grid: input, its reconstruction, mix input, its
+  # reconstruction, mixed; the reconstructions also as files.
+  out = pathlib.Path(report["output_dir"])
+  assert report["columns"] == ["input", "reconstruction", "mix_input",
+                               "mix_reconstruction", "mixed"]
+  grid = np.asarray(Image.open(out / "grid.png"))
+  assert grid.shape == (3 * 32 + 2, 5 * 32 + 4)
+  tile = lambda row, col: grid[row * 33:row * 33 + 32, col * 33:col * 33 + 32]
+  for col, images in enumerate((saved["inputs"], saved["first_images"],
+                                saved["mix_inputs"], saved["second_images"],
+                                saved["images"])):
+    np.testing.assert_array_equal(tile(1, col),
+                                  images_lib.to_uint8(images[1])[..., 0])
+  np.testing.assert_array_equal(
+      np.asarray(Image.open(out / "reconstructions" / "000002_mix_input.png")),
+      images_lib.to_uint8(saved["second_images"][2])[..., 0])
+  assert len(list((out / "images").glob("*.png"))) == 3
+
+
+def test_mix_quality_draws_the_pairs_of_a_mix_again_at_each_range(
+    run, tmp_path):
+  report = _apply(run, "mix", _options(tmp_path, num=4, cutoff=3))
+  saved = _saved(report, "mix.npz")
+  images = mix_quality.remixed(saved, run, cpu_strategy(2),
+                               ["3:8", "0:8", "2:5"])
+  # The mix's own range draws the mix; all of the ws, the second image.
+  np.testing.assert_allclose(images["3:8"], saved["images"], atol=1e-5)
+  np.testing.assert_allclose(images["0:8"], saved["second_images"],
+                             atol=1e-5)
+  first, second = saved["first_ws"], saved["second_ws"]
+  middle = np.concatenate([first[:, :2], second[:, 2:5], first[:, 5:]], 1)
+  np.testing.assert_allclose(images["2:5"], run.split.render(
+      tf.constant(middle), "w+", None).numpy(), atol=1e-5)
+  with pytest.raises(UserError, match="--layers=3:9 is out of range"):
+    mix_quality.remixed(saved, run, cpu_strategy(2), ["3:9"])
+  with pytest.raises(UserError, match=(
+      r"the mix's ws are \[N, 8, 12\] and this run's G takes "
+      r"\[N, 8, 16\]")):
+    mix_quality.remixed({**saved, "first_ws": first[..., :12]}, run,
+                        cpu_strategy(2), ["3:8"])
+  # From the command line: the run's G at the checkpoint of the report.
+  workdir = pathlib.Path(report["checkpoint"]).parents[1]
+  code, out, err = run_command(
+      sys.executable, "-m", "trainer.bench.mix_quality",
+      f"--mix={report['output_dir']}/mix.npz", f"--workdir={workdir}",
+      "--layers=3:8,0:8", "--strategy=one_device")
+  assert code == 0, err[-3000:]
+  line = json.loads(out.strip().splitlines()[-1])
+  assert list(line) == ["3:8", "0:8"]
+  assert line["0:8"]["ink"]["taken"] == pytest.approx(1.0, abs=1e-3)
+  assert line["3:8"]["ink"]["taken"] == pytest.approx(mix_quality.quality(
+      saved["first_images"], saved["second_images"], saved["images"]
+  )["ink"]["taken"], abs=1e-3)
+
+
+def test_mix_refuses_folders_of_different_counts(run, mnist_dir, tmp_path):
+  inputs = _digit_pngs(run, mnist_dir, tmp_path / "inputs", 0, 2)
+  mix_inputs = _digit_pngs(run, mnist_dir, tmp_path / "mix_inputs", 2, 3)
+  with pytest.raises(UserError, match=(
+      f"--input={inputs} has 2 images and --mix_input={mix_inputs} has 3; "
+      "mix pairs them in name order: give as many")):
+    _apply(run, "mix", _options(tmp_path, input=str(inputs),
+                                mix_input=str(mix_inputs), resize=True))
+  assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("task,overrides,message", [
     ("sample", {"truncation_cutoff": 9},
      "--truncation_cutoff=9 is out of range; this model has 8 ws: it must "
      "be in [1, 8]"),
     ("mix", {"cutoff": 8}, "--cutoff=8 is out of range; .* in [1, 7]"),
     ("mix", {"input": "a.png"}, "give both --input .* and --mix_input"),
+    ("mix", {"directions": directions_lib.Settings(layers="3:9")},
+     "--layers=3:9 is out of range; this model has 8 ws: give a:b with "
+     "0 <= a < b <= 8"),
+    ("mix", {"cutoff": 2, "directions": directions_lib.Settings(
+        layers="2:4")}, "--layers=2:4 and --cutoff=2 both choose the ws"),
+    ("mix", {"input": "<tmp>/missing.png", "mix_input": "<tmp>/b.png"},
+     "<tmp>/missing.png does not exist"),
+    ("mix", {"input": "<tmp>/b.png", "mix_input": "<tmp>/b.png"},
+     "<tmp>/b.png is 28x28 but the model takes 32x32 images; pass --resize"),
     ("inpaint", {"inversion": inversion.Settings(space="u")},
      "--space=u is not a latent space; valid: z, w, w+"),
     ("sample", {"psi": -0.5}, "--psi=-0.5 is out of range; it must be in "
@@ -213,6 +336,10 @@ def test_mix_of_two_inverted_images(run, mnist_dir, tmp_path):
 ])
 def test_bad_options_are_refused_before_writing(run, tmp_path, task,
                                                 overrides, message):
+  Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "b.png")
+  overrides = {k: v.replace("<tmp>", str(tmp_path)) if isinstance(v, str)
+               else v for k, v in overrides.items()}
+  message = message.replace("<tmp>", str(tmp_path))
   with pytest.raises(UserError, match=message.replace("[", r"\[").replace(
       "]", r"\]").replace("+", r"\+").replace("-", r"\-")):
     _apply(run, task, _options(tmp_path, **overrides))

@@ -5,19 +5,9 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tests.conftest import run_command
+from tests.conftest import assert_one_error_line, real_digits, run_command
 from trainer.bench import edit_quality
-from trainer.data import sources
-
-
-def _digits(count: int) -> np.ndarray:
-  """`count` test digits [N, 28, 28, 1] in [-1, 1]."""
-  source = sources.load("embedded:mnist", sources.Request(
-      split=f"test[:{count}]", image_size=28, channels=1, resize=False))
-  images = source.read(tf.range(count, dtype=tf.int64))["image"].numpy()
-  return images.astype(np.float32) / 127.5 - 1.0
 
 
 def _faded(digits: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -28,7 +18,7 @@ def _faded(digits: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 def test_an_edit_that_fades_the_ink_is_measured_so():
   factors = np.array([0.5, 0.75, 1.0])
-  images = _faded(_digits(40), factors)
+  images = _faded(real_digits(40), factors)
   result = edit_quality.quality(images, np.array([-1.0, 0.0, 1.0]), "ink",
                                 other="slant")
   assert result["direction_raises"]
@@ -43,7 +33,7 @@ def test_an_edit_that_fades_the_ink_is_measured_so():
 
 
 def test_monotonic_counts_the_images_that_follow_the_direction():
-  images = _faded(_digits(20), np.array([0.5, 0.75, 1.0]))
+  images = _faded(real_digits(20), np.array([0.5, 0.75, 1.0]))
   images[:5] = images[:5, ::-1]  # a quarter falls where the rest rise
   result = edit_quality.quality(images, np.array([-1.0, 0.0, 1.0]), "ink")
   assert result["monotonic"] == 0.75
@@ -64,11 +54,6 @@ def test_reach_stops_where_the_class_goes():
 def test_bad_input_is_one_error_line(tmp_path, args, message):
   (tmp_path / "bad.npz").write_bytes(b"not an npz")
   args = [a.replace("<tmp>", str(tmp_path)) for a in args]
-  code, out, err = run_command(sys.executable, "-m",
-                               "trainer.bench.edit_quality", *args)
-  assert code == 1, err[-2000:]
-  assert "Traceback" not in err
-  lines = [l for l in err.splitlines() if l.startswith("error:")]
-  assert len(lines) == 1 and message.replace("<tmp>", str(tmp_path)) in (
-      lines[0]), err[-2000:]
-  assert out == ""
+  assert_one_error_line(
+      *run_command(sys.executable, "-m", "trainer.bench.edit_quality", *args),
+      message.replace("<tmp>", str(tmp_path)))

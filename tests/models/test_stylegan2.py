@@ -217,7 +217,13 @@ def test_style_mixing_takes_a_second_z_from_a_cutoff():
   np.testing.assert_array_equal(mixed, mapping(z, style_mixing=1.0))
   trained = mapping(z, training=True).numpy()
   assert 0.7 < np.mean(~np.all(trained == plain, axis=(1, 2))) < 1.0
-  assert np.array_equal(stylegan2.mix(plain, mixed, 3)[:, 3:], mixed[:, 3:])
+  np.testing.assert_array_equal(
+      stylegan2.mix(plain, mixed, range(3, plain.shape[1])),
+      np.concatenate([plain[:, :3], mixed[:, 3:]], axis=1))
+  # A middle range: the others' ws on either side stay.
+  np.testing.assert_array_equal(
+      stylegan2.mix(plain, mixed, range(2, 4)),
+      np.concatenate([plain[:, :2], mixed[:, 2:4], plain[:, 4:]], axis=1))
 
 
 def test_generator_is_a_function_of_its_inputs():

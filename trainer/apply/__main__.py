@@ -59,19 +59,20 @@ _SPACE = flags.DEFINE_string(
     "mapping network (stylegan2).")
 _CUTOFF = flags.DEFINE_integer(
     "cutoff", None, "mix: ws[:cutoff] (coarse styles) come from the first "
-    "latent, the others from the second; in [1, num_ws - 1], default "
-    "min(4, num_ws - 1).")
+    "latent, the others from the second (--layers=cutoff:); in [1, num_ws "
+    "- 1], default min(4, num_ws - 1).")
 _MIX_INPUT = flags.DEFINE_string(
-    "mix_input", "", "mix: the image of the fine styles (PNG or JPEG), with "
-    "--input the image of the coarse ones; without both, --num random pairs "
+    "mix_input", "", "mix: the image (PNG or JPEG) whose ws --layers (or "
+    "from --cutoff on) are taken into --input's, or a folder of them paired "
+    "with --input's folder in name order; without both, --num random pairs "
     "are mixed.")
 _FRAMES = flags.DEFINE_integer(
     "frames", 10, "interpolate: images per path, both ends included.")
 _INPUT = flags.DEFINE_string(
     "input", "", "inpaint, superres, transfer, mix: a PNG or JPEG image; "
     "without it, --num images of the data from --first are used (mix: --num "
-    "random pairs). edit: an image or a folder of them, inverted; without "
-    "it, --num random latents.")
+    "random pairs). edit, mix: an image or a folder of them, inverted; "
+    "without it, --num random latents.")
 _SOURCE = flags.DEFINE_string(
     "source", "", "Data source of the images (docs/data.md); "
     "default the run's data.source.")
@@ -115,9 +116,10 @@ _NUM_DIRECTIONS = flags.DEFINE_integer(
     "ganspace): how many to keep, the strongest first (at most the "
     "latent's size).")
 _LAYERS = flags.DEFINE_string(
-    "layers", _DIRECTIONS.layers, "directions, edit: a:b, the ws [a, b) of "
-    "a mapping network whose layers sefa factorizes and edits move; "
-    "default all.")
+    "layers", _DIRECTIONS.layers, "directions, edit, mix: a:b, the ws "
+    "[a, b) of a mapping network whose layers sefa factorizes and edits "
+    "move (default all), or that mix takes from the second latent "
+    "(--mix_input; default from --cutoff on).")
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", _DIRECTIONS.num_samples, "directions (ganspace, labels): "
     "latents sampled.")

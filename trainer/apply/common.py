@@ -48,7 +48,7 @@ class Options:
   truncation_cutoff: int | None = None  # truncate ws[:cutoff]; None: all
   noise_mode: str = "random"  # StyleGAN2's noise inputs (NOISE_MODES)
   cutoff: int | None = None  # mix: ws[:cutoff] from the first latent
-  mix_input: str = ""  # mix: the image of the fine styles, with --input
+  mix_input: str = ""  # mix: the image (or folder) whose ws are taken
   frames: int = 10
   input: str = ""  # a PNG; "" takes images from the data
   source: str = ""  # "" means the run's data.source
@@ -93,8 +93,8 @@ def split(run: TrainedRun, options: Options, *,
   if not split.has_mapping:
     none = f"model.architecture={family} has no mapping network"
     if mixing:
-      raise UserError(f"mix takes the coarse styles (ws) of one latent and "
-                      f"the fine ones of another, and {none}; train one with "
+      raise UserError(f"mix takes some layers' styles (ws) of one latent "
+                      f"into another's, and {none}; train one with "
                       "configs/stylegan2.py")
     if options.psi != 1:
       raise UserError(f"--psi={options.psi} truncates w toward the average "

@@ -13,19 +13,25 @@ as a weight at each pixel:
 
 `directions --method=labels --classifier=<measure>` labels sampled latents
 by one (those above the samples' median have the attribute), and the edit
-measurements of BENCHMARKS.md read them on the edited images.
+and mix measurements of BENCHMARKS.md (trainer.bench.edit_quality,
+trainer.bench.mix_quality) read them, and the digit the project's MNIST
+classifier reads (`digits`), on the images G drew.
 """
 
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
+from trainer import features as features_lib
 from trainer.registry import Registry
 
 Measure = Callable[[tf.Tensor], tf.Tensor]
 MEASURES: Registry[Measure] = Registry("image measure", "--classifier")
 
 _EPSILON = 1e-6  # an image without ink has no moments: 0, not NaN
+# Images the MNIST classifier reads at once.
+_CLASSIFIER_BATCH = 500
 
 
 def _ink(images: tf.Tensor) -> tf.Tensor:
@@ -67,3 +73,21 @@ def width(images: tf.Tensor) -> tf.Tensor:
   """The standard deviation of the ink's x, in pixels."""
   var_x, _, _ = _moments(images)
   return tf.sqrt(var_x)
+
+
+def measured(name: str, images: np.ndarray) -> np.ndarray:
+  """Measure `name` of images [..., H, W, C] in [-1, 1] -> [...]."""
+  flat = images.reshape((-1,) + images.shape[-3:])
+  return MEASURES.get(name)(tf.constant(flat)).numpy().reshape(
+      images.shape[:-3])
+
+
+def digits(images: np.ndarray) -> np.ndarray:
+  """The digit the project's MNIST classifier reads in images
+  [..., H, W, C] in [-1, 1] -> int [...]."""
+  flat = images.reshape((-1,) + images.shape[-3:])
+  classifier = features_lib.build("mnist_classifier", "", flat.shape[1:])
+  probabilities = np.concatenate([
+      classifier.extract(tf.constant(flat[i:i + _CLASSIFIER_BATCH]))[1].numpy()
+      for i in range(0, len(flat), _CLASSIFIER_BATCH)])
+  return probabilities.argmax(-1).reshape(images.shape[:-3])

@@ -10,8 +10,9 @@ and a `report.json` to the output directory, and returns the report.
                downsampling.
 - transfer:    a class-conditional G: invert an image under its class, then
                redraw it as every class with the same latent (the style).
-- mix:         style mixing (a G with a mapping network): the coarse styles
-               of one latent, the fine ones of another.
+- mix:         style mixing (a G with a mapping network): some layers' ws
+               of one latent in another; of two inverted images, attribute
+               transfer (the fine styles of one, the coarse of the other).
 - directions:  directions in w (or z) that change one thing, by closed-form
                factorization, PCA or a boundary between labelled latents
                (trainer/apply/directions.py): a .npy, a .json and a grid.
@@ -43,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.apply import common
+from trainer.apply import directions as directions_lib
 from trainer.apply import export as export_lib
 from trainer.apply import images as images_lib
 from trainer.apply import latent_tasks
@@ -166,15 +168,19 @@ def _input_targets(run: TrainedRun, options: Options, size: int) -> Targets:
   image = images_lib.read_image(options.input, image_size=size,
                                 channels=run.config.model.channels,
                                 resize=options.resize)
-  labels = None
-  if run.num_classes:
-    if options.label < 0:
-      raise UserError(
-          "this model is class-conditional: pass the class of --input with "
-          f"--label=<0 to {run.num_classes - 1}>")
-    labels = common.labels_for(run, 1, options.label)
-  return Targets(images_lib.from_uint8(image[None]), labels,
-                 {"input": options.input})
+  return Targets(images_lib.from_uint8(image[None]),
+                 _input_labels(run, options, 1), {"input": options.input})
+
+
+def _input_labels(run: TrainedRun, options: Options,
+                  count: int) -> np.ndarray | None:
+  """The labels of `count` --input images: --label, which a
+  class-conditional model needs (the class is not in the file)."""
+  if run.num_classes and options.label < 0:
+    raise UserError(
+        "this model is class-conditional: pass the class of --input with "
+        f"--label=<0 to {run.num_classes - 1}>")
+  return common.labels_for(run, count, options.label)
 
 
 def _quality(truth: np.ndarray, candidates: dict[str, np.ndarray],
@@ -434,45 +440,101 @@ def _classified(run: TrainedRun, strategy: tf.distribute.Strategy,
                                                == targets[~changed]))}
 
 
+def _mixed_layers(run: TrainedRun, split: latent_lib.LatentSplit,
+                  options: Options) -> range:
+  """The ws [a, b) that the second latent gives: --layers=a:b, else those
+  from --cutoff on (default min(4, num_ws - 1): StyleGAN's fine styles)."""
+  spec = options.directions.layers
+  if spec and options.cutoff is not None:
+    raise UserError(
+        f"--layers={spec} and --cutoff={options.cutoff} both choose the ws "
+        "taken from the second image: give one (--cutoff=c is "
+        "--layers=c:)")
+  if spec:
+    return directions_lib.layers_of(spec, split,
+                                    run.config.model.architecture)
+  return range(options.cutoff or min(_COARSE_WS, split.num_ws - 1),
+               split.num_ws)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inverted:
+  """Pairs of real images and their ws, found by inversion."""
+  inputs: np.ndarray  # [N, H, W, C] in [-1, 1], of --input
+  mix_inputs: np.ndarray  # [N, H, W, C], of --mix_input
+  ws: np.ndarray  # [N, num_ws, w_dim] of --input
+  mix_ws: np.ndarray  # [N, num_ws, w_dim] of --mix_input
+  report: dict
+
+
+def _inverted_pairs(run: TrainedRun, strategy: tf.distribute.Strategy,
+                    split: latent_lib.LatentSplit,
+                    options: Options) -> _Inverted:
+  """The --input and --mix_input images (two files, or two folders of as
+  many images paired in name order), inverted together in --space."""
+  model = run.config.model
+  (inputs, input_paths), (mix_inputs, mix_paths) = (
+      images_lib.read_images(path, flag=flag, image_size=model.image_size,
+                             channels=model.channels, resize=options.resize)
+      for flag, path in (("--input", options.input),
+                         ("--mix_input", options.mix_input)))
+  count = len(inputs)
+  if len(mix_inputs) != count:
+    raise UserError(
+        f"--input={options.input} has {count} images and --mix_input="
+        f"{options.mix_input} has {len(mix_inputs)}; mix pairs them in name "
+        "order: give as many")
+  images = images_lib.from_uint8(np.concatenate([inputs, mix_inputs]))
+  labels = _input_labels(run, options, 2 * count)
+  result = common.invert(run, strategy, options, images,
+                         np.ones(images.shape[:3] + (1,), np.float32),
+                         lambda x: x, labels)
+  space = options.inversion.space
+  ws = distribute.map_rows(
+      strategy, lambda x, labels=None: split.ws_of(x, space, labels),
+      result.latents, labels)
+  psnr = images_lib.psnr(result.images, images)  # [2N]
+  return _Inverted(images[:count], images[count:], ws[:count], ws[count:], {
+      "images": {"input": input_paths, "mix_input": mix_paths},
+      "reconstruction_psnr": float(np.mean(psnr)),
+      "reconstruction_psnr_per_image": {"input": psnr[:count].tolist(),
+                                        "mix_input": psnr[count:].tolist()},
+      "inversion": common.inversion_report(result, options)})
+
+
 @TASKS.register("mix")
 def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
         options: Options) -> dict:
-  """Style mixing: ws[:--cutoff] of a first latent, the rest of a second.
+  """Style mixing: a first latent's ws with a second's at --layers.
 
-  The latents are --num pairs drawn from --seed (truncated by --psi), or
-  those of two images, --input (coarse) and --mix_input (fine), inverted in
-  --space. Every image is drawn with G's fixed noise, so that a row's three
-  differ by their styles alone. Writes grid.png (per row: first, second,
-  mixed), images/<i>.png (the mixed) and mix.npz (the ws of all three).
+  The ws taken from the second are --layers=a:b, or those from --cutoff on
+  (the fine styles). The latents are --num pairs drawn from --seed
+  (truncated by --psi), or those of real images inverted in --space:
+  --input (the first) and --mix_input (the second), two files or two
+  folders paired in name order; that is attribute transfer, the second's
+  layers' attributes drawn into the first. Every image is drawn with G's
+  fixed noise, so that a row's images differ by their styles alone.
+  Writes grid.png (per row: first, second, mixed; of images: input,
+  reconstruction, mix input, its reconstruction, mixed), images/<i>.png
+  (the mixed), reconstructions/<i>_input.png and <i>_mix_input.png, and
+  mix.npz (the ws and images of all three).
   """
   split = common.split(run, options, mixing=True)
-  cutoff = options.cutoff or min(_COARSE_WS, split.num_ws - 1)
+  layers = _mixed_layers(run, split, options)
   if bool(options.input) != bool(options.mix_input):
     raise UserError(
-        "mix inverts two images: give both --input (its coarse styles) and "
-        "--mix_input (its fine styles), or neither to mix --num pairs of "
-        "random latents")
+        "mix inverts two images: give both --input (the image mixed into) "
+        "and --mix_input (the image whose --layers it takes), or neither to "
+        "mix --num pairs of random latents")
   report = {**common.report_header(run, options), "task": "mix",
-            "cutoff": cutoff, "num_ws": split.num_ws}
+            "layers": [layers.start, layers.stop],
+            "cutoff": None if options.directions.layers else layers.start,
+            "num_ws": split.num_ws}
+  inverted = None
   if options.input:
-    size = run.config.model.image_size
-    both = [_input_targets(run, dataclasses.replace(options, input=path),
-                           size) for path in (options.input,
-                                              options.mix_input)]
-    images = np.concatenate([t.images for t in both])
-    labels = None if both[0].labels is None else np.concatenate(
-        [t.labels for t in both])
-    result = common.invert(run, strategy, options, images,
-                           np.ones(images.shape[:3] + (1,), np.float32),
-                           lambda x: x, labels)
-    space = options.inversion.space
-    ws = distribute.map_rows(
-        strategy, lambda x, labels=None: split.ws_of(x, space, labels),
-        result.latents, labels)
-    first, second = ws[:1], ws[1:]
-    report.update(images={"input": options.input,
-                          "mix_input": options.mix_input},
-                  inversion=common.inversion_report(result, options))
+    inverted = _inverted_pairs(run, strategy, split, options)
+    first, second = inverted.ws, inverted.mix_ws
+    report.update(inverted.report)
   else:
     z = common.latents(2 * options.num, run.config.model.latent_dim,
                        options.seed, options.truncation)
@@ -485,19 +547,33 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
     report.update(truncation=options.truncation, psi=options.psi,
                   truncation_cutoff=options.truncation_cutoff)
   mixed_ws, pictures = distribute.map_rows(strategy, lambda a, b: (
-      split.mix(a, b, cutoff),
-      [split.render(w, "w+", None) for w in (a, b, split.mix(a, b, cutoff))]),
+      split.mix(a, b, layers),
+      [split.render(w, "w+", None) for w in (a, b, split.mix(a, b, layers))]),
                                            first, second)
-  rows = np.stack(pictures, axis=1)  # [N, 3, H, W, C]
+  first_images, second_images, mixed = pictures
+  columns = {"first": first_images, "second": second_images, "mixed": mixed}
+  saved = {}
+  if inverted:
+    columns = {"input": inverted.inputs, "reconstruction": first_images,
+               "mix_input": inverted.mix_inputs,
+               "mix_reconstruction": second_images, "mixed": mixed}
+    saved = {"inputs": inverted.inputs, "mix_inputs": inverted.mix_inputs}
+    for i, pair in enumerate(zip(first_images, second_images)):
+      for name, image in zip(("input", "mix_input"), pair):
+        images_lib.write_png(os.path.join(
+            options.output_dir, "reconstructions", f"{i:06d}_{name}.png"),
+                             image)
+  rows = np.stack(list(columns.values()), axis=1)  # [N, columns, H, W, C]
   common.write_grid(options, "grid.png", rows.reshape((-1,) + rows.shape[2:]),
-                    columns=3)
-  for i, image in enumerate(pictures[2]):
+                    columns=len(columns))
+  for i, image in enumerate(mixed):
     images_lib.write_png(
         os.path.join(options.output_dir, "images", f"{i:06d}.png"), image)
   files.write_npz(os.path.join(options.output_dir, "mix.npz"),
                   first_ws=first, second_ws=second, mixed_ws=mixed_ws,
-                  images=pictures[2])
-  report["columns"] = ["first", "second", "mixed"]
+                  first_images=first_images, second_images=second_images,
+                  images=mixed, **saved)
+  report["columns"] = list(columns)
   return common.write_report(options, report)
 
 

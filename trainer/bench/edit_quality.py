@@ -33,7 +33,6 @@ import tensorflow as tf
 
 from trainer.apply import measures
 from trainer.errors import UserError
-from trainer import features as features_lib
 
 _EDIT = flags.DEFINE_string("edit", None, "edit.npz of trainer.apply edit.")
 _MEASURE = flags.DEFINE_string(
@@ -62,23 +61,6 @@ def _load(path: str) -> tuple[np.ndarray, np.ndarray]:
   return images.astype(np.float32), strengths
 
 
-def _measured(name: str, images: np.ndarray) -> np.ndarray:
-  """measure `name` of images [N, T, ...] -> [N, T]."""
-  flat = images.reshape((-1,) + images.shape[2:])
-  return measures.MEASURES.get(name)(tf.constant(flat)).numpy().reshape(
-      images.shape[:2])
-
-
-def _classes(images: np.ndarray) -> np.ndarray:
-  """The MNIST classifier's class of images [N, T, ...] -> [N, T]."""
-  flat = images.reshape((-1,) + images.shape[2:])
-  classifier = features_lib.build("mnist_classifier", "", flat.shape[1:])
-  probabilities = np.concatenate([
-      classifier.extract(tf.constant(flat[i:i + 500]))[1].numpy()
-      for i in range(0, len(flat), 500)])
-  return probabilities.argmax(-1).reshape(images.shape[:2])
-
-
 def _reach(strengths: np.ndarray, kept: np.ndarray, keep: float
            ) -> list[float]:
   """The strongest negative and positive strengths up to which (from 0
@@ -98,11 +80,11 @@ def _reach(strengths: np.ndarray, kept: np.ndarray, keep: float
 def quality(images: np.ndarray, strengths: np.ndarray, measure: str,
             other: str = "", keep: float = 0.9) -> dict:
   """The figures the module docstring lists, for an edit's images."""
-  values = _measured(measure, images)  # [N, T]
+  values = measures.measured(measure, images)  # [N, T]
   steps = np.diff(values, axis=1)
   rising = np.mean(values[:, -1] - values[:, 0]) >= 0
   monotonic = np.all(steps >= 0 if rising else steps <= 0, axis=1)
-  classes = _classes(images)
+  classes = measures.digits(images)
   zero = int(np.argmin(np.abs(strengths)))
   kept = np.mean(classes == classes[:, zero:zero + 1], axis=0)  # [T]
   result = {
@@ -116,7 +98,7 @@ def quality(images: np.ndarray, strengths: np.ndarray, measure: str,
       "class_kept": kept.tolist(), "reach": _reach(strengths, kept, keep),
   }
   if other:
-    others = _measured(other, images)
+    others = measures.measured(other, images)
     result["other"] = {
         "measure": other,
         "mean_change": np.mean(others - others[:, zero:zero + 1],

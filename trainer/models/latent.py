@@ -99,10 +99,11 @@ class LatentSplit:
     self._require_mapping("truncation toward w_avg")
     return stylegan2.truncate(ws, self.w_avg, psi, cutoff)
 
-  def mix(self, ws: tf.Tensor, other: tf.Tensor, cutoff: int) -> tf.Tensor:
-    """ws [B, num_ws, w_dim] before layer `cutoff`, other's from there."""
+  def mix(self, ws: tf.Tensor, other: tf.Tensor,
+          layers: range) -> tf.Tensor:
+    """ws [B, num_ws, w_dim] with other's ws[layers] (stylegan2.mix)."""
     self._require_mapping("style mixing")
-    return stylegan2.mix(ws, other, cutoff)
+    return stylegan2.mix(ws, other, layers)
 
   def ws_of(self, latents: tf.Tensor, space: str,
             labels: tf.Tensor | None) -> tf.Tensor:

@@ -216,9 +216,11 @@ def truncate(ws: tf.Tensor, w_avg: tf.Tensor, psi: float,
   return tf.where(chosen, truncated, ws)
 
 
-def mix(ws: tf.Tensor, other: tf.Tensor, cutoff: int) -> tf.Tensor:
-  """ws [B, num_ws, w_dim] up to layer `cutoff`, `other`'s from there."""
-  return tf.concat([ws[:, :cutoff], other[:, cutoff:]], axis=1)
+def mix(ws: tf.Tensor, other: tf.Tensor, layers: range) -> tf.Tensor:
+  """ws [B, num_ws, w_dim] with `other`'s ws[layers] in place of its own
+  (range(cutoff, num_ws): StyleGAN's mixing from a cutoff on)."""
+  return tf.concat([ws[:, :layers.start], other[:, layers.start:layers.stop],
+                    ws[:, layers.stop:]], axis=1)
 
 
 def num_ws(image_size: int) -> int:
