@@ -153,6 +153,20 @@ def test_the_conditional_direction_is_orthogonal_to_the_condition():
     directions.conditioned(normal, -2.0 * normal)
 
 
+def test_several_conditions_are_all_projected_out_and_a_repeated_one_adds_nothing():
+  rng = np.random.default_rng(4)
+  normal, first, second = rng.standard_normal((3, 16))
+  result = directions.conditioned(normal, np.stack([first, second]))
+  assert abs(result @ first) < 1e-12 and abs(result @ second) < 1e-12
+  assert np.linalg.norm(result) == pytest.approx(1.0)
+  # The span is what counts: the same condition twice, or scaled, is one.
+  np.testing.assert_allclose(
+      directions.conditioned(normal, np.stack([first, -2.0 * first])),
+      directions.conditioned(normal, first), atol=1e-12)
+  with pytest.raises(UserError, match="spans the direction found"):
+    directions.conditioned(first + second, np.stack([first, second]))
+
+
 def test_an_edit_moves_only_the_named_ws_and_none_at_strength_zero():
   rng = np.random.default_rng(4)
   ws = rng.standard_normal((3, NUM_WS, W_DIM)).astype(np.float32)
@@ -284,6 +298,30 @@ def test_labels_by_a_classifier_and_conditioned(runs, tmp_path):
 
 
 @pytest.mark.slow
+def test_labels_conditioned_on_the_digits_and_a_file(runs, tmp_path):
+  run = runs["stylegan2"]
+  condition = tmp_path / "condition.npy"
+  np.save(condition, np.eye(W_DIM, dtype=np.float32))
+  report = _apply(run, "directions", _options(
+      tmp_path, method="labels", classifier="width",
+      condition=f"classes,{condition}:3"))
+  out = pathlib.Path(report["output_dir"])
+  found = np.load(out / "directions.npy")[0]
+  conditions = np.load(out / "conditions.npy")
+  classes = report["condition_classes"]
+  # The file's direction, then one boundary per digit the samples hold
+  # (each with enough samples on both sides).
+  assert len(conditions) == 1 + len(classes) >= 2
+  np.testing.assert_array_equal(conditions[0], np.eye(len(found))[3])
+  assert all(c["samples"] >= 5 for c in classes)
+  assert sum(c["samples"] for c in classes) <= 300
+  assert np.abs(conditions @ found).max() < 1e-5
+  # The digits' boundaries separate the digits better than chance.
+  assert np.mean([c["held_out_balanced_accuracy"] for c in classes]) > 0.75
+  assert report["condition"] == ["classes", f"{condition}:3"]
+
+
+@pytest.mark.slow
 def test_labels_from_inverted_examples(runs, mnist_dir, tmp_path):
   run = runs["stylegan2"]
   digits = sources.load(f"idx:{mnist_dir}", sources.Request(
@@ -400,6 +438,15 @@ def _bad_inputs(tmp_path: pathlib.Path) -> pathlib.Path:
      "slant, width) nor an existing .keras model file"),
     ("stylegan2", "directions", {"method": "labels", "attribute": 12},
      "--attribute=12 is out of range; the classifier mnist has 10 outputs"),
+    # The tiny DCGAN's samples all look like one digit.
+    ("dcgan", "directions", {"method": "labels", "classifier": "width",
+                             "condition": "classes"},
+     "--condition=classes needs a digit with at least 5 samples and 5 of "
+     "other digits, and the MNIST classifier reads 300 of the 300 samples "
+     "as"),
+    ("stylegan2", "directions", {"method": "labels", "condition": "clases"},
+     "--condition=clases: clases does not exist; give a directions.npy of "
+     "python -m trainer.apply directions, or classes"),
     ("stylegan2", "directions", {"method": "labels", "threshold": 1.0},
      "at least 5 latents on each side of the boundary, and 0 of 300"),
 ])

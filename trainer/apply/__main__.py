@@ -150,9 +150,10 @@ _POSITIVE = flags.DEFINE_string(
 _NEGATIVE = flags.DEFINE_string(
     "negative", "", "directions (labels): a folder of images without it.")
 _CONDITION = flags.DEFINE_string(
-    "condition", "", "directions (labels): <directions.npy>[:index], a "
-    "direction projected out of the one found, so that editing along it "
-    "keeps that attribute.")
+    "condition", "", "directions (labels): directions projected out of the "
+    "one found, so that editing along it keeps their attributes: "
+    "comma-separated <directions.npy>[:index] and `classes` (a boundary "
+    "per digit by the MNIST classifier: the edit keeps the digit).")
 _DIRECTION = flags.DEFINE_string(
     "direction", "", "edit: <directions.npy>[:index] (default index 0).")
 

@@ -22,8 +22,10 @@ of every layer that moves), z for one without (dcgan, r3gan). The tasks
             without an attribute (InterFaceGAN: Shen et al., "Interpreting
             the Latent Space of GANs for Semantic Face Editing", CVPR
             2020). The latents are G's samples scored by a classifier, or
-            example images inverted. With a condition, that direction's
-            part is projected out, so that an edit keeps its attribute.
+            example images inverted. With conditions, their part is
+            projected out, so that an edit keeps their attributes;
+            `classes` conditions on the boundaries of each digit by the
+            MNIST classifier, so that an edit keeps the digit.
 
 Edits along them are in trainer/apply/editing.py.
 """
@@ -81,7 +83,7 @@ class Settings:
   threshold: float = 0.5  # labels: a sample has the attribute above it
   positive: str = ""  # labels: a folder of images with the attribute
   negative: str = ""  # labels: a folder of images without it
-  condition: str = ""  # labels: <file.npy>[:index], a direction kept
+  condition: str = ""  # labels: <file.npy>[:index] or classes, comma-separated
   direction: str = ""  # edit: <file.npy>[:index]
 
   def check(self) -> None:
@@ -128,10 +130,12 @@ class Request:
 @dataclasses.dataclass(frozen=True)
 class Found:
   """Directions [K, D] (unit rows, the strongest first), per direction
-  what ranks it, and the method's details for directions.json."""
+  what ranks it, and the method's details for directions.json; labels:
+  the directions [C, D] projected out (conditions.npy), if any."""
   vectors: np.ndarray
   scores: list[dict]
   details: dict
+  conditions: np.ndarray | None = None
 
 
 Method = Callable[[Request], Found]
@@ -266,25 +270,75 @@ def components_in_z(z: np.ndarray, features: np.ndarray,
 @METHODS.register("labels")
 def _labels(request: Request) -> Found:
   settings = request.settings
-  condition = None
-  if settings.condition:  # read first: a bad file stops before the work
-    condition = load_direction(settings.condition, flag="--condition",
-                               request=request)
+  specs = [spec for spec in settings.condition.split(",") if spec]
+  # The files are read first: a bad one stops before the work.
+  files = [load_direction(spec, flag="--condition", request=request)
+           for spec in specs if spec != CLASSES]
   if settings.positive:
     latents, positive, details = _examples(request)
   else:
     latents, positive, details = _scored_samples(request)
   boundary = fit_boundary(latents, positive, request.seed)
-  normal = boundary.normal
-  if condition is not None:
-    normal = conditioned(normal, condition)
+  normal, conditions, classes = boundary.normal, None, {}
+  if specs:
+    if CLASSES in specs:
+      class_normals, classes = class_boundaries(request)
+      files += list(class_normals)
+    conditions = np.stack(files)
+    normal = conditioned(normal, conditions)
   return Found(normal[None], [{
       "held_out_accuracy": boundary.accuracy,
       "held_out_balanced_accuracy": boundary.balanced_accuracy}], {
           **details, "positives": int(positive.sum()),
           "negatives": int((~positive).sum()),
           "held_out_share": _HELD_OUT,
-          "condition": settings.condition or None})
+          "condition": specs or None,
+          **({"condition_classes": classes} if classes else {})},
+      conditions)
+
+
+# `--condition=classes`: the digits' boundaries by the MNIST classifier.
+CLASSES = "classes"
+
+
+def class_boundaries(request: Request) -> tuple[np.ndarray, list[dict]]:
+  """A boundary per digit between it and the others [C, D], on
+  --num_samples sampled latents classed by the MNIST classifier (its most
+  probable digit), for each digit with at least _MIN_PER_SIDE samples on
+  each side; and per digit its count and held-out accuracies.
+
+  Raises:
+    UserError: no digit has enough samples on each side.
+  """
+  split, space = request.split, request.space
+  with request.strategy.scope():
+    extractor = features_lib.build("mnist_classifier", "",
+                                   request.run.image_shape)
+  z, labels = _sampled(request)
+  latents = _w_of(request, z, labels)
+  digits = distribute.map_rows(
+      request.strategy, lambda x, labels=None: tf.argmax(extractor.extract(
+          split.render(x, space, labels))[1], axis=-1), latents, labels)
+  normals, classes = [], []
+  for digit in range(extractor.num_classes):
+    members = digits == digit
+    if min(members.sum(), (~members).sum()) < _MIN_PER_SIDE:
+      continue
+    boundary = fit_boundary(latents, members, request.seed)
+    normals.append(boundary.normal)
+    classes.append({
+        "class": digit, "samples": int(members.sum()),
+        "held_out_accuracy": boundary.accuracy,
+        "held_out_balanced_accuracy": boundary.balanced_accuracy})
+  if not normals:
+    common = np.bincount(digits).argmax()
+    raise UserError(
+        f"--condition={CLASSES} needs a digit with at least "
+        f"{_MIN_PER_SIDE} samples and {_MIN_PER_SIDE} of other digits, and "
+        f"the MNIST classifier reads {np.sum(digits == common)} of the "
+        f"{len(digits)} samples as {common}; give more --num_samples or "
+        f"leave {CLASSES} out")
+  return np.stack(normals), classes
 
 
 def _scored_samples(request: Request) -> tuple[np.ndarray, np.ndarray,
@@ -448,21 +502,27 @@ def _logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
   return theta[:-1], float(theta[-1])
 
 
-def conditioned(normal: np.ndarray, condition: np.ndarray) -> np.ndarray:
-  """InterFaceGAN's conditional direction: n1 - (n1 . n2) n2, renormalised.
+def conditioned(normal: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+  """InterFaceGAN's conditional direction: normal n [D] less its part in
+  the span of the conditions [C, D] (or one [D]), renormalised; for one
+  condition c, n - (n . c) c / |c|^2.
 
-  Moving along it does not move along the condition n2, so that an edit
-  of one attribute keeps the other.
+  Moving along it does not move along any condition, so that an edit of
+  one attribute keeps the others.
 
   Raises:
-    UserError: the two are (nearly) the same direction.
+    UserError: normal lies (nearly) in the conditions' span.
   """
-  condition = condition / np.linalg.norm(condition)
-  projected = normal - (normal @ condition) * condition
+  # An orthonormal basis of their span [D, rank]: a condition that others
+  # already span adds nothing.
+  vectors, values, _ = np.linalg.svd(np.atleast_2d(conditions).T,
+                                     full_matrices=False)
+  basis = vectors[:, values > 1e-9 * values.max()]
+  projected = normal - basis @ (basis.T @ normal)
   norm = np.linalg.norm(projected)
   if norm < 1e-6:
-    raise UserError("--condition is the direction found, up to its sign: "
-                    "nothing is left once it is projected out")
+    raise UserError("--condition spans the direction found: nothing is left "
+                    "once it is projected out")
   return projected / norm
 
 
@@ -529,8 +589,10 @@ def load_direction(spec: str, *, flag: str, request: Request) -> np.ndarray:
   if not (path and index.isdigit()):
     path, index = spec, "0"
   if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+    also = f", or {CLASSES}" if flag == "--condition" else ""
     raise UserError(f"{flag}={spec}: {path} does not exist; give a "
-                    "directions.npy of python -m trainer.apply directions")
+                    "directions.npy of python -m trainer.apply directions"
+                    f"{also}")
   with tf.io.gfile.GFile(path, "rb") as f:
     data = f.read()
   try:

@@ -77,7 +77,8 @@ def _inverted_latents(request: directions_lib.Request, options: Options
 def directions(run: TrainedRun, strategy: tf.distribute.Strategy,
                options: Options) -> dict:
   """Directions by --method (trainer/apply/directions.py): directions.npy
-  [K, D], directions.json and grid.png (per row a direction's effect on a
+  [K, D] (and the --condition directions, conditions.npy), directions.json
+  and grid.png (per row a direction's effect on a
   sample, over strengths from -s to s)."""
   request = _directions_request(run, strategy, options)
   found = directions_lib.find(request)
@@ -96,6 +97,9 @@ def directions(run: TrainedRun, strategy: tf.distribute.Strategy,
              "grid_strengths": strengths.tolist()}
   files.write_npy(os.path.join(options.output_dir, "directions.npy"),
                   found.vectors.astype(np.float32))
+  if found.conditions is not None:  # what --condition projected out
+    files.write_npy(os.path.join(options.output_dir, "conditions.npy"),
+                    found.conditions.astype(np.float32))
   files.write_atomically(os.path.join(options.output_dir, "directions.json"),
                          json.dumps(summary, indent=2) + "\n")
   common.write_grid(options, "grid.png",
