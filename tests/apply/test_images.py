@@ -96,6 +96,11 @@ def _corrupt(directory: pathlib.Path) -> str:
   return str(path)
 
 
+def _folder(directory: pathlib.Path) -> str:
+  _gray(directory)
+  return str(directory)
+
+
 def _too_big(directory: pathlib.Path) -> str:
   return _save(directory / "big.png", _random_uint8((32, 32, 1)))
 
@@ -110,6 +115,8 @@ def _gray(directory: pathlib.Path) -> str:
 
 @pytest.mark.parametrize("make, channels, message", [
     (_missing, 1, "nowhere.png does not exist"),
+    (_folder, 1, "is a folder, and this reads one image file (a PNG, JPEG, "
+     "GIF or BMP); give one of its images"),
     (_corrupt, 1, "corrupt.png is not an image that can be decoded"),
     (_too_big, 1, "big.png is 32x32 but the model takes 28x28 images; pass "
      "--resize to resize it"),

@@ -71,7 +71,10 @@ def _decode(path: str) -> np.ndarray:
   Raises:
     UserError: there is no such file, or it is not a decodable image.
   """
-  if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+  if tf.io.gfile.isdir(path):
+    raise UserError(f"{path} is a folder, and this reads one image file (a "
+                    "PNG, JPEG, GIF or BMP); give one of its images")
+  if not tf.io.gfile.exists(path):
     raise UserError(f"{path} does not exist")
   with tf.io.gfile.GFile(path, "rb") as f:
     data = f.read()
