@@ -21,11 +21,13 @@ import tensorflow as tf
 
 from launch import local
 from tests.conftest import (PROCESS_TIMEOUT_SECONDS, REPO, TINY_FLAGS,
-                            cpu_strategy, load_config, run_command,
-                            saved_step, smoke_flags)
+                            assert_ended_with_line, cpu_strategy, load_config,
+                            run_command, saved_step, smoke_flags)
 from trainer import checkpoint as checkpoint_lib
+from trainer import cli
 from trainer import loop
 from trainer import signals
+from trainer.errors import UserError
 
 # 128 + the signal, as a shell reports a process ended by it.
 _PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
@@ -162,13 +164,37 @@ def test_ctrl_c_before_the_first_steps_stops_at_once_in_one_line(
     assert process.poll() is None and time.monotonic() < deadline
     time.sleep(0.1)
   process.send_signal(signal.SIGINT)
-  assert _finish([process]) == [_INTERRUPTED_EXIT_CODE]
-  log = (tmp_path / "a.log").read_text()
-  assert "Traceback" not in log
-  assert log.strip().splitlines()[-1] == (
+  (code,) = _finish([process])
+  assert_ended_with_line(
+      code, (tmp_path / "a.log").read_text(), _INTERRUPTED_EXIT_CODE,
       "stopped by Ctrl-C; the same command goes on from the last "
       f"checkpoint (if any): {shlex.join(_command(args))}")
   assert not _checkpoint_steps(workdir)
+
+
+# trainer.main, which sends itself SIGINT (Ctrl-C) when it starts to import
+# the module named by its first argument: a point of its start, reached the
+# same way every time. One line, as the command is in the line it ends with.
+_CTRL_C_AT_IMPORT = (
+    "import os, runpy, signal, sys; module = sys.argv.pop(1); "
+    "sys.addaudithook(lambda event, args: event == 'import' and args[0] == "
+    "module and os.kill(os.getpid(), signal.SIGINT)); "
+    "runpy.run_module('trainer.main', run_name='__main__', alter_sys=True)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["tensorflow", "trainer.loop"],
+                         ids=["while_tensorflow_loads", "before_main"])
+def test_ctrl_c_while_the_program_starts_stops_in_one_line(
+    module, tmp_path, mnist_dir):
+  workdir = tmp_path / "run"
+  command = [sys.executable, "-c", _CTRL_C_AT_IMPORT, module,
+             *_flags(mnist_dir, workdir, _MANY_STEPS)]
+  code, _, err = run_command(*command)
+  assert_ended_with_line(
+      code, err, _INTERRUPTED_EXIT_CODE, "stopped by Ctrl-C; run the same "
+      f"command to start again: {shlex.join(command)}")
+  assert not workdir.exists()
 
 
 @pytest.mark.slow
@@ -229,6 +255,43 @@ def test_ctrl_c_while_a_checkpoint_is_written_stops_once_it_is_complete(
   # The checkpoint is whole and listed as the latest.
   assert checkpointer.latest == str(tmp_path / "checkpoints" / "ckpt-7")
   assert saved_step(checkpointer.latest) == 7
+
+
+def test_ctrl_c_stops_in_its_line_whatever_error_replaces_it(capsys):
+  # Code that the KeyboardInterrupt unwinds may raise another error in its
+  # place: TensorFlow tracing a step did (autograph's AssertionError of a
+  # half-entered scope, pybind11's RuntimeError, a SystemError). Here one
+  # that errors_as_messages would end with its own line and exit code 1.
+  with pytest.raises(SystemExit) as stopped:
+    with signals.interrupt_as_line("stopped by Ctrl-C"), (
+        cli.errors_as_messages()):
+      try:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C, raised from here
+      finally:
+        raise UserError("a scope left half-entered")
+  assert stopped.value.code == _INTERRUPTED_EXIT_CODE
+  assert capsys.readouterr().err.strip().splitlines() == ["stopped by Ctrl-C"]
+
+
+class _SwallowsCtrlC:
+  """Library code that swallows Ctrl-C: what a `__del__` raises, Python
+  reports as ignored and goes on."""
+
+  def __del__(self):
+    signal.raise_signal(signal.SIGINT)
+
+
+def test_a_ctrl_c_that_library_code_swallowed_still_stops_in_one_line(
+    capsys):
+  went_on = False
+  with pytest.raises(SystemExit) as stopped:
+    with signals.interrupt_as_line("stopped by Ctrl-C"):
+      _SwallowsCtrlC()  # dropped at once: its __del__ runs here
+      went_on = True
+  assert went_on
+  assert stopped.value.code == _INTERRUPTED_EXIT_CODE
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      "stopped by Ctrl-C")
 
 
 @pytest.mark.slow

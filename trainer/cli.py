@@ -16,10 +16,16 @@ import difflib
 import keyword
 import os
 import re
-import signal
 import sys
 import tempfile
 from typing import Iterator
+
+from trainer import signals
+
+# Ctrl-C from here on, while TensorFlow loads (seconds) and the flags are
+# parsed too, ends the program in one line with the exit code 130; the entry
+# points' main then says more (trainer/signals.py).
+signals.stop_in_one_line()
 
 def _last_value(argv: list[str], flag: re.Pattern[str]) -> str | None:
   """The value of the last flag of `argv` that `flag` matches: its group 1
@@ -105,13 +111,8 @@ def _cpp_log_filtered(min_level: int) -> Iterator[None]:
 
 
 _TF_LOG_LEVEL = os.environ["TF_CPP_MIN_LOG_LEVEL"]
-# Ctrl-C while TensorFlow loads (seconds) ends the process at once, without
-# a traceback of the import: nothing has started yet. Python's handler is
-# back afterwards, for the entry points' own handling (trainer/signals.py).
-signal.signal(signal.SIGINT, signal.SIG_DFL)
 with _cpp_log_filtered(int(_TF_LOG_LEVEL) if _TF_LOG_LEVEL.isdigit() else 0):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags

@@ -13,10 +13,17 @@ first, so that Ctrl-C never damages one.
 
 The entry points end either way with one line and the exit code 128 + the
 signal, as a shell reports a process ended by it (`interrupt_as_line`,
-`exit_with`).
+`exit_with`), and so do they while they start (`stop_in_one_line`).
+
+A KeyboardInterrupt is raised wherever the program is, often deep in
+TensorFlow or Keras while the step is traced, and the code it unwinds is not
+always ready for it: an exit that fails half-way raises another error in its
+place, and a bare `except:` or a `__del__` swallows it. Whichever way it goes,
+a Ctrl-C still ends the program with its line and 130 (`_stop.interrupted`).
 """
 
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -33,9 +40,25 @@ class _Stop:
     self.in_loop = False  # training's loop has polled stop_requested
     self.writing = 0  # how many uninterrupted() are open
     self.deferred = False  # a Ctrl-C met while writing, raised after it
+    # A Ctrl-C was raised as KeyboardInterrupt and no line has said so yet.
+    self.interrupted = False
+    self.stderr = 2  # where stop_in_one_line's line goes (a copy of fd 2)
 
 
 _stop = _Stop()
+
+
+def _interrupt() -> NoReturn:
+  """Stops at once: raises KeyboardInterrupt, noting that Ctrl-C did."""
+  _stop.interrupted = True
+  raise KeyboardInterrupt
+
+
+def _raise_if_interrupted() -> None:
+  """Raises KeyboardInterrupt again for a Ctrl-C that library code swallowed,
+  so that it still stops the program."""
+  if _stop.interrupted:
+    raise KeyboardInterrupt
 
 
 def _on_sigterm(signum: int, frame) -> None:
@@ -56,7 +79,7 @@ def _on_sigint(signum: int, frame) -> None:
     logging.warning("Ctrl-C: stopping once the checkpoint being written is "
                     "complete")
   else:
-    raise KeyboardInterrupt
+    _interrupt()
 
 
 def stop_requests() -> Callable[[], bool]:
@@ -70,11 +93,13 @@ def stop_requests() -> Callable[[], bool]:
     its compiled loop: whether SIGTERM, or Ctrl-C within interrupt_as_line,
     asked training to save and stop. From its first poll on, the loop has
     trained steps that a save keeps, and Ctrl-C asks for one; before it
-    (building the state, tracing the step) Ctrl-C stops at once.
+    (building the state, tracing the step) Ctrl-C stops at once, and a poll
+    raises the KeyboardInterrupt of one that library code swallowed.
   """
   signal.signal(signal.SIGTERM, _on_sigterm)
 
   def stop_requested() -> bool:
+    _raise_if_interrupted()
     _stop.in_loop = True
     return bool(_stop.signal)
 
@@ -95,7 +120,7 @@ def uninterrupted() -> Iterator[None]:
     _stop.writing -= 1
   if _stop.deferred and not _stop.writing:
     _stop.deferred = False
-    raise KeyboardInterrupt
+    _interrupt()
 
 
 def command() -> str:
@@ -118,13 +143,63 @@ def exit_with(line: str) -> NoReturn:
 def interrupt_as_line(line: str) -> Iterator[None]:
   """Ctrl-C within it ends the process with `line` and the exit code 130.
 
-  Within training's loop, Ctrl-C asks for a save and stop instead.
+  Within training's loop, Ctrl-C asks for a save and stop instead. After a
+  Ctrl-C, whatever error ends the block is the Ctrl-C's (see the module's
+  docstring), and one that was swallowed stops the program when the block
+  ends, if nothing raised it again before.
   """
   previous = signal.signal(signal.SIGINT, _on_sigint)
   try:
+    _raise_if_interrupted()  # swallowed while the program started
     yield
-  except KeyboardInterrupt:
+    _raise_if_interrupted()
+  except BaseException as e:  # pylint: disable=broad-except
+    if not (_stop.interrupted or isinstance(e, KeyboardInterrupt)):
+      raise
+    _stop.interrupted = False
     print(line, file=sys.stderr)
     sys.exit(128 + signal.SIGINT)
   finally:
     signal.signal(signal.SIGINT, previous)
+
+
+def _end_in_one_line() -> NoReturn:
+  """Prints stop_in_one_line's line and ends the process with 130 at once."""
+  for stream in (sys.stdout, sys.stderr):
+    with contextlib.suppress(Exception):  # a stream the program closed
+      stream.flush()
+  os.write(_stop.stderr, "stopped by Ctrl-C; run the same command to start "
+           f"again: {command()}\n".encode())
+  # At once: nothing is written before the entry points' interrupt_as_line,
+  # and the interpreter's shutdown could meet a half-imported TensorFlow.
+  os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
+
+
+def stop_in_one_line() -> None:
+  """Ctrl-C outside the entry points' interrupt_as_line ends the program with
+  one line and the exit code 130, rather than a traceback.
+
+  For a program's start (TensorFlow takes seconds to load, then the flags
+  are parsed): call it from the main thread first thing, before TensorFlow
+  is imported. What reaches the top of the program after a Ctrl-C (its
+  KeyboardInterrupt, or the error that replaced it) is the line; code that
+  catches KeyboardInterrupt itself (pytest) is not affected. A Ctrl-C that
+  a `__del__` swallowed is not reported as an ignored exception (with a
+  traceback): interrupt_as_line and the loop's polls raise it again. The
+  line goes to the standard error of this moment, also if file descriptor 2
+  is redirected later (trainer/cli.py, while TensorFlow loads).
+  """
+  previous_uncaught, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+  def on_uncaught(kind, value, traceback) -> None:
+    if _stop.interrupted or issubclass(kind, KeyboardInterrupt):
+      _end_in_one_line()
+    previous_uncaught(kind, value, traceback)
+
+  def on_unraisable(unraisable) -> None:
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+      previous_unraisable(unraisable)
+
+  _stop.stderr = os.dup(2)
+  sys.excepthook, sys.unraisablehook = on_uncaught, on_unraisable
+  signal.signal(signal.SIGINT, _on_sigint)
