@@ -314,7 +314,56 @@ def test_mix_refuses_folders_of_different_counts(run, mnist_dir, tmp_path):
   assert not (tmp_path / "out").exists()
 
 
+@pytest.fixture(scope="module")
+def conditional_run(mnist_dir, tmp_path_factory) -> run_lib.TrainedRun:
+  """The tiny StyleGAN2 of `run`, class-conditional (10 digits)."""
+  workdir = tmp_path_factory.mktemp("stylegan2_conditional") / "run"
+  with functions_run_eagerly():
+    loop.run(load_config("smoke", **{
+        **TINY_STYLEGAN2, "data.source": f"idx:{mnist_dir}",
+        "data.split": "test[:9000]", "train.steps": 2,
+        "model.num_classes": 10}), str(workdir), cpu_strategy(1))
+  return run_lib.load(str(workdir), cpu_strategy(2))
+
+
+def test_mix_inverts_each_image_under_its_own_class(conditional_run,
+                                                     mnist_dir, tmp_path):
+  paths = [str(path) for path in sorted(_digit_pngs(
+      conditional_run, mnist_dir, tmp_path / "digits", 0, 2).glob("*.png"))]
+  options = dict(input=paths[0], mix_input=paths[1], resize=True,
+                 inversion=inversion.Settings(steps=5, restarts=1, space="z"))
+  # z is searched under the label: the mix input's ws change with its class.
+  second_ws = {}
+  for mix_label in (3, 7):
+    report = _apply(conditional_run, "mix", _options(
+        tmp_path / str(mix_label), label=3, mix_label=mix_label, **options))
+    assert report["labels"] == {"input": 3, "mix_input": mix_label}
+    second_ws[mix_label] = _saved(report, "mix.npz")["second_ws"]
+  assert not np.allclose(second_ws[3], second_ws[7])
+  # Without --mix_label, --label's class for both.
+  report = _apply(conditional_run, "mix", _options(tmp_path / "same",
+                                                   label=3, **options))
+  assert report["labels"] == {"input": 3, "mix_input": 3}
+  np.testing.assert_array_equal(_saved(report, "mix.npz")["second_ws"],
+                                second_ws[3])
+  with pytest.raises(UserError, match=r"--mix_label=10 is out of range; "
+                     r"this model draws classes 0 to 9"):
+    _apply(conditional_run, "mix", _options(tmp_path / "bad", label=3,
+                                            mix_label=10, **options))
+  with pytest.raises(UserError, match=r"this model is class-conditional: "
+                     r"pass the class of --input with --label"):
+    _apply(conditional_run, "mix", _options(tmp_path / "bad", mix_label=2,
+                                            **options))
+  assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("task,overrides,message", [
+    ("mix", {"mix_label": 2}, "--mix_label=2 is the class of --mix_input, "
+     "and there is none: give --input and --mix_input"),
+    ("mix", {"input": "<tmp>/b.png", "mix_input": "<tmp>/b.png",
+             "mix_label": 2, "resize": True},
+     "--mix_label=2 is for class-conditional models; this run's "
+     "model.num_classes is 0"),
     ("sample", {"truncation_cutoff": 9},
      "--truncation_cutoff=9 is out of range; this model has 8 ws: it must "
      "be in [1, 8]"),

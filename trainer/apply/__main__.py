@@ -66,6 +66,10 @@ _MIX_INPUT = flags.DEFINE_string(
     "from --cutoff on) are taken into --input's, or a folder of them paired "
     "with --input's folder in name order; without both, --num random pairs "
     "are mixed.")
+_MIX_LABEL = flags.DEFINE_integer(
+    "mix_label", -1, "mix, class-conditional models: the class of "
+    "--mix_input when it is not --label's (each image is inverted under its "
+    "own class); -1: --label.")
 _FRAMES = flags.DEFINE_integer(
     "frames", 10, "interpolate: images per path, both ends included.")
 _INPUT = flags.DEFINE_string(
@@ -190,7 +194,8 @@ def main(argv) -> None:
         truncation=_TRUNCATION.value, psi=_PSI.value,
         truncation_cutoff=_TRUNCATION_CUTOFF.value,
         noise_mode=_NOISE_MODE.value, cutoff=_CUTOFF.value,
-        mix_input=_MIX_INPUT.value, frames=_FRAMES.value,
+        mix_input=_MIX_INPUT.value, mix_label=_MIX_LABEL.value,
+        frames=_FRAMES.value,
         input=_INPUT.value, source=_SOURCE.value, split=_SPLIT.value,
         first=_FIRST.value, mask=_MASK.value, factor=_FACTOR.value,
         resize=_RESIZE.value, inversion=inversion.Settings(

@@ -49,6 +49,7 @@ class Options:
   noise_mode: str = "random"  # StyleGAN2's noise inputs (NOISE_MODES)
   cutoff: int | None = None  # mix: ws[:cutoff] from the first latent
   mix_input: str = ""  # mix: the image (or folder) whose ws are taken
+  mix_label: int = -1  # mix: the class of --mix_input; -1: --label's
   frames: int = 10
   input: str = ""  # a PNG; "" takes images from the data
   source: str = ""  # "" means the run's data.source
@@ -120,15 +121,17 @@ def split(run: TrainedRun, options: Options, *,
   return split
 
 
-def labels_for(run: TrainedRun, count: int, label: int) -> np.ndarray | None:
-  """Labels of generated images: --label, else every class in turn."""
+def labels_for(run: TrainedRun, count: int, label: int,
+               flag: str = "--label") -> np.ndarray | None:
+  """Labels of generated images: --label (or `flag`'s), else every class in
+  turn."""
   if not run.num_classes:
     if label >= 0:
-      raise UserError(f"--label={label} is for class-conditional models; "
+      raise UserError(f"{flag}={label} is for class-conditional models; "
                       "this run's model.num_classes is 0")
     return None
   if label >= run.num_classes:
-    raise UserError(f"--label={label} is out of range; this model draws "
+    raise UserError(f"{flag}={label} is out of range; this model draws "
                     f"classes 0 to {run.num_classes - 1}")
   if label >= 0:
     return np.full(count, label, np.int32)

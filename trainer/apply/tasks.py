@@ -485,7 +485,12 @@ def _inverted_pairs(run: TrainedRun, strategy: tf.distribute.Strategy,
         f"{options.mix_input} has {len(mix_inputs)}; mix pairs them in name "
         "order: give as many")
   images = images_lib.from_uint8(np.concatenate([inputs, mix_inputs]))
-  labels = _input_labels(run, options, 2 * count)
+  labels = mix_labels = _input_labels(run, options, count)
+  if options.mix_label >= 0:  # --mix_input's class; else --label's
+    mix_labels = common.labels_for(run, count, options.mix_label,
+                                   "--mix_label")
+  if labels is not None:
+    labels = np.concatenate([labels, mix_labels])
   result = common.invert(run, strategy, options, images,
                          np.ones(images.shape[:3] + (1,), np.float32),
                          lambda x: x, labels)
@@ -496,6 +501,8 @@ def _inverted_pairs(run: TrainedRun, strategy: tf.distribute.Strategy,
   psnr = images_lib.psnr(result.images, images)  # [2N]
   return _Inverted(images[:count], images[count:], ws[:count], ws[count:], {
       "images": {"input": input_paths, "mix_input": mix_paths},
+      "labels": None if labels is None else {
+          "input": int(labels[0]), "mix_input": int(labels[count])},
       "reconstruction_psnr": float(np.mean(psnr)),
       "reconstruction_psnr_per_image": {"input": psnr[:count].tolist(),
                                         "mix_input": psnr[count:].tolist()},
@@ -526,6 +533,10 @@ def mix(run: TrainedRun, strategy: tf.distribute.Strategy,
         "mix inverts two images: give both --input (the image mixed into) "
         "and --mix_input (the image whose --layers it takes), or neither to "
         "mix --num pairs of random latents")
+  if options.mix_label >= 0 and not options.mix_input:
+    raise UserError(f"--mix_label={options.mix_label} is the class of "
+                    "--mix_input, and there is none: give --input and "
+                    "--mix_input, or leave --mix_label out")
   report = {**common.report_header(run, options), "task": "mix",
             "layers": [layers.start, layers.stop],
             "cutoff": None if options.directions.layers else layers.start,
