@@ -34,10 +34,18 @@ _TINY_DCGAN = {"model.g_width": 8, "model.d_width": 8,
                "train.batch_size": 8}
 
 
-def _random_generator(family: str):
+_TINY_R3GAN = {"model.architecture": "r3gan", "model.image_size": 32,
+               "model.channels": 1, "model.channel_base": 512,
+               "model.channel_max": 32, "model.cardinality": 8,
+               "model.expansion": 2, "model.blocks_per_stage": 2,
+               "model.latent_dim": 8, "train.batch_size": 4}
+
+
+def _random_generator(family: str, **more):
   """A freshly initialised G of a tiny config of `family`, and its split."""
-  overrides = TINY_STYLEGAN2 if family == "stylegan2" else _TINY_DCGAN
-  config = load_config("smoke", **overrides)
+  overrides = {"stylegan2": TINY_STYLEGAN2, "dcgan": _TINY_DCGAN,
+               "r3gan": _TINY_R3GAN}[family]
+  config = load_config("smoke", **overrides, **more)
   architecture = models.ARCHITECTURES.get(config.model.architecture)
   generator, _ = architecture(config.model, "float32")
   return generator, architecture.split(generator)
@@ -52,9 +60,12 @@ def _assert_same_up_to_sign(found: np.ndarray, expected: np.ndarray):
 # ------------------------------------------------------- fast: the math
 
 
-@pytest.mark.parametrize("family", ["stylegan2", "dcgan"])
-def test_sefa_is_the_eigendecomposition_of_the_stacked_weights(family):
-  generator, split = _random_generator(family)
+@pytest.mark.parametrize("family,num_classes", [
+    ("stylegan2", 0), ("dcgan", 0), ("r3gan", 0), ("r3gan", 10)])
+def test_sefa_is_the_eigendecomposition_of_the_stacked_weights(family,
+                                                               num_classes):
+  generator, split = _random_generator(
+      family, **{"model.num_classes": num_classes})
   if family == "stylegan2":
     # Every affine kernel, as applied: the equalized learning rate's gain.
     kernels = [v.numpy() / np.sqrt(W_DIM) for v in generator.weights
@@ -62,11 +73,18 @@ def test_sefa_is_the_eigendecomposition_of_the_stacked_weights(family):
     assert len(kernels) == 11  # 7 convolutions and 4 toRGBs
     stacked = np.concatenate(kernels, axis=1).T  # [styles, w_dim]
     weights = split.latent_weights(range(NUM_WS)).numpy()
-  else:
+  elif family == "dcgan":
     # Found by type: Keras numbers the layers' names per process.
     dense = next(layer for layer in generator.layers
                  if isinstance(layer, keras.layers.Dense)).kernel
     stacked = dense.numpy()[:100].T  # [features, latent_dim]: z's rows
+    weights = split.latent_weights(range(0)).numpy()
+  else:
+    # R3GAN's generative basis: its kernel's rows on z (a conditional G
+    # concatenates the label's embedding after z: rows that are not z's).
+    kernel = generator.get_layer("basis").kernel.numpy()
+    assert kernel.shape[0] == 8 * (2 if num_classes else 1)
+    stacked = kernel[:8].T  # [channels, latent_dim]
     weights = split.latent_weights(range(0)).numpy()
   values, vectors = np.linalg.eigh(stacked.T.astype(np.float64) @ stacked)
   found_values, found = directions.sefa(weights, 5)
@@ -105,6 +123,26 @@ def test_pca_of_wide_features_finds_the_top_components():
   _assert_same_up_to_sign(components, vectors[:3])
   np.testing.assert_allclose(explained, values[:3]**2 / np.sum(values**2),
                              rtol=1e-4)
+
+
+def test_ganspace_in_z_reads_r3gans_generative_basis():
+  # R3GAN's first features, the basis scaled by a linear map of z, are
+  # linear in z: features = z M. The z of a component v is then the z
+  # whose features move along v, as for any linear first layer.
+  _, split = _random_generator("r3gan")
+  z = np.random.default_rng(2).standard_normal((2000, 8)).astype(np.float32)
+  features = split.first_features(tf.constant(z), None).numpy()
+  assert features.shape == (2000, 4 * 4 * 32)
+  linear = split.first_features(tf.eye(8), None).numpy()  # M [8, F]
+  np.testing.assert_allclose(features, z @ linear, atol=1e-4)
+  found, explained = directions.components_in_z(z, features, 3)
+  components, _ = directions.pca(features, 3)
+  # Each found z moves the features along its own component alone.
+  moved = found @ linear
+  moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+  np.testing.assert_allclose(np.abs(np.sum(moved * components, axis=1)),
+                             np.ones(3), atol=1e-4)
+  assert np.all(np.diff(explained) <= 0) and explained.sum() <= 1
 
 
 def test_components_in_z_undo_a_linear_first_layer():
