@@ -476,6 +476,9 @@ def _bad_inputs(tmp_path: pathlib.Path) -> pathlib.Path:
      "slant, width) nor an existing .keras model file"),
     ("stylegan2", "directions", {"method": "labels", "attribute": 12},
      "--attribute=12 is out of range; the classifier mnist has 10 outputs"),
+    ("stylegan2", "directions", {"method": "sefa", "condition": "classes"},
+     "--condition is for --method=labels, and --method=sefa has no use for "
+     "it: leave it out"),
     # The tiny DCGAN's samples all look like one digit.
     ("dcgan", "directions", {"method": "labels", "classifier": "width",
                              "condition": "classes"},

@@ -95,6 +95,10 @@ class Settings:
     if not self.strength > 0:
       raise UserError(f"--strength={self.strength} is out of range; it "
                       "must be > 0")
+    for name in ("condition", "positive", "negative"):
+      if getattr(self, name) and self.method != "labels":
+        raise UserError(f"--{name} is for --method=labels, and --method="
+                        f"{self.method} has no use for it: leave it out")
     if bool(self.positive) != bool(self.negative):
       raise UserError("labels from example images needs both --positive (a "
                       "folder of images with the attribute) and --negative "
