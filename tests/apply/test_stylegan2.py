@@ -357,6 +357,22 @@ def test_mix_inverts_each_image_under_its_own_class(conditional_run,
   assert not (tmp_path / "bad").exists()
 
 
+def test_inverting_for_edits_needs_the_class_of_a_conditional_model(
+    conditional_run, tmp_path):
+  Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "b.png")
+  image = str(tmp_path / "b.png")
+  for task, overrides, named in (
+      ("edit", {"input": image}, "--input"),
+      ("directions", {"directions": directions_lib.Settings(
+          method="labels", positive=image, negative=image)},
+       "--positive and --negative")):
+    with pytest.raises(UserError, match=(
+        f"this model is class-conditional: pass the class of {named} with "
+        r"--label=<0 to 9>")):
+      _apply(conditional_run, task, _options(tmp_path, **overrides))
+  assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("task,overrides,message", [
     ("mix", {"mix_label": 2}, "--mix_label=2 is the class of --mix_input, "
      "and there is none: give --input and --mix_input"),
