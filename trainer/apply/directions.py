@@ -278,15 +278,20 @@ def _labels(request: Request) -> Found:
   # The files are read first: a bad one stops before the work.
   files = [load_direction(spec, flag="--condition", request=request)
            for spec in specs if spec != CLASSES]
+  digits_of = _digits_reader(request) if CLASSES in specs else None
   if settings.positive:
     latents, positive, details = _examples(request)
+    if digits_of:  # the digits' boundaries come from samples
+      sampled, (digits,) = _sampled_outputs(request, [digits_of])
   else:
-    latents, positive, details = _scored_samples(request)
+    latents, positive, details, digits = _scored_samples(request, digits_of)
+    sampled = latents
   boundary = fit_boundary(latents, positive, request.seed)
   normal, conditions, classes = boundary.normal, None, {}
   if specs:
-    if CLASSES in specs:
-      class_normals, classes = class_boundaries(request)
+    if digits_of:
+      class_normals, classes = class_boundaries(sampled, digits,
+                                                request.seed)
       files += list(class_normals)
     conditions = np.stack(files)
     normal = conditioned(normal, conditions)
@@ -305,66 +310,92 @@ def _labels(request: Request) -> Found:
 CLASSES = "classes"
 
 
-def class_boundaries(request: Request) -> tuple[np.ndarray, list[dict]]:
-  """A boundary per digit between it and the others [C, D], on
-  --num_samples sampled latents classed by the MNIST classifier (its most
-  probable digit), for each digit with at least _MIN_PER_SIDE samples on
-  each side; and per digit its count and held-out accuracies.
+def class_boundaries(latents: np.ndarray, digits: np.ndarray,
+                     seed: int) -> tuple[np.ndarray, list[dict]]:
+  """A boundary per digit between it and the others [C, D], on latents
+  [N, D] whose images the MNIST classifier reads as digits [N], for each
+  digit with at least _MIN_PER_SIDE of them on each side; and per digit its
+  count and held-out accuracies.
 
   Raises:
-    UserError: no digit has enough samples on each side.
+    UserError: no digit has enough latents on each side.
   """
-  split, space = request.split, request.space
-  with request.strategy.scope():
-    extractor = features_lib.build("mnist_classifier", "",
-                                   request.run.image_shape)
-  z, labels = _sampled(request)
-  latents = _w_of(request, z, labels)
-  digits = distribute.map_rows(
-      request.strategy, lambda x, labels=None: tf.argmax(extractor.extract(
-          split.render(x, space, labels))[1], axis=-1), latents, labels)
   normals, classes = [], []
-  for digit in range(extractor.num_classes):
+  for digit in range(int(digits.max()) + 1):
     members = digits == digit
     if min(members.sum(), (~members).sum()) < _MIN_PER_SIDE:
       continue
-    boundary = fit_boundary(latents, members, request.seed)
+    boundary = fit_boundary(latents, members, seed)
     normals.append(boundary.normal)
     classes.append({
         "class": digit, "samples": int(members.sum()),
         "held_out_accuracy": boundary.accuracy,
         "held_out_balanced_accuracy": boundary.balanced_accuracy})
   if not normals:
-    common = np.bincount(digits).argmax()
+    most = np.bincount(digits).argmax()
     raise UserError(
         f"--condition={CLASSES} needs a digit with at least "
         f"{_MIN_PER_SIDE} samples and {_MIN_PER_SIDE} of other digits, and "
-        f"the MNIST classifier reads {np.sum(digits == common)} of the "
-        f"{len(digits)} samples as {common}; give more --num_samples or "
+        f"the MNIST classifier reads {np.sum(digits == most)} of the "
+        f"{len(digits)} samples as {most}; give more --num_samples or "
         f"leave {CLASSES} out")
   return np.stack(normals), classes
 
 
-def _scored_samples(request: Request) -> tuple[np.ndarray, np.ndarray,
-                                               dict]:
+def _scored_samples(
+    request: Request, digits_of: Callable[[tf.Tensor], tf.Tensor] | None
+) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray | None]:
   """Sampled latents [N, D], whether the classifier finds the attribute in
-  their images [N], and how they were scored."""
-  settings, split, space = request.settings, request.split, request.space
-  score = _classifier(request)
-  z, labels = _sampled(request)
-  latents = _w_of(request, z, labels)
-  scores = distribute.map_rows(
-      request.strategy, lambda x, labels=None: score(
-          split.render(x, space, labels)), latents, labels)  # [N]
+  their images [N], how they were scored, and with `digits_of` the digits
+  it reads in them [N] (else None): their images are drawn once."""
+  settings = request.settings
+  readers = [_classifier(request)] + ([digits_of] if digits_of else [])
+  latents, outputs = _sampled_outputs(request, readers)
+  scores, digits = outputs[0], (outputs[1] if digits_of else None)
   if settings.classifier in measures.MEASURES.names():
     # A measure has no natural cut: the samples' median splits them.
     threshold = float(np.median(scores))
     return latents, scores > threshold, {
-        "num_samples": len(z), "classifier": settings.classifier,
-        "threshold": threshold, "threshold_is": "the samples' median"}
+        "num_samples": len(latents), "classifier": settings.classifier,
+        "threshold": threshold, "threshold_is": "the samples' median"
+    }, digits
   return latents, scores > settings.threshold, {
-      "num_samples": len(z), "classifier": settings.classifier,
-      "attribute": settings.attribute, "threshold": settings.threshold}
+      "num_samples": len(latents), "classifier": settings.classifier,
+      "attribute": settings.attribute, "threshold": settings.threshold
+  }, digits
+
+
+def _sampled_outputs(request: Request, readers: list[Callable[
+    [tf.Tensor], tf.Tensor]]) -> tuple[np.ndarray, list[np.ndarray]]:
+  """--num_samples sampled latents [N, D] and what each reader reads in
+  their images (images [B, H, W, C] -> [B]), each [N]."""
+  split, space = request.split, request.space
+  z, labels = _sampled(request)
+  latents = _w_of(request, z, labels)
+
+  def read(x, labels=None):
+    images = split.render(x, space, labels)
+    return [reader(images) for reader in readers]
+
+  return latents, distribute.map_rows(request.strategy, read, latents,
+                                      labels)
+
+
+def _digits_reader(request: Request) -> Callable[[tf.Tensor], tf.Tensor]:
+  """images [B, H, W, C] in [-1, 1] -> the digit [B] the project's MNIST
+  classifier finds most probable."""
+  probabilities = _mnist_probabilities(request)
+  return lambda images: tf.argmax(probabilities(images), axis=-1)
+
+
+def _mnist_probabilities(request: Request
+                         ) -> Callable[[tf.Tensor], tf.Tensor]:
+  """images -> the 10 digits' probabilities [B, 10] by the project's MNIST
+  classifier (trainer/features)."""
+  with request.strategy.scope():
+    extractor = features_lib.build("mnist_classifier", "",
+                                   request.run.image_shape)
+  return lambda images: extractor.extract(images)[1]
 
 
 def _classifier(request: Request) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -378,11 +409,10 @@ def _classifier(request: Request) -> Callable[[tf.Tensor], tf.Tensor]:
   if spec in measures.MEASURES.names():
     return measures.MEASURES.get(spec)
   shape = request.run.image_shape
-  with request.strategy.scope():
-    if spec == "mnist":
-      extractor = features_lib.build("mnist_classifier", "", shape)
-      outputs = lambda images: extractor.extract(images)[1]
-    else:
+  if spec == "mnist":
+    outputs = _mnist_probabilities(request)
+  else:
+    with request.strategy.scope():
       model = _keras_model(spec)
       outputs = lambda images: tf.reshape(
           model(images, training=False), [tf.shape(images)[0], -1])
