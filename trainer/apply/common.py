@@ -121,6 +121,18 @@ def split(run: TrainedRun, options: Options, *,
   return split
 
 
+def input_labels(run: TrainedRun, count: int, label: int,
+                 images: str = "--input") -> np.ndarray | None:
+  """The labels of `count` real images (`images` names their flags):
+  --label, which a class-conditional model needs, as an image carries no
+  class."""
+  if run.num_classes and label < 0:
+    raise UserError(
+        f"this model is class-conditional: pass the class of {images} with "
+        f"--label=<0 to {run.num_classes - 1}>")
+  return labels_for(run, count, label)
+
+
 def labels_for(run: TrainedRun, count: int, label: int,
                flag: str = "--label") -> np.ndarray | None:
   """Labels of generated images: --label (or `flag`'s), else every class in

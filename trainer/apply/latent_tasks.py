@@ -28,13 +28,9 @@ def _directions_request(run: TrainedRun, strategy: tf.distribute.Strategy,
                         options: Options) -> directions_lib.Request:
   """What `directions` and `edit` read, once their options are checked."""
   split = common.split(run, options)
-  inverts = options.input or options.directions.positive
-  if inverts and run.num_classes and options.label < 0:
-    # Real images carry no class, and each is inverted under one.
-    flags = "--input" if options.input else "--positive and --negative"
-    raise UserError(
-        f"this model is class-conditional: pass the class of {flags} with "
-        f"--label=<0 to {run.num_classes - 1}>")
+  if options.input or options.directions.positive:  # checked before work
+    common.input_labels(run, 0, options.label, "--input" if options.input
+                        else "--positive and --negative")
   return directions_lib.Request(
       run=run, strategy=strategy, split=split, settings=options.directions,
       layers=directions_lib.layers_of(options.directions.layers, split,

@@ -169,18 +169,7 @@ def _input_targets(run: TrainedRun, options: Options, size: int) -> Targets:
                                 channels=run.config.model.channels,
                                 resize=options.resize)
   return Targets(images_lib.from_uint8(image[None]),
-                 _input_labels(run, options, 1), {"input": options.input})
-
-
-def _input_labels(run: TrainedRun, options: Options,
-                  count: int) -> np.ndarray | None:
-  """The labels of `count` --input images: --label, which a
-  class-conditional model needs (the class is not in the file)."""
-  if run.num_classes and options.label < 0:
-    raise UserError(
-        "this model is class-conditional: pass the class of --input with "
-        f"--label=<0 to {run.num_classes - 1}>")
-  return common.labels_for(run, count, options.label)
+                 common.input_labels(run, 1, options.label), {"input": options.input})
 
 
 def _quality(truth: np.ndarray, candidates: dict[str, np.ndarray],
@@ -485,7 +474,7 @@ def _inverted_pairs(run: TrainedRun, strategy: tf.distribute.Strategy,
         f"{options.mix_input} has {len(mix_inputs)}; mix pairs them in name "
         "order: give as many")
   images = images_lib.from_uint8(np.concatenate([inputs, mix_inputs]))
-  labels = mix_labels = _input_labels(run, options, count)
+  labels = mix_labels = common.input_labels(run, count, options.label)
   if options.mix_label >= 0:  # --mix_input's class; else --label's
     mix_labels = common.labels_for(run, count, options.mix_label,
                                    "--mix_label")
