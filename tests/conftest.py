@@ -240,6 +240,14 @@ TINY_FLAGS = ("--config.model.g_width=8", "--config.model.d_width=8",
 # the default second would be most of a small benchmark's time).
 PEAK_SECONDS = 0.1
 
+# R3GAN's: channels 32 at 4x4 to 16x16, 16 at 32x32, 8 at 64x64, 4 at
+# 128x128; 8 groups at 32 channels, 4 at 16, 2 at 8, 1 at 4.
+TINY_R3GAN = {"model.architecture": "r3gan", "model.image_size": 32,
+              "model.channels": 1, "model.channel_base": 512,
+              "model.channel_max": 32, "model.cardinality": 8,
+              "model.expansion": 2, "model.blocks_per_stage": 2,
+              "model.latent_dim": 8, "train.batch_size": 4}
+
 TINY_STYLEGAN2 = {"model.architecture": "stylegan2", "model.image_size": 32,
                   "data.resize": True, "model.channel_base": 128,
                   "model.channel_max": 16, "model.w_dim": 16,

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 import tensorflow as tf
 
-from tests.conftest import TINY_STYLEGAN2, cpu_strategy, load_config
+from tests.conftest import TINY_R3GAN, TINY_STYLEGAN2
+from tests.conftest import cpu_strategy, load_config
 from tests.conftest import functions_run_eagerly, run_command
 from trainer.apply import directions
 from trainer.apply import editing
@@ -34,17 +35,10 @@ _TINY_DCGAN = {"model.g_width": 8, "model.d_width": 8,
                "train.batch_size": 8}
 
 
-_TINY_R3GAN = {"model.architecture": "r3gan", "model.image_size": 32,
-               "model.channels": 1, "model.channel_base": 512,
-               "model.channel_max": 32, "model.cardinality": 8,
-               "model.expansion": 2, "model.blocks_per_stage": 2,
-               "model.latent_dim": 8, "train.batch_size": 4}
-
-
 def _random_generator(family: str, **more):
   """A freshly initialised G of a tiny config of `family`, and its split."""
   overrides = {"stylegan2": TINY_STYLEGAN2, "dcgan": _TINY_DCGAN,
-               "r3gan": _TINY_R3GAN}[family]
+               "r3gan": TINY_R3GAN}[family]
   config = load_config("smoke", **overrides, **more)
   architecture = models.ARCHITECTURES.get(config.model.architecture)
   generator, _ = architecture(config.model, "float32")
@@ -191,7 +185,7 @@ def test_the_conditional_direction_is_orthogonal_to_the_condition():
     directions.conditioned(normal, -2.0 * normal)
 
 
-def test_several_conditions_are_all_projected_out_and_a_repeated_one_adds_nothing():
+def test_several_conditions_are_projected_out_and_a_repeat_adds_nothing():
   rng = np.random.default_rng(4)
   normal, first, second = rng.standard_normal((3, 16))
   result = directions.conditioned(normal, np.stack([first, second]))

@@ -34,18 +34,22 @@ _FAST = inversion.Settings(steps=40, restarts=2, learning_rate=0.05)
 NUM_WS, W_DIM, LATENT_DIM = 8, 16, 8
 
 
-@pytest.fixture(scope="module")
-def run(mnist_dir, tmp_path_factory) -> run_lib.TrainedRun:
-  workdir = tmp_path_factory.mktemp("stylegan2") / "run"
-  # 2 steps, op by op (faster than building their graph), on one device
-  # (eager execution cannot gather from replicas).
-  # Loaded on two replicas below.
+def _trained(mnist_dir, workdir: pathlib.Path,
+             **overrides) -> run_lib.TrainedRun:
+  """The tiny StyleGAN2 after 2 steps, op by op (faster than building
+  their graph), on one device (eager execution cannot gather from
+  replicas); loaded on two replicas."""
   with functions_run_eagerly():
     loop.run(load_config("smoke", **{
         **TINY_STYLEGAN2, "data.source": f"idx:{mnist_dir}",
-        "data.split": "test[:9000]", "train.steps": 2}), str(workdir),
-              cpu_strategy(1))
-  loaded = run_lib.load(str(workdir), cpu_strategy(2))
+        "data.split": "test[:9000]", "train.steps": 2, **overrides}),
+             str(workdir), cpu_strategy(1))
+  return run_lib.load(str(workdir), cpu_strategy(2))
+
+
+@pytest.fixture(scope="module")
+def run(mnist_dir, tmp_path_factory) -> run_lib.TrainedRun:
+  loaded = _trained(mnist_dir, tmp_path_factory.mktemp("stylegan2") / "run")
   loaded.split.w_avg.assign(
       np.random.default_rng(0).normal(size=W_DIM).astype(np.float32))
   return loaded
@@ -317,13 +321,8 @@ def test_mix_refuses_folders_of_different_counts(run, mnist_dir, tmp_path):
 @pytest.fixture(scope="module")
 def conditional_run(mnist_dir, tmp_path_factory) -> run_lib.TrainedRun:
   """The tiny StyleGAN2 of `run`, class-conditional (10 digits)."""
-  workdir = tmp_path_factory.mktemp("stylegan2_conditional") / "run"
-  with functions_run_eagerly():
-    loop.run(load_config("smoke", **{
-        **TINY_STYLEGAN2, "data.source": f"idx:{mnist_dir}",
-        "data.split": "test[:9000]", "train.steps": 2,
-        "model.num_classes": 10}), str(workdir), cpu_strategy(1))
-  return run_lib.load(str(workdir), cpu_strategy(2))
+  return _trained(mnist_dir, tmp_path_factory.mktemp("stylegan2_conditional")
+                  / "run", **{"model.num_classes": 10})
 
 
 def test_mix_inverts_each_image_under_its_own_class(conditional_run,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import TINY_R3GAN
 from tests.conftest import assert_float32_finite_ends
 from tests.conftest import assert_replicas_agree
 from tests.conftest import cpu_strategy
@@ -18,13 +19,7 @@ from trainer.models import r3gan
 from trainer import state as state_lib
 from trainer import step as step_lib
 
-# Channels 32 at 4x4 to 16x16, 16 at 32x32, 8 at 64x64, 4 at 128x128;
-# 8 groups at 32 channels, 4 at 16, 2 at 8, 1 at 4.
-TINY = {"model.architecture": "r3gan", "model.image_size": 32,
-        "model.channels": 1, "model.channel_base": 512,
-        "model.channel_max": 32, "model.cardinality": 8,
-        "model.expansion": 2, "model.blocks_per_stage": 2,
-        "model.latent_dim": 8, "train.batch_size": 4}
+TINY = TINY_R3GAN  # tests/conftest.py says its widths and groups
 
 
 def _config(**overrides):
